@@ -1,0 +1,92 @@
+"""Preference losses: one small function each, per pair, from summed completion log-probabilities.
+
+Every loss takes a `PairLogps` (policy and reference log-probs of the chosen and rejected completions, each
+summed over the completion's tokens, plus the completions' token counts) and returns the per-pair loss; the
+trainer averages over pairs. `delta` below is the DPO implicit-reward margin before beta:
+(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class PairLogps:
+    chosen: torch.Tensor            # [pairs] policy log pi(y_w | x), summed over completion tokens
+    rejected: torch.Tensor          # [pairs] policy log pi(y_l | x)
+    ref_chosen: torch.Tensor        # [pairs] reference log-probs (zeros for reference-free losses)
+    ref_rejected: torch.Tensor
+    chosen_tokens: torch.Tensor     # [pairs] number of completion tokens (for length-normalised losses)
+    rejected_tokens: torch.Tensor
+
+    def delta(self) -> torch.Tensor:
+        return (self.chosen - self.ref_chosen) - (self.rejected - self.ref_rejected)
+
+
+def sigmoid(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7): -log sigmoid(beta * delta).
+
+    With label_smoothing = eps > 0 it is conservative DPO (cDPO, Mitchell 2023): the preference label is assumed
+    flipped with probability eps, so the loss is the expectation over both labels.
+    """
+    logits = beta * p.delta()
+    return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+
+
+def ipo(p: PairLogps, beta: float) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17): (h - 1/(2 tau))^2 with tau = beta.
+
+    h is the log-ratio margin with each completion's log-ratio averaged over its tokens, as the IPO authors
+    confirmed their results use (and as TRL computes it), so that beta means the same at any completion length.
+    """
+    chosen = (p.chosen - p.ref_chosen) / p.chosen_tokens.clamp(min=1)
+    rejected = (p.rejected - p.ref_rejected) / p.rejected_tokens.clamp(min=1)
+    return (chosen - rejected - 1 / (2 * beta)) ** 2
+
+
+def hinge(p: PairLogps, beta: float) -> torch.Tensor:
+    """SLiC-HF calibration loss (Zhao et al. 2023, eq. 1) on DPO's log-ratios: max(0, 1 - beta * delta),
+    i.e. a margin of 1/beta between chosen and rejected."""
+    return torch.relu(1 - beta * p.delta())
+
+
+def robust(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Robust DPO (Chowdhury et al. 2024, eq. 8): an unbiased estimate of the DPO loss when labels are flipped
+    with known rate eps = label_smoothing < 0.5."""
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"robust DPO needs 0 <= label_smoothing < 0.5, got {label_smoothing}")
+    logits = beta * p.delta()
+    clean = -(1 - label_smoothing) * F.logsigmoid(logits)
+    flipped = -label_smoothing * F.logsigmoid(-logits)
+    return (clean - flipped) / (1 - 2 * label_smoothing)
+
+
+def simpo(p: PairLogps, beta: float, gamma: float = 0.5, label_smoothing: float = 0.0) -> torch.Tensor:
+    """SimPO (Meng et al. 2024, eq. 6): reference-free, length-normalised:
+    -log sigmoid(beta/|y_w| log pi(y_w|x) - beta/|y_l| log pi(y_l|x) - gamma), gamma the target reward margin."""
+    chosen = p.chosen / p.chosen_tokens.clamp(min=1)
+    rejected = p.rejected / p.rejected_tokens.clamp(min=1)
+    logits = beta * (chosen - rejected) - gamma
+    return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+
+
+LOSSES = {"sigmoid": sigmoid, "ipo": ipo, "hinge": hinge, "robust": robust, "simpo": simpo}
+REFERENCE_FREE = {"simpo"}
+
+
+def pair_loss(name: str, p: PairLogps, beta: float, label_smoothing: float = 0.0,
+              simpo_gamma: float = 0.5) -> torch.Tensor:
+    """Dispatch by name -> per-pair losses [pairs]."""
+    if name == "sigmoid":
+        return sigmoid(p, beta, label_smoothing)
+    if name == "robust":
+        return robust(p, beta, label_smoothing)
+    if name == "simpo":
+        return simpo(p, beta, simpo_gamma, label_smoothing)
+    if name in LOSSES:
+        return LOSSES[name](p, beta)
+    raise ValueError(f"unknown loss_type {name!r}; choose one of {', '.join(LOSSES)}")
