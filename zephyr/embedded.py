@@ -55,26 +55,17 @@ def _checkpoint_ok(folder: Path) -> bool:
     return all((folder / name).exists() and _sha256(folder / name) == digest for name, digest in expected.items())
 
 
-def convert_gguf(gguf_file: Path, output_dir: Path) -> Path:
-    """Dequantise a GGUF file into a safetensors checkpoint (+ tokenizer) at `output_dir`, atomically."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def write_atomically(output_dir: Path, fill) -> Path:
+    """Run `fill(staging_folder)`, checksum what it wrote, then rename the folder into place.
 
+    A crash inside `fill` leaves neither `output_dir` nor the staging folder behind.
+    """
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=output_dir.name + ".tmp-", dir=output_dir.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-        model.config.name_or_path = HUB_ID
-        model.config.architectures = [type(model).__name__]
-        # the weights are dequantised now: a leftover GGUF quantization_config would mislead later loads
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.hf_quantizer = None
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        weights = sorted(p.name for p in staging.glob("*.safetensors"))
-        manifest = {"source": str(gguf_file), "hub_id": HUB_ID,
-                    "sha256": {name: _sha256(staging / name) for name in weights}}
+        fill(staging)
+        files = sorted(p.name for p in staging.iterdir() if p.is_file())
+        manifest = {"sha256": {name: _sha256(staging / name) for name in files}}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if output_dir.exists():  # a stale or corrupt cache: replace it whole
             shutil.rmtree(output_dir)
@@ -85,9 +76,32 @@ def convert_gguf(gguf_file: Path, output_dir: Path) -> Path:
     return output_dir
 
 
+def convert_gguf(gguf_file: Path, output_dir: Path) -> Path:
+    """Dequantise a GGUF file into a safetensors checkpoint (+ tokenizer) at `output_dir`, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def fill(staging: Path) -> None:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+        model.config.name_or_path = HUB_ID
+        model.config.architectures = [type(model).__name__]
+        # the weights are dequantised now: a leftover GGUF quantization_config would mislead later loads
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer = None
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+
+    return write_atomically(output_dir, fill)
+
+
+def embedded_dir() -> Path:
+    return cache_root() / "embedded" / "gemma-3-270m"
+
+
 def embedded_checkpoint(progress: bool = True) -> Path:
     """Path of the converted embedded checkpoint, converting on first use only."""
-    folder = cache_root() / "embedded" / "gemma-3-270m"
+    folder = embedded_dir()
     if _checkpoint_ok(folder):
         return folder
     if progress:

@@ -1,0 +1,85 @@
+"""Model loading from a local folder built from a config: dtype, pad token, templates, LoRA, bad paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zephyr.chat_template import JINJA
+from zephyr.models import ModelConfig, load_model, load_tokenizer, resolve, resolve_dtype, template_of
+
+
+@pytest.mark.parametrize("arch", ["mistral", "llama", "gemma3"])
+def test_load_tiny_model_and_tokenizer(arch, tiny_model_dir):
+    config = ModelConfig(model=str(tiny_model_dir(arch)))
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, tokenizer)
+    assert config.chat_template == "zephyr"  # "auto" resolved for a checkpoint without our template
+    assert tokenizer.chat_template == JINJA["zephyr"]
+    assert model.dtype == torch.float32  # auto on CPU
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    logits = model(torch.tensor([[1, 5, 6, 7]])).logits
+    assert logits.shape == (1, 4, len(tokenizer))
+
+
+def test_auto_template_keeps_the_checkpoints_own(tiny_model_dir, tmp_path):
+    config = ModelConfig(model=str(tiny_model_dir("llama")), chat_template="chatml")
+    tokenizer = load_tokenizer(config)
+    tokenizer.save_pretrained(tmp_path)
+    assert template_of(load_tokenizer(ModelConfig(model=str(tmp_path))) ) == "chatml"
+
+
+def test_chatml_adds_missing_special_tokens_and_resizes(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    base = tiny_model_dir("mistral")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    # a base tokenizer that lacks the ChatML tokens, like Gemma's
+    plain = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, bos_token="<s>", eos_token="</s>")
+    plain.save_pretrained(tmp_path)
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((base / name).read_bytes())
+    config = ModelConfig(model=str(tmp_path), chat_template="chatml")
+    tok = load_tokenizer(config)
+    assert tok.convert_tokens_to_ids("<|im_end|>") != tok.unk_token_id
+    assert len(tok("<|im_end|>", add_special_tokens=False)["input_ids"]) == 1
+    model = load_model(config, tok)
+    assert model.get_input_embeddings().weight.shape[0] >= len(tok)
+
+
+def test_pad_token_is_set_when_missing(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir("mistral"))
+    no_pad = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, bos_token="<s>", eos_token="</s>")
+    no_pad.save_pretrained(tmp_path)
+    assert load_tokenizer(ModelConfig(model=str(tmp_path))).pad_token == "</s>"
+
+
+def test_lora_wraps_for_training_only(tiny_model_dir):
+    config = ModelConfig(model=str(tiny_model_dir("llama")), use_lora=True, lora_r=4)
+    tokenizer = load_tokenizer(config)
+    trained = load_model(config, tokenizer, for_training=True)
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trained.parameters())
+    assert 0 < trainable < total / 5
+    assert any("lora_A" in name for name, _ in trained.named_parameters())
+    plain = load_model(config, tokenizer, for_training=False)
+    assert not any("lora_A" in name for name, _ in plain.named_parameters())
+
+
+def test_dtypes_and_bad_inputs(tmp_path):
+    assert resolve_dtype("bf16") == torch.bfloat16
+    assert resolve_dtype("auto") == (torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+                                     else torch.float32)
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        resolve_dtype("float8")
+    with pytest.raises(FileNotFoundError, match="GGUF file not found"):
+        resolve(str(tmp_path / "missing.gguf"))
+    stray = tmp_path / "weights.bin"
+    stray.write_bytes(b"x")
+    with pytest.raises(ValueError, match="is a file"):
+        resolve(str(stray))
+    assert resolve("google/gemma-3-270m") == ("google/gemma-3-270m", None)
+    with pytest.raises(ValueError, match="unknown chat_template"):
+        load_tokenizer(ModelConfig(model=str(tmp_path), chat_template="llama3"))
