@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# no hub here (and none wanted in tests): fail fast instead of retrying network calls
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from zephyr.tiny import tiny_checkpoint, tiny_tokenizer
+import pytest  # noqa: E402
+
+from zephyr.tiny import tiny_checkpoint, tiny_tokenizer  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

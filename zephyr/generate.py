@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from .chat_template import validate
 from .config import field, parse_args
-from .errors import ConversationError, DataError
+from .chat_template import ConversationError
+from .errors import DataError
 from .generation import SamplingConfig, batched, generate_batch
 
 

@@ -1,0 +1,121 @@
+"""`zephyr generate` (batched, resumable, validated input) and `zephyr chat` (streaming REPL) on a tiny model."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zephyr.cli import main as cli
+from zephyr.errors import DataError
+from zephyr.generate import GenerateConfig, finished_rows, read_conversations, run
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+CONVERSATIONS = [{"messages": [{"role": "user", "content": f"Question {i}?"}]} for i in range(5)] + [
+    {"prompt": "Plain prompt"},
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"}]},
+]
+
+
+def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    out = tmp_path / "out.jsonl"
+    common = ["--model", str(tiny_model_dir("llama")), "--input", str(source), "--output", str(out),
+              "--max_new_tokens", "6", "--batch_size", "3"]
+    assert cli(["generate", *common]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["index"] for r in rows) == list(range(len(CONVERSATIONS)))
+    for row in rows:
+        original = CONVERSATIONS[row["index"]]
+        assert row["messages"][-1] == {"role": "assistant", "content": row["reply"]}
+        assert len(row["messages"]) == len(original.get("messages", [0])) + 1
+    first = {r["index"]: r["reply"] for r in rows}
+
+    # a kill during the second batch: keep the first batch, leave a torn line
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]) + lines[3][:10])
+    assert finished_rows(out) == {0, 1, 2} and out.read_text() == "".join(lines[:3])
+    report = run(GenerateConfig(**{"model": str(tiny_model_dir("llama")), "input": str(source),
+                                   "output": str(out), "max_new_tokens": 6, "batch_size": 3}))
+    assert report["already_done"] == 3 and report["generated"] == len(CONVERSATIONS) - 3
+    again = {json.loads(line)["index"]: json.loads(line)["reply"] for line in out.read_text().splitlines()}
+    assert again == first  # same seed, same batches: the resumed run reproduces the uninterrupted one
+
+    # nothing left to do: the model is not even loaded
+    assert run(GenerateConfig(model="/nonexistent", input=str(source), output=str(out)))["generated"] == 0
+
+
+def test_greedy_generation_is_deterministic(tiny_model_dir, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS[:2])
+    outputs = []
+    for name in ("a", "b"):
+        cfg = GenerateConfig(model=str(tiny_model_dir("mistral")), input=str(source), output=str(tmp_path / name),
+                             temperature=0, max_new_tokens=5, seed=int(name == "b"))
+        run(cfg)
+        outputs.append((tmp_path / name).read_text())
+    assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "in.jsonl:2: not valid JSON"),
+    ('["a list"]', "in.jsonl:2: each line must be a JSON object"),
+    ('{"text": "hi"}', "in.jsonl:2: field 'messages': missing"),
+    ('{"messages": [{"role": "user", "content": ""}]}', "in.jsonl:2: field 'messages': message 0 (user) has empty"),
+    ('{"messages": [{"role": "bot", "content": "x"}]}', "in.jsonl:2: field 'messages': message 0 has unknown role"),
+    ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
+     "in.jsonl:2: field 'messages': the last message must be a user turn"),
+])
+def test_bad_input_names_file_line_and_field(tmp_path, line, message):
+    source = write_jsonl(tmp_path / "in.jsonl", [CONVERSATIONS[0], line, CONVERSATIONS[1]])
+    with pytest.raises(DataError) as err:
+        read_conversations(str(source))
+    assert message in str(err.value)
+    rows, skipped = read_conversations(str(source), skip_invalid=True)
+    assert len(rows) == 2 and skipped == 1
+
+
+def test_cli_prints_clean_error_without_traceback(tmp_path, capsys):
+    source = write_jsonl(tmp_path / "in.jsonl", ["{oops"])
+    assert cli(["generate", "--input", str(source), "--output", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:1: not valid JSON" in err and "Traceback" not in err
+    assert cli(["generate", "--max_new_token", "3"]) == 2
+    assert "did you mean 'max_new_tokens'" in capsys.readouterr().err
+
+
+def test_chat_loop_streams_and_handles_commands(tiny_model_dir):
+    from zephyr.chat import ChatConfig, chat_loop
+    from zephyr.models import load_model, load_tokenizer
+
+    config = ChatConfig(model=str(tiny_model_dir("gemma3")), max_new_tokens=4, temperature=0)
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, tokenizer).eval()
+    script = io.StringIO("hello\n/system Be terse.\nfirst\nsecond\n/reset\n/bogus\nthird\n/quit\nnever\n")
+    out = io.StringIO()
+    messages = chat_loop(model, tokenizer, config, script, out)
+    text = out.getvalue()
+    assert text.count("assistant> ") == 4
+    assert "(system prompt set; conversation reset)" in text and "(conversation reset)" in text
+    assert "unknown command /bogus" in text
+    # after /reset the system prompt stays and only the last exchange remains; "never" came after /quit
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+    assert messages[0]["content"] == "Be terse." and messages[1]["content"] == "third"
+
+
+def test_chat_command_over_a_pipe(tiny_model_dir):
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run([sys.executable, "-m", "zephyr", "chat", "--model", str(tiny_model_dir("mistral")),
+                             "--max_new_tokens", "3"], input="hi there\nhow are you\n", capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("assistant> ") == 2 and result.stdout.count("you> ") == 3
