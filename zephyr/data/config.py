@@ -1,0 +1,34 @@
+"""`DataConfig`: which data a stage trains and evaluates on. Stage configs inherit it next to ModelConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import field
+from .decontaminate import DEFAULT_NGRAM
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which datasets to mix, how to split them, and how to clean them."""
+
+    dataset_mixer: dict[str, float] = field(
+        {}, help="source -> fraction of its training rows to use (0-1). A source is a local .jsonl/.json/.parquet/"
+                 ".csv file or folder, or a hub id; 'source@split' picks one split; a value may also be "
+                 "{fraction, splits, config, revision}")
+    dataset_splits: list[str] = field(
+        ["train", "test"], help="splits to read from each source (hub names, or file names in a folder); "
+                                "a split whose name contains 'test' is used for evaluation only")
+    test_split_size: float = field(
+        0.05, help="held-out share of a source's training rows when it has no test split (>= 1: a row count; "
+                   "0: none)")
+    seed: int = field(42, help="seed for shuffling, hold-out, sampling and UltraFeedback binarization")
+    skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping at the first one")
+    chat_filter: bool = field(False, help="clean dialogues as for raw UltraChat: truecase, drop 'as an AI' replies, "
+                                          "drop empty or one-sided dialogues")
+    decontaminate: list[str] = field(
+        [], help="eval prompt files (MT-Bench question.jsonl, AlpacaEval .json, IFEval .jsonl); training rows "
+                 "whose prompt shares an n-gram with them are dropped")
+    decontaminate_ngram: int = field(DEFAULT_NGRAM, help="n-gram length in words for decontamination")
+    max_train_samples: int | None = field(None, help="cap on training rows after mixing (None: all)")
+    max_eval_samples: int | None = field(None, help="cap on evaluation rows after mixing (None: all)")

@@ -1,0 +1,195 @@
+"""Read rows from JSONL / JSON / Parquet / CSV files or a Hugging Face dataset id, and write JSONL/Parquet.
+
+Every row comes with a `Where` (file + 1-based line for JSONL/CSV, file + row index for JSON/Parquet/hub) so
+that a bad row can be reported precisely. The line-based formats are parsed here rather than through
+`datasets` because its Arrow JSON/CSV readers report a malformed line as an Arrow error without the line.
+A line that is not valid JSON is yielded as a DataError (not raised) so the caller can skip and count it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from ..errors import DataError
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+# CSV cells cannot hold lists, so nested columns are stored as JSON text; these are decoded back.
+NESTED_CSV_COLUMNS = ("messages", "prompt", "chosen", "rejected", "completions", "metadata")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a row came from: `number` is a 1-based line (JSONL, CSV) or a 0-based row index (JSON, Parquet, hub)."""
+
+    path: str
+    number: int
+    kind: str = "line"  # "line" or "row"
+
+    def error(self, problem: str, field: str | None = None) -> DataError:
+        err = DataError(problem, self.path, self.number, field)
+        if self.kind == "row":  # "file:3" would read as a line number; say "row 3" instead
+            what = f"field '{field}': " if field else ""
+            err.args = (f"{self.path} (row {self.number}): {what}{problem}",)
+        return err
+
+
+def progress(items: Iterable, desc: str, total: int | None = None, unit: str = "row") -> Iterable:
+    """A tqdm bar on stderr, hidden when stderr is not a terminal (logs, tests)."""
+    return tqdm(items, desc=desc, total=total, unit=unit, disable=None, leave=False, dynamic_ncols=True)
+
+
+def file_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"unsupported file type '{suffix}' (use .jsonl, .json, .parquet or .csv)", str(path))
+    return FORMATS[suffix]
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[Where, Any]]:
+    """Yield (where, row) for every row of a local file; a row that cannot be parsed is yielded as a DataError."""
+    path = Path(path)
+    fmt = file_format(path)
+    if not path.is_file():
+        raise DataError("file not found", str(path))
+    reader = {"jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "csv": _read_csv}[fmt]
+    yield from reader(path)
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[Where, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = Where(str(path), number)
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield where, where.error(f"not valid JSON ({err.msg} at column {err.colno})")
+
+
+def _read_json(path: Path) -> Iterator[tuple[Where, Any]]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if err.msg == "Extra data":  # `datasets.Dataset.to_json` writes JSON lines under a .json name
+            yield from _read_jsonl(path)
+            return
+        raise DataError(f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})", str(path),
+                        err.lineno) from None
+    if isinstance(data, dict):  # {"data": [...]} style wrappers: exactly one list of rows inside
+        lists = [value for value in data.values() if isinstance(value, list)]
+        if len(lists) != 1:
+            raise DataError("a JSON file must hold a list of rows (or an object with exactly one list)", str(path))
+        data = lists[0]
+    if not isinstance(data, list):
+        raise DataError("a JSON file must hold a list of rows", str(path))
+    for index, row in enumerate(data):
+        yield Where(str(path), index, "row"), row
+
+
+def _read_parquet(path: Path) -> Iterator[tuple[Where, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError for a corrupt or non-parquet file
+        raise DataError(f"not a readable Parquet file ({err})", str(path)) from None
+    index = 0
+    for batch in parquet.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            yield Where(str(path), index, "row"), row
+            index += 1
+
+
+def _read_csv(path: Path) -> Iterator[tuple[Where, Any]]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long assistant replies exceed the 128 KiB default
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        end_of_previous = reader.line_num
+        for cells in reader:
+            where = Where(str(path), end_of_previous + 1)  # a quoted cell may span lines: report where it starts
+            end_of_previous = reader.line_num
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                yield where, where.error(f"has {len(cells)} cells but the header has {len(header)}")
+                continue
+            yield where, {name: _decode_cell(name, value) for name, value in zip(header, cells)}
+
+
+def _decode_cell(name: str, value: str) -> Any:
+    if value == "":
+        return None
+    if name in NESTED_CSV_COLUMNS and value[:1] in "[{":
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        # only structured data is decoded: a reply that happens to be "[1, 2]" stays text
+        if isinstance(decoded, dict) or (isinstance(decoded, list) and all(isinstance(x, dict) for x in decoded)):
+            return decoded
+    return value
+
+
+def read_hub(dataset_id: str, split: str, config: str | None = None, revision: str | None = None
+             ) -> Iterator[tuple[Where, Any]]:
+    """Rows of one split of a Hugging Face dataset (`datasets.load_dataset`); errors name the id and split.
+
+    A split the dataset does not have raises `MissingSplit`, so that the mixer can skip optional splits.
+    """
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(dataset_id, config, split=split, revision=revision)
+    except ValueError as err:
+        if "split" in str(err).lower() and split in str(err):
+            raise MissingSplit(dataset_id, split) from None
+        raise DataError(f"cannot load split '{split}': {err}", dataset_id) from None
+    except Exception as err:  # offline, unknown id, gated: the hub's errors are many; say which source failed
+        raise DataError(f"cannot load split '{split}' from the Hugging Face Hub: {type(err).__name__}: {err}",
+                        dataset_id) from None
+    name = f"{dataset_id}@{split}"
+    for index, row in enumerate(dataset):
+        yield Where(name, index, "row"), row
+
+
+class MissingSplit(LookupError):
+    def __init__(self, source: str, split: str):
+        super().__init__(f"{source} has no split '{split}'")
+        self.source, self.split = source, split
+
+
+def write_rows(rows: Iterable[dict], path: str | Path) -> int:
+    """Write rows as JSONL (default), JSON or Parquet, chosen by the file extension; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = FORMATS.get(path.suffix.lower(), "jsonl")
+    rows = list(rows) if fmt in ("json", "parquet") else rows
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return len(rows)
+    if fmt == "json":
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+        return len(rows)
+    if fmt == "csv":
+        raise DataError("writing CSV is not supported (nested columns); use .jsonl, .json or .parquet", str(path))
+    count = 0
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
