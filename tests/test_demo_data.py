@@ -1,0 +1,156 @@
+"""The embedded demo data: loads, renders, keeps train and test apart, states only correct arithmetic, and is
+exactly what scripts/make_demo_data.py produces."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from zephyr.chat_template import render_text, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "zephyr" / "demo_data"
+SIZES = {"sft_train": (200, 280), "sft_test": (20, 40), "pairs_train": (180, 220), "pairs_test": (50, 70)}
+# Every computed claim in the data is written `a op b [op c ...] = result`, spaces around each operator.
+EQUATION = re.compile(r"(\d+(?: [-+×÷] \d+)+) = (\d+)")
+
+
+def load(name: str) -> list[dict]:
+    with open(DATA / f"{name}.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def replies(name: str) -> list[str]:
+    """The good replies of a file: every assistant turn of an SFT file, the chosen of a pairs file."""
+    if name.startswith("sft"):
+        return [m["content"] for row in load(name) for m in row["messages"] if m["role"] == "assistant"]
+    return [row["chosen"] for row in load(name)]
+
+
+def evaluate(expression: str) -> Fraction:
+    """Evaluate `a op b op c` with the usual precedence (× ÷ before + -), exactly."""
+    tokens = expression.split()
+    terms: list[Fraction] = [Fraction(tokens[0])]
+    signs: list[int] = [1]
+    for op, number in zip(tokens[1::2], tokens[2::2]):
+        value = Fraction(number)
+        if op == "×":
+            terms[-1] *= value
+        elif op == "÷":
+            terms[-1] /= value
+        else:
+            terms.append(value)
+            signs.append(1 if op == "+" else -1)
+    return sum((s * t for s, t in zip(signs, terms)), Fraction(0))
+
+
+def equations(texts: list[str]) -> list[tuple[str, int, Fraction]]:
+    return [(left, int(right), evaluate(left)) for text in texts for left, right in EQUATION.findall(text)]
+
+
+def test_evaluate_follows_precedence():
+    assert evaluate("20 × 9 ÷ 5 + 32") == 68
+    assert evaluate("77 - 32") == 45
+    assert evaluate("2 + 3 × 4") == 14
+    assert evaluate("45 × 5 ÷ 9") == 25
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_file_sizes(name):
+    low, high = SIZES[name]
+    assert low <= len(load(name)) <= high
+
+
+@pytest.mark.parametrize("name", ["sft_train", "sft_test"])
+def test_sft_conversations_are_valid_and_short(name):
+    rows = load(name)
+    for index, row in enumerate(rows):
+        assert list(row) == ["messages"]
+        validate(row["messages"], index, require_assistant_last=True)
+        render_text(row["messages"], "chatml", "<bos>", "<eos>")  # renders under both templates
+        for message in row["messages"]:
+            if message["role"] == "assistant":
+                assert len(message["content"].split()) < 60, message["content"]
+    two_turn = sum(sum(m["role"] == "user" for m in row["messages"]) == 2 for row in rows) / len(rows)
+    with_system = sum(row["messages"][0]["role"] == "system" for row in rows) / len(rows)
+    assert 0.1 <= two_turn <= 0.3 and 0.03 <= with_system <= 0.2
+    assert all(sum(m["role"] == "user" for m in row["messages"]) <= 2 for row in rows)
+
+
+@pytest.mark.parametrize("name", ["pairs_train", "pairs_test"])
+def test_pairs_are_valid(name):
+    for index, row in enumerate(load(name)):
+        assert list(row) == ["prompt", "chosen", "rejected"]
+        assert row["prompt"][-1]["role"] == "user"
+        for reply in (row["chosen"], row["rejected"]):
+            assert isinstance(reply, str) and reply.strip() and len(reply.split()) < 60
+            validate(row["prompt"] + [{"role": "assistant", "content": reply}], index, require_assistant_last=True)
+        assert row["chosen"].strip() != row["rejected"].strip()
+
+
+def test_replies_are_varied():
+    for name in ("sft_train", "pairs_train"):
+        texts = replies(name)
+        assert len(set(texts)) / len(texts) > 0.85
+    rejected = [row["rejected"] for row in load("pairs_train")]
+    assert sum(r in ("I don't know.", "No idea.", "Not sure.", "Dunno.", "No.", "Can't help.") for r in rejected) < 60
+
+
+def questions(name: str) -> set[str]:
+    """Every user turn of a file, except the short greetings that open some conversations in both splits."""
+    return {m["content"] for row in load(name) for m in row.get("messages", row.get("prompt"))
+            if m["role"] == "user" and m["content"] not in GREETINGS}
+
+
+GREETINGS = {"Hi there!", "Hello, can I ask you something?", "Good morning!", "Hey, I have a quick question."}
+FOLLOW_UPS = {"Now double that.", "What's double that?", "And if I double it?", "Now add 10 to that.",
+              "What if I add 10?", "And plus 10?", "Can you give an example?", "What's an example?",
+              "Could you show me an example?", "Any tips?", "Anything else I should know?",
+              "Got a tip to make it easier?", "Which continent is it in?", "And what continent is that on?",
+              "Which continent is that in?"}
+
+
+def test_train_and_test_prompts_are_disjoint():
+    # Follow-up questions are generic ("Any tips?"); what they follow is held out, so compare the rest.
+    for test in ("sft_test", "pairs_test"):
+        for train in ("sft_train", "pairs_train"):  # test questions are unseen by SFT and by DPO
+            assert not (questions(test) - FOLLOW_UPS) & questions(train), (test, train)
+    for kind in ("sft", "pairs"):
+        key = "messages" if kind == "sft" else "prompt"
+        prompts = lambda name: {json.dumps(row[key][:-1] if kind == "sft" else row[key])  # noqa: E731
+                                for row in load(name)}
+        assert not prompts(f"{kind}_train") & prompts(f"{kind}_test")
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_arithmetic_in_good_replies_is_correct(name):
+    found = equations(replies(name))
+    assert len(found) >= len(load(name)) // 5  # arithmetic, conversions and word problems are a big share
+    wrong = [(left, right) for left, right, value in found if value != right]
+    assert not wrong
+
+
+@pytest.mark.parametrize("name", ["pairs_train", "pairs_test"])
+def test_arithmetic_in_rejected_replies_is_wrong(name):
+    found = equations([row["rejected"] for row in load(name)])
+    assert len(found) >= 5  # wrong sums are one of the ways a rejected reply is worse
+    assert all(value != right for _, right, value in found)
+
+
+def test_script_reproduces_committed_files(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    for name in SIZES:
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == (DATA / f"{name}.jsonl").read_bytes(), name
+
+
+def test_package_declares_the_data():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "demo_data/*.jsonl" in pyproject
+    assert (DATA / "README.md").exists()
