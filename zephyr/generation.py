@@ -16,7 +16,7 @@ from .models import ModelConfig
 
 
 @dataclasses.dataclass
-class SamplingConfig(ModelConfig):
+class Sampling:
     """Sampling settings (defaults: the published Zephyr cards)."""
 
     temperature: float = field(0.7, help="softmax temperature; 0 means greedy decoding")
@@ -25,6 +25,11 @@ class SamplingConfig(ModelConfig):
     max_new_tokens: int = field(256, help="longest reply, in tokens")
     repetition_penalty: float = field(1.0, help="penalise repeated tokens (1.0 = off)")
     seed: int = field(42, help="random seed: the same seed, model and inputs give the same replies")
+
+
+@dataclasses.dataclass
+class SamplingConfig(Sampling, ModelConfig):
+    """A model and how to sample from it."""
 
 
 def stop_token_ids(tokenizer, template: str) -> list[int]:
@@ -37,7 +42,7 @@ def stop_token_ids(tokenizer, template: str) -> list[int]:
     return ids
 
 
-def generate_kwargs(config: SamplingConfig, tokenizer, template: str) -> dict:
+def generate_kwargs(config: Sampling, tokenizer, template: str) -> dict:
     sample = config.temperature > 0
     kwargs = {
         "max_new_tokens": config.max_new_tokens,
@@ -65,7 +70,7 @@ def clean_reply(tokenizer, new_ids: Sequence[int], template: str) -> str:
 
 
 @torch.inference_mode()
-def generate_batch(model, tokenizer, conversations: Sequence[list[dict]], config: SamplingConfig, template: str,
+def generate_batch(model, tokenizer, conversations: Sequence[list[dict]], config: Sampling, template: str,
                    seed: int | None = None) -> list[str]:
     """One reply per conversation, batched with left padding."""
     encoded = [prompt_ids(messages, tokenizer, template) for messages in conversations]
