@@ -1,0 +1,204 @@
+"""The official `openai` client against `zephyr serve` (fallback engine on a tiny model).
+
+Greedy replies are checked against an oracle outside the server: transformers' own `generate` on the ids
+that zephyr's chat template renders. Sampling, streaming, stop strings, concurrency and errors are then
+checked against those greedy replies.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+openai = pytest.importorskip("openai", reason="the openai client is not installed (pip install openai)")
+
+from zephyr.chat_template import prompt_ids, render_text  # noqa: E402
+
+from .http import request  # noqa: E402
+
+QUESTIONS = ["How do I bake bread?", "What is 17 times 23?", "Write a haiku about autumn.", "Explain gravity simply.",
+             "Translate good morning into French.", "Summarise a story in two sentences.", "What is a zephyr?",
+             "Name a quick brown animal.", "Why is the sky blue?", "Count to five.", "Say hello in Japanese.",
+             "What does a user ask?", "How does yeast work?", "Tell me about the lazy dog.", "What is unicode?",
+             "Give me a river poem."]
+
+
+@pytest.fixture(scope="module")
+def server(transformers_server):
+    url, engine = transformers_server
+    return url, engine
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server[0] + "/v1", api_key="sk-test", max_retries=0, timeout=60)
+
+
+def oracle_reply(engine, messages, max_tokens):
+    """transformers' greedy `generate` on our renderer's ids, cut at the end-of-turn token."""
+    import torch
+
+    ids = prompt_ids(messages, engine.tokenizer, "zephyr")
+    out = engine.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=max_tokens,
+                                eos_token_id=engine.chat_stop_ids(), pad_token_id=engine.tokenizer.pad_token_id)
+    new = [t for t in out[0, len(ids):].tolist() if t not in engine.chat_stop_ids()]
+    return engine.tokenizer.decode(new, skip_special_tokens=False), len(ids)
+
+
+def ask(client, question, **kwargs):
+    kwargs = {"max_tokens": 12, "temperature": 0, **kwargs}
+    return client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": question}], **kwargs)
+
+
+def test_health_and_models(server, client):
+    health = request("GET", server[0] + "/health")[1]  # no key needed: load balancers probe it
+    assert health == {"status": "ok", "engine": "transformers", "model": "tiny"}
+    models = client.models.list()
+    assert [m.id for m in models.data] == ["tiny"]
+
+
+def test_greedy_chat_matches_transformers_generate(server, client):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTIONS[0]}]
+    reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=12, temperature=0)
+    expected, prompt_len = oracle_reply(server[1], messages, 12)
+    assert reply.choices[0].message.content == expected
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.usage.prompt_tokens == prompt_len
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    if reply.choices[0].finish_reason == "length":
+        assert reply.usage.completion_tokens == 12
+
+
+def test_chat_template_applied_exactly(server, client):
+    engine = server[1]
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": QUESTIONS[1]}]
+    client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)
+    seen = engine.history[-1]
+    tok = engine.tokenizer
+    assert seen.text == render_text(messages, "zephyr", tok.bos_token, tok.eos_token, add_generation_prompt=True).text
+    assert seen.text.endswith("<|user|>\n" + QUESTIONS[1] + "</s>\n<|assistant|>\n")
+    assert seen.ids == prompt_ids(messages, tok, "zephyr")
+
+
+def test_streaming_equals_non_streaming(client):
+    whole = ask(client, QUESTIONS[2]).choices[0].message.content
+    chunks = list(ask(client, QUESTIONS[2], stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishes) == 1 and finishes[0] in ("stop", "length")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 1
+
+
+def test_stop_sequence_cuts_the_reply(client):
+    whole = ask(client, QUESTIONS[3], max_tokens=16).choices[0].message.content
+    assert len(whole) > 4, "the tiny model should say something to cut"
+    stop = whole[len(whole) // 2: len(whole) // 2 + 2]
+    expected = whole[: whole.index(stop)]
+    reply = ask(client, QUESTIONS[3], max_tokens=16, stop=[stop, "never-appears"])
+    assert reply.choices[0].message.content == expected
+    assert reply.choices[0].finish_reason == "stop"
+    streamed = "".join(c.choices[0].delta.content or "" for c in ask(client, QUESTIONS[3], max_tokens=16, stop=stop,
+                                                                     stream=True) if c.choices)
+    assert streamed == expected
+
+
+def test_sampling_defaults_and_seedless_sampling_vary(client):
+    # with the card's defaults (T=0.7, top-k 50, top-p 0.95) a random tiny model gives different replies
+    replies = {client.chat.completions.create(model="tiny", max_tokens=8, messages=[
+        {"role": "user", "content": QUESTIONS[4]}]).choices[0].message.content for _ in range(4)}
+    assert len(replies) > 1
+
+
+def test_sixteen_concurrent_clients(client):
+    expected = {q: ask(client, q).choices[0].message.content for q in QUESTIONS}
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda q: ask(client, q).choices[0].message.content, QUESTIONS))
+    assert answers == [expected[q] for q in QUESTIONS]
+
+
+def test_completions_endpoint(client):
+    reply = client.completions.create(model="tiny", prompt="The quick brown fox", max_tokens=5, temperature=0,
+                                      stop=None)
+    assert reply.object == "text_completion"
+    text = reply.choices[0].text
+    if reply.choices[0].finish_reason == "length":
+        assert reply.usage.completion_tokens == 5
+    streamed = "".join(c.choices[0].text for c in client.completions.create(
+        model="tiny", prompt="The quick brown fox", max_tokens=5, temperature=0, stream=True))
+    assert streamed == text
+
+
+# ---- every bad request gets OpenAI-style JSON with a 4xx, and the server keeps serving ----
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as err:
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.body["code"] == "model_not_found"
+
+
+def test_max_tokens_over_limit_is_400(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "hi", max_tokens=65)  # the fixture's limit is 64
+    assert err.value.body["param"] == "max_tokens"
+
+
+def test_prompt_over_context_is_400(server, client):
+    engine = server[1]
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, "bread " * 400, max_tokens=4)
+    assert err.value.body["code"] == "context_length_exceeded"
+    words = 1
+    while len(engine.chat_prompt([{"role": "user", "content": "bread " * words}]).ids) < 230:
+        words += 1
+    prompt_len = len(engine.chat_prompt([{"role": "user", "content": "bread " * words}]).ids)
+    assert prompt_len < engine.context_length == 256
+    with pytest.raises(openai.BadRequestError) as err:  # the prompt fits, prompt + max_tokens does not
+        ask(client, "bread " * words, max_tokens=256 - prompt_len + 1)
+    assert err.value.body["code"] == "context_length_exceeded"
+    reply = ask(client, "bread " * words, max_tokens=256 - prompt_len)  # exactly full is allowed
+    assert reply.usage.prompt_tokens == prompt_len
+
+
+@pytest.mark.parametrize("body, param", [
+    (b'{"model": "tiny", "messages": [', None),
+    (b"[1, 2]", None),
+    (b"", None),
+    (b'{"model": "tiny"}', "messages"),
+    (b'{"model": "tiny", "messages": []}', "messages"),
+    (b'{"model": "tiny", "messages": [{"role": "wizard", "content": "hi"}]}', "messages.0.role"),
+    (b'{"model": "tiny", "messages": [{"role": "assistant", "content": "hi"}]}', "messages"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "n": 2}', "n"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}', "temperature"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', "max_tokens"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}', "stop"),
+])
+def test_malformed_requests_are_400(server, body, param):
+    status, reply = request("POST", server[0] + "/v1/chat/completions", body, key="sk-test")
+    assert status == 400, reply
+    error = reply["error"]
+    assert error["type"] == "invalid_request_error" and error["message"]
+    if param:
+        assert error["param"] == param
+
+
+def test_api_key_required(server):
+    bad = openai.OpenAI(base_url=server[0] + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    status, reply = request("POST", server[0] + "/v1/completions", b'{"model": "tiny", "prompt": "hi"}')
+    assert status == 401 and reply["error"]["code"] == "invalid_api_key"
+
+
+def test_unknown_route_and_method_are_json(server):
+    status, reply = request("GET", server[0] + "/v1/nothing")
+    assert status == 404 and reply["error"]["type"] == "not_found"
+    status, reply = request("GET", server[0] + "/v1/chat/completions")
+    assert status == 405 and "error" in reply
+
+
+def test_still_serving_after_errors(client):
+    assert ask(client, QUESTIONS[0], max_tokens=3).choices[0].finish_reason in ("stop", "length")

@@ -1,0 +1,184 @@
+"""The HTTP routes: OpenAI's /v1/chat/completions, /v1/completions, /v1/models, plus /health.
+
+Starlette + uvicorn, nothing more: the engine does the work. Every failure is JSON in OpenAI's shape;
+a user's mistake is a 4xx, and an error after a stream has started is sent as a final SSE event so the
+client is never left hanging.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from .engine import Engine, Step, check_limits, generate
+from .protocol import ApiError, Sampling, decode_json, parse_chat, parse_completion
+
+MAX_BODY_BYTES = 8 << 20
+
+
+def _error(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def build_app(engine: Engine, defaults: Sampling, max_tokens_limit: int, api_key: str | None = None) -> Starlette:
+    served = {engine.model_id}
+    created = int(time.time())
+
+    def authorize(request: Request) -> None:
+        if not api_key:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
+            raise ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'.",
+                           code="invalid_api_key")
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is over {MAX_BODY_BYTES >> 20} MiB")
+        return decode_json(raw)
+
+    def check_model(name: str) -> None:
+        if name not in served:
+            raise ApiError(404, f"The model '{name}' does not exist on this server; it serves: {', '.join(served)}.",
+                           param="model", code="model_not_found")
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "engine": engine.name, "model": engine.model_id})
+
+    async def models(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse({"object": "list", "data": [
+            {"id": engine.model_id, "object": "model", "created": created, "owned_by": "zephyr",
+             "max_model_len": engine.context_length, "engine": engine.name}]})
+
+    async def chat_completions(request: Request):
+        authorize(request)
+        chat = parse_chat(await body_of(request), defaults)
+        check_model(chat.model)
+        prompt = engine.chat_prompt(chat.messages)
+        sampling = chat.sampling
+        sampling.max_tokens = check_limits(len(prompt.ids), sampling.max_tokens, engine.context_length,
+                                           max_tokens_limit)
+        steps = generate(engine, prompt, sampling, engine.chat_stop_ids())
+        reply_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": reply_id, "object": "chat.completion.chunk", "created": now, "model": engine.model_id}
+        if chat.stream:
+            def chunk(delta: dict, finish: str | None) -> dict:
+                return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+            return _stream(steps, len(prompt.ids), chat.include_usage, head,
+                           first=chunk({"role": "assistant", "content": ""}, None),
+                           piece=lambda text: chunk({"content": text}, None),
+                           last=lambda finish: chunk({}, finish))
+        text, step = await _collect(steps)
+        return JSONResponse({
+            **head, "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                         "finish_reason": step.finish_reason}],
+            "usage": _usage(len(prompt.ids), step.tokens)})
+
+    async def completions(request: Request):
+        authorize(request)
+        completion = parse_completion(await body_of(request), defaults)
+        check_model(completion.model)
+        prompt = engine.text_prompt(completion.prompt)
+        sampling = completion.sampling
+        sampling.max_tokens = check_limits(len(prompt.ids), sampling.max_tokens, engine.context_length,
+                                           max_tokens_limit)
+        stop_ids = [i for i in [engine.token_id(engine.special_tokens[1])] if i is not None]
+        steps = generate(engine, prompt, sampling, stop_ids)
+        reply_id, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": reply_id, "object": "text_completion", "created": now, "model": engine.model_id}
+        echo = completion.prompt if completion.echo else ""
+        if completion.stream:
+            def chunk(text: str, finish: str | None) -> dict:
+                return {**head, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+            return _stream(steps, len(prompt.ids), completion.include_usage, head,
+                           first=chunk(echo, None) if echo else None,
+                           piece=lambda text: chunk(text, None), last=lambda finish: chunk("", finish))
+        text, step = await _collect(steps)
+        return JSONResponse({
+            **head, "choices": [{"index": 0, "text": echo + text, "logprobs": None,
+                                 "finish_reason": step.finish_reason}],
+            "usage": _usage(len(prompt.ids), step.tokens)})
+
+    async def api_error(request: Request, err: ApiError) -> JSONResponse:
+        return _error(err)
+
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        kind = "not_found" if err.status_code == 404 else "invalid_request_error"
+        message = {404: f"no route {request.url.path}; see /v1/models, /v1/chat/completions, /v1/completions",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(err.status_code, str(err.detail))
+        return _error(ApiError(err.status_code, message, type=kind))
+
+    async def server_error(request: Request, err: Exception) -> JSONResponse:
+        return _error(ApiError(500, f"internal error: {type(err).__name__}: {err}", type="server_error"))
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
+                                                       Exception: server_error})
+    app.state.engine = engine
+    return app
+
+
+async def _collect(steps: AsyncIterator[Step]) -> tuple[str, Step]:
+    parts, last = [], Step("", 0, "length")
+    async for step in steps:
+        parts.append(step.text)
+        last = step
+        if step.finish_reason:
+            break
+    return "".join(parts), last
+
+
+def _stream(steps: AsyncIterator[Step], prompt_tokens: int, include_usage: bool, head: dict, first, piece, last
+            ) -> StreamingResponse:
+    async def events() -> AsyncIterator[bytes]:
+        tokens = 0
+        try:
+            if first is not None:
+                yield _sse(first)
+            async for step in steps:
+                tokens = step.tokens
+                if step.text:
+                    yield _sse(piece(step.text))
+                if step.finish_reason:
+                    yield _sse(last(step.finish_reason))
+                    break
+            if include_usage:
+                yield _sse({**head, "choices": [], "usage": _usage(prompt_tokens, tokens)})
+            yield b"data: [DONE]\n\n"
+        except ApiError as err:  # the status line is already sent: report in-band, then end the stream
+            yield _sse(err.body())
+            yield b"data: [DONE]\n\n"
+        finally:
+            await steps.aclose()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,91 @@
+"""`zephyr serve MODEL_OR_DIR`: an OpenAI-compatible server on 127.0.0.1 with the model's chat template."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from ..config import field, parse_args
+from ..errors import ConfigError
+from .protocol import Sampling
+from .select import ENGINES, choose
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    """Serve a model over OpenAI's HTTP API (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
+
+    model: str = field("embedded", help="model folder, .gguf file, hub id, or 'embedded' (google/gemma-3-270m)")
+    engine: str = field("auto", help="auto (fastest installed for the model's format), llama.cpp, vllm, transformers")
+    host: str = field("127.0.0.1", help="address to bind; 0.0.0.0 exposes the server to the network")
+    port: int = field(8000, help="TCP port")
+    api_key: str = field("", help="require 'Authorization: Bearer KEY' (default: $ZEPHYR_API_KEY, else no key)")
+    served_model_name: str = field("", help="the model name clients send (default: MODEL as given)")
+    chat_template: str = field("auto", help="zephyr, chatml, or auto (the checkpoint's own if it is one of them)")
+    context_length: int = field(0, help="max prompt + reply tokens (0: the model's own limit, capped at 8192)")
+    max_tokens_limit: int = field(2048, help="largest max_tokens a request may ask for")
+    temperature: float = field(0.7, help="default sampling temperature (Zephyr model card)")
+    top_k: int = field(50, help="default top-k (0: off)")
+    top_p: float = field(0.95, help="default nucleus top-p")
+    dtype: str = field("auto", help="transformers engine weights: auto, float32, bfloat16")
+    max_num_seqs: int = field(32, help="requests batched together at most (transformers, vLLM)")
+    kv_cache_tokens: int = field(32768, help="KV-cache size in tokens shared by all requests (transformers)")
+    threads: int = field(0, help="CPU threads for llama.cpp (0: all cores)")
+    log_level: str = field("warning", help="uvicorn log level: debug, info, warning, error")
+
+    def defaults(self) -> Sampling:
+        return Sampling(None, self.temperature, self.top_p, self.top_k)
+
+
+DEFAULT_CONTEXT_CAP = 8192  # a CPU server rarely wants more; the KV cache is sized for it
+
+
+def load_engine(config: ServeConfig, engine_name: str):
+    model_id = config.served_model_name or config.model
+    context = config.context_length or DEFAULT_CONTEXT_CAP
+    if engine_name == "llama.cpp":
+        from .llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine(config.model, model_id, chat_template=config.chat_template, context_length=context,
+                              threads=config.threads)
+    if engine_name == "vllm":
+        from .vllm_engine import VllmEngine
+
+        return VllmEngine(config.model, model_id, chat_template=config.chat_template, context_length=context,
+                          max_num_seqs=config.max_num_seqs, defaults=config.defaults())
+    from .transformers_engine import TransformersEngine
+
+    return TransformersEngine(config.model, model_id, chat_template=config.chat_template, dtype=config.dtype,
+                              context_length=context, kv_cache_tokens=config.kv_cache_tokens,
+                              max_num_seqs=config.max_num_seqs, defaults=config.defaults())
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(ServeConfig, argv, prog="zephyr serve", positional="model")
+    if config.engine not in ENGINES:
+        raise ConfigError(f"field 'engine': unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
+    if config.model.endswith(".gguf") and not Path(config.model).is_file():
+        raise ConfigError(f"field 'model': GGUF file not found: {config.model}")
+    try:
+        engine_name, reason = choose(config.model, config.engine)
+    except ValueError as err:
+        raise ConfigError(f"field 'engine': {err}") from err
+    api_key = config.api_key or os.environ.get("ZEPHYR_API_KEY", "")
+    print(f"zephyr serve: engine {engine_name} ({reason})", file=sys.stderr, flush=True)
+
+    import uvicorn
+
+    from .app import build_app
+
+    engine = load_engine(config, engine_name)
+    try:
+        app = build_app(engine, config.defaults(), config.max_tokens_limit, api_key or None)
+        where = f"http://{config.host}:{config.port}/v1"
+        print(f"zephyr serve: {engine.model_id} on {where} (context {engine.context_length} tokens, template "
+              f"{engine.template}{', API key required' if api_key else ''})", file=sys.stderr, flush=True)
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,178 @@
+"""What every engine provides, and what the server does the same way for all of them.
+
+An engine turns a conversation or a text into prompt ids (rendered with zephyr's own chat template, so
+the text the model sees is exactly `chat_template.render_text`'s) and streams sampled tokens as text.
+Stop strings, token limits and context checks live here, once, so that every engine answers alike.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import codecs
+from dataclasses import dataclass
+from typing import AsyncIterator, Sequence
+
+from ..chat_template import ConversationError, render_text, validate
+from .protocol import ApiError, Sampling
+
+
+@dataclass
+class Prompt:
+    ids: list[int]
+    text: str  # exactly the text that was tokenized into `ids`
+
+
+@dataclass
+class Step:
+    """A piece of the reply. `tokens` counts generated tokens so far; the last step has a finish_reason."""
+
+    text: str
+    tokens: int
+    finish_reason: str | None = None  # "stop" (end of turn or stop string) or "length"
+
+
+class Engine(abc.ABC):
+    name: str = "?"
+    model_id: str
+    context_length: int
+    template: str  # zephyr or chatml
+
+    def __init__(self) -> None:
+        # the last prompts the engine was given: lets tests check the template was applied exactly
+        self.history: collections.deque[Prompt] = collections.deque(maxlen=64)
+
+    @property
+    @abc.abstractmethod
+    def special_tokens(self) -> tuple[str, str]:
+        """(bos, eos) strings the chat template writes."""
+
+    @abc.abstractmethod
+    def tokenize(self, text: str) -> list[int]:
+        """The engine tokenizer's ids for `text`, special tokens parsed, BOS added when the model expects one."""
+
+    @abc.abstractmethod
+    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+        """Sample up to sampling.max_tokens tokens; end early on any of `stop_ids` (not shown in the text)."""
+
+    @abc.abstractmethod
+    def token_id(self, text: str) -> int | None:
+        """The id of a special token given as text, or None when the vocabulary lacks it."""
+
+    def close(self) -> None:
+        pass
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> Prompt:
+        try:
+            validate(messages)
+        except ConversationError as err:
+            raise ApiError(400, str(err), param="messages") from err
+        if messages[-1]["role"] != "user":
+            raise ApiError(400, "the last message must be the user's (the assistant replies to it)", param="messages")
+        bos, eos = self.special_tokens
+        text = render_text(messages, self.template, bos, eos, add_generation_prompt=True).text
+        return Prompt(self.tokenize(text), text)
+
+    def text_prompt(self, text: str) -> Prompt:
+        return Prompt(self.tokenize(text), text)
+
+    def chat_stop_ids(self) -> list[int]:
+        """Token ids that end an assistant turn: the template's end-of-turn marker and the model's EOS."""
+        from ..chat_template import end_of_turn
+
+        bos, eos = self.special_tokens
+        ids = {self.token_id(end_of_turn(self.template, eos)), self.token_id(eos)}
+        return sorted(i for i in ids if i is not None)
+
+
+def check_limits(prompt_tokens: int, requested: int | None, context_length: int, max_tokens_limit: int,
+                 param: str = "max_tokens") -> int:
+    """The number of tokens to generate, or a 400 that says which limit the request breaks."""
+    if prompt_tokens >= context_length:
+        raise ApiError(400, f"This model's maximum context length is {context_length} tokens, but the prompt has "
+                            f"{prompt_tokens} tokens. Shorten the prompt.", param="messages",
+                       code="context_length_exceeded")
+    room = context_length - prompt_tokens
+    if requested is None:
+        return min(max_tokens_limit, room)
+    if requested > max_tokens_limit:
+        raise ApiError(400, f"max_tokens is {requested}, over this server's limit of {max_tokens_limit}",
+                       param=param, code="max_tokens_exceeded")
+    if requested > room:
+        raise ApiError(400, f"This model's maximum context length is {context_length} tokens. However, you requested "
+                            f"{prompt_tokens + requested} tokens ({prompt_tokens} in the prompt, {requested} in the "
+                            f"completion). Reduce the prompt or max_tokens.", param=param,
+                       code="context_length_exceeded")
+    return requested
+
+
+class StopScanner:
+    """Cuts the reply at the first stop string, holding back text that might be the start of one."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """-> (text safe to emit now, whether a stop string was reached)."""
+        self.pending += text
+        if not self.stops:
+            out, self.pending = self.pending, ""
+            return out, False
+        hits = [(self.pending.find(s), s) for s in self.stops if s in self.pending]
+        if hits:
+            at = min(i for i, _ in hits)
+            out, self.pending = self.pending[:at], ""
+            return out, True
+        hold = 0
+        for stop in self.stops:  # the longest tail of pending that begins some stop string
+            for k in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(stop[:k]):
+                    hold = max(hold, k)
+                    break
+        cut = len(self.pending) - hold
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class IncrementalText:
+    """Decodes a growing list of token ids to text, never splitting a multi-byte character."""
+
+    def __init__(self, detokenize_bytes):
+        self.detokenize_bytes = detokenize_bytes
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token_ids: Sequence[int]) -> str:
+        return self.decoder.decode(self.detokenize_bytes(list(token_ids)))
+
+    def finish(self) -> str:
+        return self.decoder.decode(b"", final=True)
+
+
+async def generate(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+    """The engine's stream with stop strings applied; the last step carries the finish reason."""
+    engine.history.append(prompt)
+    scanner = StopScanner(sampling.stop)
+    tokens, finish = 0, "length"
+    source = engine.stream(prompt, sampling, stop_ids)
+    try:
+        async for step in source:
+            tokens = step.tokens
+            text, stopped = scanner.feed(step.text)
+            if stopped:
+                yield Step(text, tokens, "stop")
+                return
+            if step.finish_reason:
+                finish = step.finish_reason
+                text += scanner.flush()
+                yield Step(text, tokens, finish)
+                return
+            if text:
+                yield Step(text, tokens)
+    finally:
+        await source.aclose()  # cancels the engine's request when the client left or a stop string hit
+    yield Step(scanner.flush(), tokens, finish)

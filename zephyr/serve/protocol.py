@@ -1,0 +1,170 @@
+"""The OpenAI wire format: request bodies validated into dataclasses, errors as OpenAI-style JSON.
+
+Every user mistake becomes an `ApiError` with a 4xx status and the body OpenAI's clients expect,
+`{"error": {"message", "type", "param", "code"}}`, so the official `openai` client raises its typed
+exceptions (BadRequestError, NotFoundError, AuthenticationError) instead of a 500 or a hang.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class _Request(BaseModel):
+    # unknown OpenAI fields (presence_penalty, logit_bias, user, ...) are accepted and ignored, as vLLM does
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=-1)  # an extension (vLLM, llama.cpp): -1 or 0 = off
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = Field(1, ge=1, le=1)
+    seed: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value):
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences may not be empty")
+        return stops
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError("only text content parts are supported")
+            parts.append(part["text"])
+        return "".join(parts)
+
+
+class _ChatBody(_Request):
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class _CompletionBody(_Request):
+    prompt: str | list[str]
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
+    echo: bool = False
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value):
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError("exactly one prompt per request is supported (n=1, no batches)")
+            value = value[0]
+        if not value:
+            raise ValueError("the prompt is empty")
+        return value
+
+
+@dataclass
+class Sampling:
+    """What the engine needs to sample one reply. `temperature == 0` means greedy."""
+
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    top_k: int  # 0 = off
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, str]]
+    sampling: Sampling
+    stream: bool
+    include_usage: bool
+
+
+@dataclass
+class CompletionRequest:
+    model: str
+    prompt: str
+    sampling: Sampling
+    stream: bool
+    include_usage: bool
+    echo: bool
+
+
+def decode_json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _validated(cls: type[BaseModel], body: dict[str, Any]):
+    try:
+        return cls.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ApiError(400, f"{param}: {message}" if param else message, param=param) from err
+
+
+def _sampling(body: _Request, max_tokens: int | None, defaults: Sampling) -> Sampling:
+    top_k = defaults.top_k if body.top_k is None else max(body.top_k, 0)
+    return Sampling(max_tokens=max_tokens,
+                    temperature=defaults.temperature if body.temperature is None else body.temperature,
+                    top_p=defaults.top_p if body.top_p is None else body.top_p,
+                    top_k=top_k, stop=list(body.stop or []), seed=body.seed)
+
+
+def _include_usage(body: _Request) -> bool:
+    return bool(body.stream and body.stream_options and body.stream_options.get("include_usage"))
+
+
+def parse_chat(body: dict[str, Any], defaults: Sampling) -> ChatRequest:
+    chat = _validated(_ChatBody, body)
+    try:
+        messages = [{"role": m.role, "content": m.text()} for m in chat.messages]
+    except ValueError as err:
+        raise ApiError(400, str(err), param="messages") from err
+    max_tokens = chat.max_completion_tokens or chat.max_tokens
+    return ChatRequest(chat.model, messages, _sampling(chat, max_tokens, defaults), chat.stream, _include_usage(chat))
+
+
+def parse_completion(body: dict[str, Any], defaults: Sampling) -> CompletionRequest:
+    completion = _validated(_CompletionBody, body)
+    return CompletionRequest(completion.model, completion.prompt, _sampling(completion, completion.max_tokens, defaults),
+                             completion.stream, _include_usage(completion), completion.echo)

@@ -1,0 +1,66 @@
+"""`--engine auto`: the fastest engine installed for the model's format, and why it was chosen.
+
+Measured on this project's 2-core CPU (benchmarks/results/serve_*): llama.cpp decodes GGUF fastest for one
+stream; vLLM (CPU build, own virtualenv) batches safetensors checkpoints best; transformers' continuous
+batching is the fallback that is always there. A GGUF file goes to llama.cpp, a safetensors folder to vLLM
+when its environment exists, otherwise to transformers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ENGINES = ("auto", "transformers", "llama.cpp", "vllm")
+
+
+def installed(engine: str) -> bool:
+    if engine == "transformers":
+        return True
+    if engine == "llama.cpp":
+        return importlib.util.find_spec("llama_cpp") is not None
+    if engine == "vllm":
+        from .vllm_engine import vllm_python
+
+        return vllm_python() is not None
+    raise ValueError(engine)
+
+
+def model_format(model: str) -> str:
+    return "gguf" if model.endswith(".gguf") else "safetensors"
+
+
+def choose(model: str, requested: str = "auto") -> tuple[str, str]:
+    """-> (engine name, one-line reason)."""
+    if requested not in ENGINES:
+        raise ValueError(f"unknown engine {requested!r}; choose one of {', '.join(ENGINES)}")
+    fmt = model_format(model)
+    if requested != "auto":
+        if not installed(requested):
+            raise ValueError(f"engine {requested!r} is not installed; {install_hint(requested)}")
+        if requested == "llama.cpp" and fmt != "gguf":
+            raise ValueError("llama.cpp serves .gguf files: make one with `zephyr quantize gguf MODEL_DIR`")
+        if requested == "vllm" and fmt == "gguf":
+            raise ValueError("vLLM's CPU build does not serve GGUF here; use --engine llama.cpp")
+        return requested, "asked for with --engine"
+    if fmt == "gguf":
+        if installed("llama.cpp"):
+            return "llama.cpp", "GGUF file and llama.cpp is installed (fastest for GGUF on CPU)"
+        return "transformers", f"GGUF file but llama.cpp is not installed ({install_hint('llama.cpp')}); " \
+                               "transformers dequantises it instead (slower)"
+    if installed("vllm"):
+        return "vllm", "safetensors checkpoint and vLLM's environment exists (best batching)"
+    return "transformers", ("safetensors checkpoint; vLLM is not set up (`zephyr serve --setup vllm` creates its "
+                            "environment), so transformers' continuous batching serves it")
+
+
+def install_hint(engine: str) -> str:
+    return {
+        "llama.cpp": "install it with: pip install 'zephyr[gguf]' (see docs/serving.md for the CPU build flags)",
+        "vllm": "create its environment with: zephyr serve --setup vllm",
+        "transformers": "",
+    }[engine]
+
+
+def is_local(model: str) -> bool:
+    return Path(model).exists()
