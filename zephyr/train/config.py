@@ -1,0 +1,44 @@
+"""`TrainConfig`: the optimisation, schedule, checkpoint and logging fields every training stage shares.
+
+Names and defaults follow transformers' TrainingArguments (what alignment-handbook recipes use), so the
+published recipe values carry over field for field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import field
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation, schedule, checkpoints and logging (shared by SFT and DPO)."""
+
+    output_dir: str = field("runs/out", help="where checkpoints, metrics.jsonl, the final model and its card go")
+    learning_rate: float = field(2e-5, help="peak learning rate of AdamW")
+    lr_scheduler_type: str = field("cosine", help="transformers scheduler name: cosine, linear, constant_with_warmup, ...")
+    warmup_ratio: float = field(0.1, help="fraction of the optimizer steps spent warming up linearly from 0")
+    num_train_epochs: float = field(1.0, help="passes over the training data (ignored when max_steps > 0)")
+    max_steps: int = field(-1, help="stop after this many optimizer steps (> 0 overrides num_train_epochs)")
+    per_device_train_batch_size: int = field(16, help="micro-batch per device: packed rows of max_seq_length tokens (SFT) or pairs (DPO)")
+    per_device_eval_batch_size: int = field(8, help="eval micro-batch per device, same unit as the train one")
+    gradient_accumulation_steps: int = field(1, help="micro-batches per optimizer step; exact: the loss is normalised over the whole step")
+    max_seq_length: int = field(2048, help="longest token sequence (a packed row in SFT); longer conversations are truncated and counted")
+    weight_decay: float = field(0.0, help="AdamW decoupled weight decay")
+    adam_beta1: float = field(0.9, help="AdamW beta1")
+    adam_beta2: float = field(0.999, help="AdamW beta2")
+    adam_epsilon: float = field(1e-8, help="AdamW epsilon")
+    max_grad_norm: float = field(1.0, help="clip the global gradient norm to this (0 = no clipping)")
+    seed: int = field(42, help="seed for weights init of adapters, dropout and the data order")
+    mixed_precision: str = field("no", help="accelerate autocast: no, bf16 or fp16 (weights keep the model dtype)")
+    gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass to save memory")
+    logit_chunk_size: int = field(2048, help="target tokens per lm_head chunk: full-vocabulary logits are never held for more")
+    logging_steps: int = field(5, help="log train loss, lr, grad norm, tokens/s every N optimizer steps")
+    eval_steps: int = field(0, help="evaluate on the test split every N steps (0: at the end of each epoch)")
+    save_steps: int = field(100, help="write a checkpoint every N steps (0: only at the end)")
+    save_total_limit: int = field(1, help="keep at most this many checkpoints (oldest deleted; 0 = keep all)")
+    resume: bool = field(False, help="continue from the newest complete checkpoint in output_dir (weights, optimizer, scheduler, RNG, data position)")
+    report_to: list[str] = field(["jsonl", "tensorboard"], help="metric sinks: jsonl (output_dir/metrics.jsonl), tensorboard (if installed)")
+    progress_bar: bool = field(True, help="show a tqdm bar with loss, lr, tokens/s and ETA")
+    hub_model_id: str = field("", help="name written into the model card (default: the output folder's name)")

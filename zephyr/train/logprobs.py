@@ -1,0 +1,113 @@
+"""Log-probabilities of target tokens from final hidden states, without full-vocabulary logits for every position.
+
+A causal LM's loss only needs, for each *target* position, log p(target) = z[target] - logsumexp(z) with
+z = lm_head(h). Computing z for all positions at once costs positions x vocab floats (Gemma's 262k vocab:
+1 GB per 1k tokens in fp32), so here z exists for one chunk of target positions at a time:
+
+- `token_logps(hidden, weight, targets)` (fused): a custom autograd function that, chunk by chunk, computes the
+  log-probs *and* d logp / d hidden = W[target] - softmax(z) @ W in the forward pass, so the backward is one
+  multiply. When the head weight trains (full fine-tuning) the backward recomputes each chunk's softmax once for
+  d W. Memory: one chunk of logits; compute: no wasted forward (unlike activation checkpointing).
+- `token_logps_checkpointed(hidden, lm_head, targets)`: the same numbers through ordinary module calls with
+  torch.utils.checkpoint per chunk, for sharded setups (FSDP, ZeRO-3) whose parameter-gathering hooks fire only
+  on module calls.
+
+Both also return the mean logit per position (over the vocabulary), a metric DPO logs. `sequence_sums`
+turns per-token values into per-sequence sums (DPO's log pi(y|x)).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+def _capped(z: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gemma-2-style final logit soft-capping c * tanh(z / c); also returns tanh for the derivative."""
+    if not softcap:
+        return z, None
+    t = torch.tanh(z / softcap)
+    return t * softcap, t
+
+
+class _FusedLinearLogProb(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size, softcap):
+        n = hidden.shape[0]
+        logps = hidden.new_empty(n, dtype=torch.float32)
+        means = hidden.new_empty(n, dtype=torch.float32)
+        lses = hidden.new_empty(n, dtype=torch.float32)
+        need_dh, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dhidden = torch.empty_like(hidden) if need_dh else None
+        for start in range(0, n, chunk_size):
+            h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+            logits, t = _capped((h @ weight.T).float(), softcap)
+            lse = torch.logsumexp(logits, dim=-1)
+            logps[start:start + chunk_size] = logits.gather(1, y[:, None]).squeeze(1) - lse
+            means[start:start + chunk_size] = logits.mean(-1)
+            lses[start:start + chunk_size] = lse
+            if need_dh:  # d logp / d z = onehot(y) - softmax(z), times the soft-cap derivative
+                g = (logits - lse[:, None]).exp_().neg_()
+                g.scatter_add_(1, y[:, None], torch.ones_like(g[:, :1]))
+                if t is not None:
+                    g.mul_(1 - t * t)
+                dhidden[start:start + chunk_size] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
+        ctx.chunk_size, ctx.softcap = chunk_size, softcap
+        ctx.save_for_backward(dhidden if need_dh else None, hidden if need_dw else None,
+                              weight if need_dw else None, targets, lses)
+        ctx.mark_non_differentiable(means)
+        return logps, means
+
+    @staticmethod
+    def backward(ctx, grad_logps, grad_means):
+        dhidden, hidden, weight, targets, lses = ctx.saved_tensors
+        grad_hidden = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = dhidden * grad_logps[:, None].to(dhidden.dtype)
+        if ctx.needs_input_grad[1]:  # recompute each chunk's softmax once: dW = sum_n g_n (onehot - p_n) h_n^T
+            grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+            step = ctx.chunk_size
+            for start in range(0, hidden.shape[0], step):
+                h, y = hidden[start:start + step], targets[start:start + step]
+                logits, t = _capped((h @ weight.T).float(), ctx.softcap)
+                g = (logits - lses[start:start + step, None]).exp_().neg_()
+                g.scatter_add_(1, y[:, None], torch.ones_like(g[:, :1]))
+                if t is not None:
+                    g.mul_(1 - t * t)
+                g.mul_(grad_logps[start:start + step, None].float())
+                grad_weight.addmm_(g.T, h.float())
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None
+
+
+def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 2048,
+                softcap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, H) hidden states, (V, H) head weight, (N,) target ids -> (log p(target) (N,), mean logit (N,)), fp32."""
+    if hidden.shape[0] == 0:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return empty + hidden.sum() * 0, empty  # keeps the graph connected for DDP on an empty micro-batch
+    return _FusedLinearLogProb.apply(hidden, weight, targets, max(1, chunk_size), softcap)
+
+
+def token_logps_checkpointed(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor,
+                             chunk_size: int = 2048, softcap: float | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same as `token_logps` through `lm_head(...)` module calls, each chunk under activation checkpointing."""
+
+    def one_chunk(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, _ = _capped(lm_head(h).float(), softcap)
+        return logits.gather(1, y[:, None]).squeeze(1) - torch.logsumexp(logits, -1), logits.mean(-1).detach()
+
+    pieces = []
+    for start in range(0, max(hidden.shape[0], 1), max(1, chunk_size)):
+        h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+        if torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(one_chunk, h, y, use_reentrant=False))
+        else:
+            pieces.append(one_chunk(h, y))
+    return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+
+def sequence_sums(values: torch.Tensor, seq_ids: torch.Tensor, n_seqs: int) -> torch.Tensor:
+    """Sum per-token `values` into their sequences: (N,), (N,) ids in [0, n_seqs) -> (n_seqs,)."""
+    return values.new_zeros(n_seqs).index_add(0, seq_ids, values)

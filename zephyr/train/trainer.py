@@ -1,0 +1,298 @@
+"""A small training loop on accelerate, generic over the loss: SFT and DPO plug in a `loss_fn`.
+
+    trainer = Trainer(config, model, loss_fn, train_items, collate, eval_items, tokenizer=tok, recipe=cfg)
+    result = trainer.train()
+
+- `train_items`: one entry per micro-batch (e.g. a list of packed rows); `collate(item) -> dict` turns it into
+  tensors. Each epoch visits the items in a seeded permutation, split across processes.
+- `loss_fn(model, batch) -> (loss_sum, n_targets, metrics)`: a *sum* over the batch's targets (tokens for
+  SFT, pairs for DPO), their count, and a dict of metric *sums* over the same targets (logged divided by
+  the count). `batch["n_targets"]` must hold that count before the forward pass.
+- Exact gradient accumulation: every micro-batch's loss sum is divided by the number of targets in the whole
+  optimizer step (all micro-batches, all processes), so GA x B equals one batch of GA*B (tested).
+- Distributed: accelerate only (DDP, DeepSpeed ZeRO-3, FSDP via `accelerate launch --config_file ...`).
+- Checkpoints (zephyr.train.checkpoint) every `save_steps` and at the end; `resume` restores weights, optimizer,
+  scheduler, RNG and the data position, so a resumed run matches an uninterrupted one.
+- Logs: tqdm bar (loss, lr, tokens/s, ETA), metrics.jsonl, tensorboard if installed; eval every `eval_steps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from ..config import to_dict
+from ..errors import ConfigError
+from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
+from .config import TrainConfig
+from .metrics_log import MetricsLog
+
+LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int, dict[str, torch.Tensor]]]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    global_step: int
+    train_loss: float | None
+    eval_metrics: dict[str, float]
+    log_history: list[dict[str, Any]]
+    output_dir: Path
+
+
+def hf_model_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers / PEFT model inside a TokenScorer (or the model itself)."""
+    return model.model if hasattr(model, "model") and hasattr(model, "fused") else model
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
+                 collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
+                 accelerator=None, callbacks: Sequence[Callable[["Trainer", str, int], None]] = ()):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType, set_seed
+
+        self.config = config
+        self.accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
+                                                      mixed_precision=config.mixed_precision)
+        if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
+            raise ConfigError("the Accelerator's gradient_accumulation_steps must equal the config's")
+        self.sharded = self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        set_seed(config.seed)
+        if hasattr(model, "fused") and self.sharded:
+            model.fused = False  # sharded parameters are gathered only by module calls
+        if config.gradient_checkpointing:
+            hf_model_of(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
+        self.train_items, self.eval_items = list(train_items), list(eval_items)
+        self.tokenizer, self.recipe = tokenizer, recipe
+        self.output_dir = Path(config.output_dir)
+        self.log_history: list[dict[str, Any]] = []
+        self.metrics = MetricsLog(self.output_dir, config.report_to, self.accelerator.is_main_process)
+
+        self.steps_per_epoch = self._local_count(len(self.train_items)) // config.gradient_accumulation_steps
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"only {len(self.train_items)} micro-batches for {self.accelerator.num_processes} "
+                              f"process(es) x gradient_accumulation_steps={config.gradient_accumulation_steps}: "
+                              "not one optimizer step; lower the batch size or accumulation, or add data")
+        self.total_steps = config.max_steps if config.max_steps > 0 else max(
+            1, math.ceil(config.num_train_epochs * self.steps_per_epoch))
+
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate,
+                                      betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(config.lr_scheduler_type, self.optimizer,
+                                       num_warmup_steps=math.ceil(config.warmup_ratio * self.total_steps),
+                                       num_training_steps=self.total_steps)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.accelerator.register_save_state_pre_hook(self._keep_only_trainable)
+
+    # ---- data order -------------------------------------------------------------------------------------
+    def _local_count(self, n: int) -> int:
+        return n // self.accelerator.num_processes
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        """This process's micro-batch indices for `epoch`: a seeded permutation, strided across processes."""
+        perm = torch.randperm(len(self.train_items), generator=torch.Generator().manual_seed(self.config.seed + epoch))
+        acc = self.accelerator
+        usable = self._local_count(len(perm)) * acc.num_processes
+        return perm[acc.process_index:usable:acc.num_processes].tolist()
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def train(self) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
+        ga = cfg.gradient_accumulation_steps
+        step = self._resume() if cfg.resume else 0
+        if step == 0 and acc.is_main_process:
+            self.metrics.restart([])
+        bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress_bar and acc.is_main_process))
+        interval = self._new_interval(step)
+        order, order_epoch = None, -1
+        while step < self.total_steps:
+            epoch, within = divmod(step, self.steps_per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = self.epoch_order(epoch), epoch
+            batches = [self._to_device(self.collate(self.train_items[i])) for i in order[within * ga:(within + 1) * ga]]
+            local_targets = sum(int(b["n_targets"]) for b in batches)
+            step_targets = acc.reduce(torch.tensor(float(local_targets), device=acc.device), "sum").item()
+            # accelerate divides by ga in backward, DDP averages over processes: undo both, divide by all targets
+            scale = ga * acc.num_processes / max(step_targets, 1.0)
+            self.model.train()
+            for batch in batches:
+                with acc.accumulate(self.model):
+                    loss_sum, n_targets, sums = self.loss_fn(self.model, batch)
+                    acc.backward(loss_sum * scale)
+                    if acc.sync_gradients:
+                        if cfg.max_grad_norm > 0:
+                            norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                            interval["grad_norm"] = float(norm) if norm is not None else float("nan")
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                self._accumulate(interval, loss_sum, n_targets, sums, batch)
+            step += 1
+            bar.update(1)
+            for callback in self.callbacks:
+                callback(self, "step_end", step)
+            if step % max(cfg.logging_steps, 1) == 0 or step == self.total_steps:
+                record = self._log_interval(interval, step)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['learning_rate']:.2e}",
+                                tok_s=f"{record['tokens_per_s']:.0f}")
+                interval = self._new_interval(step)
+            end_of_epoch = step % self.steps_per_epoch == 0
+            if self.eval_items and (step == self.total_steps or (
+                    cfg.eval_steps > 0 and step % cfg.eval_steps == 0) or (cfg.eval_steps <= 0 and end_of_epoch)):
+                self.evaluate(step)
+            if step == self.total_steps or (cfg.save_steps > 0 and step % cfg.save_steps == 0):
+                self.save_checkpoint(step)
+        bar.close()
+        self.save_final()
+        self.metrics.close()
+        train_losses = [r["loss"] for r in self.log_history if "loss" in r]
+        evals = [r for r in self.log_history if "eval_loss" in r]
+        return TrainResult(step, train_losses[-1] if train_losses else None,
+                           {k: v for k, v in evals[-1].items() if k.startswith("eval_")} if evals else {},
+                           self.log_history, self.output_dir)
+
+    def _new_interval(self, step: int) -> dict[str, Any]:
+        return {"loss_sum": 0.0, "targets": 0.0, "tokens": 0.0, "sums": {}, "start": time.perf_counter(),
+                "first_step": step}
+
+    def _accumulate(self, interval: dict, loss_sum, n_targets, sums: dict, batch: dict) -> None:
+        interval["loss_sum"] += float(loss_sum.detach())
+        interval["targets"] += float(n_targets)
+        interval["tokens"] += float(batch.get("n_tokens", 0))
+        for key, value in sums.items():
+            interval["sums"][key] = interval["sums"].get(key, 0.0) + float(value)
+
+    def _reduced(self, values: list[float]) -> list[float]:
+        return self.accelerator.reduce(torch.tensor(values, dtype=torch.float64, device=self.accelerator.device),
+                                       "sum").tolist()
+
+    def _log_interval(self, interval: dict, step: int) -> dict[str, Any]:
+        keys = sorted(interval["sums"])
+        totals = self._reduced([interval["loss_sum"], interval["targets"], interval["tokens"]] +
+                               [interval["sums"][k] for k in keys])
+        loss_sum, targets, tokens = totals[:3]
+        seconds = time.perf_counter() - interval["start"]
+        steps = step - interval["first_step"]
+        record = {"step": step, "epoch": round(step / self.steps_per_epoch, 4),
+                  "loss": loss_sum / max(targets, 1.0), "learning_rate": self.scheduler.get_last_lr()[0],
+                  "tokens_per_s": tokens / max(seconds, 1e-9), "seconds_per_step": seconds / max(steps, 1)}
+        if "grad_norm" in interval:
+            record["grad_norm"] = interval["grad_norm"]
+        record.update({k: v / max(targets, 1.0) for k, v in zip(keys, totals[3:])})
+        self._record(record)
+        return record
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.log_history.append(record)
+        if self.accelerator.is_main_process:
+            self.metrics.log(record)
+
+    # ---- evaluation -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, step: int | None = None) -> dict[str, float]:
+        """Target-weighted loss (and metrics) over the eval items; logged when `step` is given."""
+        acc = self.accelerator
+        self.model.eval()
+        # every process runs the same number of forwards (sharded models need all of them); extras weigh 0
+        per_process = math.ceil(len(self.eval_items) / acc.num_processes)
+        mine = list(range(acc.process_index, len(self.eval_items), acc.num_processes))
+        loss_sum, targets, sums = 0.0, 0.0, {}
+        for k in range(per_process):
+            weight = 1.0 if k < len(mine) else 0.0
+            batch = self._to_device(self.collate(self.eval_items[mine[k] if weight else 0]))
+            value, n, metric_sums = self.loss_fn(self.model, batch)
+            loss_sum += weight * float(value)
+            targets += weight * float(n)
+            for key, v in metric_sums.items():
+                sums[key] = sums.get(key, 0.0) + weight * float(v)
+        keys = sorted(sums)
+        totals = self._reduced([loss_sum, targets] + [sums[k] for k in keys])
+        result = {"eval_loss": totals[0] / max(totals[1], 1.0)}
+        result.update({f"eval_{k}": v / max(totals[1], 1.0) for k, v in zip(keys, totals[2:])})
+        if step is not None:
+            self._record({"step": step, "epoch": round(step / self.steps_per_epoch, 4), **result})
+        return result
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def _keep_only_trainable(self, models, weights, output_dir) -> None:
+        """accelerate save_state pre-hook: store trainable tensors only (a LoRA checkpoint stays adapter-sized)."""
+        if self.sharded:
+            return
+        for model, state in zip(models, weights):
+            trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+            for name in [k for k in state if k not in trainable]:
+                del state[name]
+
+    def trainer_state(self, step: int) -> dict[str, Any]:
+        return {"global_step": step, "epoch": step / self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps, "num_processes": self.accelerator.num_processes,
+                "gradient_accumulation_steps": self.config.gradient_accumulation_steps,
+                "micro_batches_done_in_epoch": (step % self.steps_per_epoch) * self.config.gradient_accumulation_steps,
+                "log_history": self.log_history}
+
+    def write_model(self, folder: Path) -> None:
+        """Model (safetensors; adapter only for LoRA), tokenizer with its chat template, and the recipe."""
+        acc = self.accelerator
+        state = acc.get_state_dict(self.model) if self.sharded else None  # collective under FSDP / ZeRO-3
+        if not acc.is_main_process:
+            return
+        inner = hf_model_of(acc.unwrap_model(self.model))
+        kwargs: dict[str, Any] = {"safe_serialization": True}
+        if state is not None:
+            prefix = "model." if inner is not acc.unwrap_model(self.model) else ""
+            kwargs["state_dict"] = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        inner.save_pretrained(folder, **kwargs)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
+        if self.recipe is not None:
+            recipe = to_dict(self.recipe) if dataclasses.is_dataclass(self.recipe) else dict(self.recipe)
+            (Path(folder) / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    def save_checkpoint(self, step: int) -> Path:
+        path = save_checkpoint(self.accelerator, self.output_dir, step, self.trainer_state(step), self.write_model)
+        if self.accelerator.is_main_process:
+            rotate(self.output_dir, self.config.save_total_limit)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def save_final(self) -> None:
+        self.write_model(self.output_dir)
+        self.accelerator.wait_for_everyone()
+
+    def _resume(self) -> int:
+        checkpoint = latest_checkpoint(self.output_dir)
+        if checkpoint is None:
+            if self.accelerator.is_main_process:
+                print(f"zephyr: no complete checkpoint in {self.output_dir}; starting from step 0", flush=True)
+            return 0
+        state = read_state(checkpoint)
+        for key in ("steps_per_epoch", "num_processes", "gradient_accumulation_steps"):
+            current = self.trainer_state(0)[key]
+            if state[key] != current:
+                raise ConfigError(f"cannot resume from {checkpoint}: it was written with {key}={state[key]}, "
+                                  f"this run has {current} (the data position would not match)")
+        # non-sharded checkpoints hold only the trainable tensors (see _keep_only_trainable)
+        self.accelerator.load_state(str(checkpoint / "state"), **({} if self.sharded else {"strict": False}))
+        self.log_history = list(state["log_history"])
+        if self.accelerator.is_main_process:
+            self.metrics.restart(self.log_history)
+            print(f"zephyr: resumed from {checkpoint} (step {state['global_step']})", flush=True)
+        return int(state["global_step"])
