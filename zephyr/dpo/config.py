@@ -1,0 +1,59 @@
+"""`DPOConfig`: model + data + training fields, and the preference-optimisation ones.
+
+Defaults are TRL DPOConfig's / the alignment-handbook recipes' where they exist (beta 0.1, max_length 1024,
+max_prompt_length 512); recipes override them field by field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import field
+from ..data.config import DataConfig
+from ..models import ModelConfig
+from ..train.config import TrainConfig
+from .layout import LAYOUTS
+from .losses import LOSSES
+from .reference import MODES
+
+
+@dataclasses.dataclass
+class DPOConfig(TrainConfig, DataConfig, ModelConfig):
+    """dDPO: preference optimisation of a chat model on chosen/rejected pairs."""
+
+    beta: float = field(0.1, help="strength of the KL tie to the reference (zephyr-7b-beta paper 0.1, handbook 0.01; IPO: its tau; SimPO: its beta, ~2)")
+    loss_type: str = field("sigmoid", help="sigmoid (DPO; with label_smoothing = cDPO), ipo, hinge (SLiC), robust, simpo (reference-free)")
+    label_smoothing: float = field(0.0, help="assumed rate of flipped preference labels (cDPO with sigmoid, robust DPO; < 0.5)")
+    simpo_gamma: float = field(0.5, help="SimPO target reward margin gamma")
+    max_length: int = field(1024, help="longest prompt + completion in tokens; completions are cut on the right to fit")
+    max_prompt_length: int = field(512, help="longest prompt in tokens; longer prompts lose their beginning")
+    reference: str = field("auto", help="reference log-probs: auto (adapter with LoRA, else copy), copy (frozen second model), adapter (LoRA policy with the adapter off), precompute (once, cached on disk), none (reference-free losses)")
+    ref_cache_dir: str = field("", help="where precomputed reference log-probs are cached (default: ~/.cache/zephyr/ref_logps)")
+    layout: str = field("shared", help="shared (prompt encoded once per pair, packed), packed (chosen and rejected as separate packed sequences), padded (TRL's: right-padded rows)")
+    logit_chunk_size: int = field(0, help="completion tokens per lm_head chunk (0: about 64M logits at a time, from the vocabulary size)")
+
+    def __post_init__(self):
+        from ..errors import ConfigError
+
+        if self.loss_type not in LOSSES:
+            raise ConfigError(f"field 'loss_type': {self.loss_type!r} is not one of {', '.join(LOSSES)}")
+        if self.reference not in MODES:
+            raise ConfigError(f"field 'reference': {self.reference!r} is not one of {', '.join(MODES)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        if self.beta <= 0:
+            raise ConfigError("field 'beta' must be > 0")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError("field 'label_smoothing' must be in [0, 0.5)")
+
+    def reference_mode(self) -> str:
+        """The concrete reference strategy `auto` stands for."""
+        if self.loss_type == "simpo":
+            return "none"
+        if self.reference == "auto":
+            return "adapter" if self.use_lora else "copy"
+        if self.reference == "adapter" and not self.use_lora:
+            from ..errors import ConfigError
+
+            raise ConfigError("reference: adapter needs use_lora: true (without LoRA use copy or precompute)")
+        return self.reference

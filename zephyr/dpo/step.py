@@ -1,0 +1,85 @@
+"""One DPO forward: policy and reference log-probs -> per-pair loss and the published cards' metrics.
+
+Metric meanings (those of TRL's DPOTrainer and of the zephyr-7b-beta / zephyr-7b-gemma cards):
+  rewards/chosen, rewards/rejected  beta * (policy - reference) summed completion log-prob, mean over pairs
+  rewards/accuracies                share of pairs whose chosen reward exceeds the rejected one
+  rewards/margins                   mean of rewards/chosen - rewards/rejected
+  logps/chosen, logps/rejected      mean over pairs of the policy's summed completion log-prob
+  logits/chosen, logits/rejected    mean logit (over the vocabulary) averaged over all completion tokens
+Metrics travel as sums with their counts (`MetricSums`) so that gradient accumulation, several batches and
+several processes combine exactly, then `means()` divides once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .layout import PairBatch
+from .logprobs import score
+from .losses import REFERENCE_FREE, PairLogps, pair_loss
+
+METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected")
+
+
+@dataclass
+class DPOSettings:
+    loss_type: str = "sigmoid"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    simpo_gamma: float = 0.5
+    chunk: int | None = None  # tokens per lm_head chunk (None: from the vocabulary size)
+
+
+class MetricSums(dict):
+    """name -> [sum, count]; `+=` merges, `means()` gives the logged values."""
+
+    def add(self, name: str, total: float, count: float) -> None:
+        s = self.setdefault(name, [0.0, 0.0])
+        s[0] += float(total)
+        s[1] += float(count)
+
+    def merge(self, other: "MetricSums") -> "MetricSums":
+        for name, (total, count) in other.items():
+            self.add(name, total, count)
+        return self
+
+    def means(self) -> dict[str, float]:
+        return {name: (total / count if count else 0.0) for name, (total, count) in self.items()}
+
+
+def pair_outputs(model, batch: PairBatch, settings: DPOSettings, reference) -> tuple[torch.Tensor, MetricSums]:
+    """-> (per-pair losses [pairs] with grad, metric sums). `reference(batch) -> (chosen, rejected)` or None."""
+    scores = score(model, batch, settings.chunk)
+    chosen, rejected = scores.logps.chunk(2)
+    if settings.loss_type in REFERENCE_FREE or reference is None:
+        ref_chosen, ref_rejected = torch.zeros_like(chosen), torch.zeros_like(rejected)
+    elif batch.ref_chosen is not None:
+        ref_chosen, ref_rejected = batch.ref_chosen.to(chosen), batch.ref_rejected.to(rejected)
+    else:
+        ref_chosen, ref_rejected = (t.to(chosen) for t in reference(batch))
+    logps = PairLogps(chosen, rejected, ref_chosen, ref_rejected,
+                      batch.chosen_tokens.to(chosen), batch.rejected_tokens.to(chosen))
+    losses = pair_loss(settings.loss_type, logps, settings.beta, settings.label_smoothing, settings.simpo_gamma)
+    return losses, metric_sums(losses, logps, scores.logit_sums, settings.beta)
+
+
+@torch.no_grad()
+def metric_sums(losses: torch.Tensor, p: PairLogps, logit_sums: torch.Tensor, beta: float) -> MetricSums:
+    n = len(losses)
+    reward_c = beta * (p.chosen - p.ref_chosen).detach()
+    reward_r = beta * (p.rejected - p.ref_rejected).detach()
+    logit_c, logit_r = logit_sums.chunk(2)
+    m = MetricSums()
+    m.add("loss", losses.detach().sum(), n)
+    m.add("rewards/chosen", reward_c.sum(), n)
+    m.add("rewards/rejected", reward_r.sum(), n)
+    m.add("rewards/accuracies", (reward_c > reward_r).float().sum(), n)
+    m.add("rewards/margins", (reward_c - reward_r).sum(), n)
+    m.add("logps/chosen", p.chosen.detach().sum(), n)
+    m.add("logps/rejected", p.rejected.detach().sum(), n)
+    m.add("logits/chosen", logit_c.sum(), p.chosen_tokens.sum())
+    m.add("logits/rejected", logit_r.sum(), p.rejected_tokens.sum())
+    return m

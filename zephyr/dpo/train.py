@@ -1,0 +1,114 @@
+"""`run_dpo(config)`: data -> tokenised pairs -> reference log-probs -> the shared training loop -> card."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..embedded import cache_root
+from .config import DPOConfig
+from .layout import collate
+from .logprobs import install_scoring
+from .reference import attach, cache_key, frozen_copy, precompute, reference_logps, weights_fingerprint
+from .step import DPOSettings, pair_outputs
+from .tokenize import TokenizedPair, TruncationReport, tokenize_pairs
+
+
+@dataclass
+class DPORun:
+    result: Any                  # zephyr.train.trainer.TrainResult
+    truncation: dict[str, TruncationReport]
+    reference: str
+    output_dir: Path
+
+
+def micro_batches(pairs: list[TokenizedPair], size: int, seed: int) -> list[list[TokenizedPair]]:
+    """Seeded shuffle, then groups of `size` pairs (the trainer permutes the groups every epoch)."""
+    order = list(pairs)
+    random.Random(seed).shuffle(order)
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+class DPOObjective:
+    """The trainer's `collate` and `loss_fn` for preference pairs, holding the reference strategy."""
+
+    def __init__(self, cfg: DPOConfig, pad_id: int, mode: str, ref_model=None, ref_table=None):
+        self.cfg, self.pad_id, self.mode = cfg, pad_id, mode
+        self.ref_model, self.ref_table = ref_model, ref_table
+        self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
+                                    cfg.logit_chunk_size or None)
+
+    def collate(self, item: list[TokenizedPair]) -> dict:
+        batch = collate(item, self.cfg.layout, self.pad_id, self.cfg.max_seq_length)
+        if self.ref_table is not None:
+            attach(batch, self.ref_table)
+        return {"pairs": batch, "n_targets": batch.pairs, "n_tokens": batch.real_tokens}
+
+    def reference(self, batch):
+        if self.mode == "copy":
+            device = batch.input_ids.device
+            if next(self.ref_model.parameters()).device != device:
+                self.ref_model.to(device)
+            return reference_logps(self.ref_model, batch)
+        if self.mode == "adapter":
+            return self._adapter_reference(batch)
+        return None  # precompute (on the batch) or reference-free
+
+    def _adapter_reference(self, batch):
+        return reference_logps(self._policy, batch, adapter_off=True)
+
+    def loss_fn(self, model, batch: dict):
+        self._policy = model
+        pairs = batch["pairs"].to(next(model.parameters()).device)
+        losses, sums = pair_outputs(model, pairs, self.settings, self.reference)
+        n = pairs.pairs
+        # the trainer divides metric sums by the pair count; token-weighted means (logits/*) are scaled to match
+        metrics = {name: mean * n for name, mean in sums.means().items() if name != "loss"}
+        return losses.sum(), n, metrics
+
+
+def _cache_dir(cfg: DPOConfig) -> Path:
+    return Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else cache_root() / "ref_logps"
+
+
+def run_dpo(cfg: DPOConfig) -> DPORun:
+    from ..data import load_preference_splits
+    from ..models import load_model, load_tokenizer, resolve
+    from ..train.trainer import Trainer
+
+    tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
+    splits = load_preference_splits(cfg)
+    print(splits.report.table() if hasattr(splits.report, "table") else splits.report, flush=True)
+    train_pairs, train_trunc = tokenize_pairs(splits.train, tokenizer, cfg.chat_template, cfg.max_length,
+                                              cfg.max_prompt_length, desc="tokenizing train pairs")
+    test_pairs, test_trunc = tokenize_pairs(splits.test, tokenizer, cfg.chat_template, cfg.max_length,
+                                            cfg.max_prompt_length, desc="tokenizing test pairs")
+    print(f"zephyr dpo: train {train_trunc.summary()}; test {test_trunc.summary()}", flush=True)
+
+    model = load_model(cfg, tokenizer, for_training=True)
+    install_scoring(model)
+    mode = cfg.reference_mode()
+    ref_model = ref_table = None
+    if mode == "copy":
+        ref_model = frozen_copy(model)
+    elif mode == "precompute":
+        # before any training step (and before a resume loads the checkpoint) the policy is the reference
+        where, _ = resolve(cfg.model)
+        key = cache_key(train_pairs + test_pairs, weights_fingerprint(where), cfg.dtype,
+                        f"{cfg.chat_template}|{cfg.max_length}|{cfg.max_prompt_length}")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+        ref_table = precompute(model, train_pairs + test_pairs, _cache_dir(cfg), key,
+                               batch_size=cfg.per_device_eval_batch_size, layout=cfg.layout,
+                               pad_id=tokenizer.pad_token_id, adapter_off=cfg.use_lora)
+    objective = DPOObjective(cfg, tokenizer.pad_token_id, mode, ref_model, ref_table)
+    trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
+                                                                   cfg.seed),
+                      objective.collate, micro_batches(test_pairs, cfg.per_device_eval_batch_size, cfg.seed),
+                      tokenizer=tokenizer, recipe=cfg)
+    result = trainer.train()
+    return DPORun(result, {"train": train_trunc, "test": test_trunc}, mode, Path(cfg.output_dir))
