@@ -129,8 +129,6 @@ def _read_csv(path: Path) -> Iterator[tuple[Where, Any]]:
 
 
 def _decode_cell(name: str, value: str) -> Any:
-    if value == "":
-        return None
     if name in NESTED_CSV_COLUMNS and value[:1] in "[{":
         try:
             decoded = json.loads(value)
@@ -171,25 +169,35 @@ class MissingSplit(LookupError):
 
 
 def write_rows(rows: Iterable[dict], path: str | Path) -> int:
-    """Write rows as JSONL (default), JSON or Parquet, chosen by the file extension; returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = FORMATS.get(path.suffix.lower(), "jsonl")
-    rows = list(rows) if fmt in ("json", "parquet") else rows
-    if fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    """Write rows as JSONL (default), JSON or Parquet, chosen by the file extension; returns the row count.
 
-        pq.write_table(pa.Table.from_pylist(rows), path)
-        return len(rows)
-    if fmt == "json":
-        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-        return len(rows)
+    Written to a temporary name and renamed at the end, so a run stopped by a bad row leaves no partial file.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower(), "jsonl")
     if fmt == "csv":
         raise DataError("writing CSV is not supported (nested columns); use .jsonl, .json or .parquet", str(path))
-    count = 0
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = list(rows)
+            pq.write_table(pa.Table.from_pylist(rows), partial)
+            count = len(rows)
+        elif fmt == "json":
+            rows = list(rows)
+            partial.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+            count = len(rows)
+        else:
+            count = 0
+            with open(partial, "w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return count

@@ -37,6 +37,8 @@ from .io import FORMATS, MissingSplit, Where, progress, read_hub, read_rows
 from .ultrachat_filter import filter_dialogue
 
 MAX_EXAMPLES = 5  # skipped-row messages kept for the report
+FIRST = ["read", "invalid_skipped", "dropped_by_rules"]  # report rows: these first, rule details, then results
+LAST = ["held_out", "duplicate_of_test", "decontaminated", "not_sampled", "train", "test", "written"]
 
 
 class Report(dict):
@@ -59,7 +61,9 @@ class Report(dict):
         values = {name: self[name] for name in names}
         if len(names) > 1:
             values["total"] = self.total()
-        keys = list(dict.fromkeys(key for counts in values.values() for key in counts))
+        seen = list(dict.fromkeys(key for counts in values.values() for key in counts))
+        keys = ([k for k in FIRST if k in seen] + [k for k in seen if k not in FIRST + LAST]
+                + [k for k in LAST if k in seen])
         short = {name: _short(name) for name in columns}
         width = max([len(k) for k in keys] + [5])
         col_widths = {name: max(len(short[name]), 7) for name in columns}
@@ -280,7 +284,7 @@ def chat_item(cfg: DataConfig) -> Callable:
 
 def pair_item(cfg: DataConfig) -> Callable:
     def normalise(row: Any, where: Where, counts: Counter) -> dict | None:
-        if schemas.detect(row, where) == schemas.RAW_ULTRAFEEDBACK:
+        if schemas.detect(row, where, "chosen") == schemas.RAW_ULTRAFEEDBACK:
             return binarize_row(row, where, cfg.seed, counts)
         return schemas.pair(row, where)
 

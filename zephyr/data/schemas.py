@@ -40,8 +40,8 @@ class Dropped(Exception):
         self.reason = reason
 
 
-def detect(row: Any, where: Where) -> str:
-    """-> "messages", "pair" or RAW_ULTRAFEEDBACK (raises DataError for anything else)."""
+def detect(row: Any, where: Where, wanted: str = "messages") -> str:
+    """-> "messages", "pair" or RAW_ULTRAFEEDBACK; otherwise a DataError on the `wanted` field."""
     if not isinstance(row, dict):
         raise where.error(f"a row must be an object with named fields, got {type(row).__name__}")
     if "messages" in row and row["messages"] is not None and not ("chosen" in row and "rejected" in row):
@@ -52,8 +52,9 @@ def detect(row: Any, where: Where) -> str:
         return "pair"
     if "messages" in row:
         return "messages"
-    raise where.error("no known schema: expected 'messages', or 'prompt'/'chosen'/'rejected', or "
-                      "'instruction'/'completions' (raw UltraFeedback); columns are " + ", ".join(map(str, row)))
+    raise where.error("missing; expected 'messages', or 'prompt'/'chosen'/'rejected', or 'instruction'/"
+                      "'completions' (raw UltraFeedback); the row has " + (", ".join(map(str, row)) or "no fields"),
+                      wanted)
 
 
 def message_list(value: Any, where: Where, field: str) -> list[dict]:
@@ -114,7 +115,7 @@ def chat_messages(row: Any, where: Where) -> list[dict]:
 
 def pair(row: Any, where: Where) -> dict:
     """A prompt/chosen/rejected row (strings or message lists) -> a normalised preference pair."""
-    if detect(row, where) == "messages":
+    if detect(row, where, "chosen") == "messages":
         raise where.error("missing; a preference row needs 'chosen' and 'rejected'", "chosen")
     chosen, chosen_prefix = _reply(row, where, "chosen")
     rejected, rejected_prefix = _reply(row, where, "rejected")
@@ -175,7 +176,7 @@ def _score(row: dict, where: Where, name: str) -> float | None:
     metadata = row.get("metadata")
     if value is None and isinstance(metadata, dict):  # the flattened TRL sample keeps scores under metadata
         value, field = metadata.get(name), f"metadata.{name}"
-    if value is None:
+    if value is None or (isinstance(value, str) and not value.strip()):  # an empty CSV cell: no score
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise where.error(f"expected a number, got {type(value).__name__}", field)
