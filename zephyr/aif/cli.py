@@ -22,35 +22,19 @@ from ..errors import ConfigError
 from ..generate import GenerateConfig, finished_rows, read_conversations
 from ..generate import run as generate
 from ..generation import Sampling
-from .judge import HTTPJudge, LocalJudge, rate
+from .judge import JudgeConfig, check_judge, make_judge, rate
 from .rubric import annotations
 
 
 @dataclasses.dataclass
-class AIFConfig(Sampling):
+class AIFConfig(JudgeConfig, Sampling):
     """AI feedback: answer prompts with several models, rate the answers with a judge, binarize into pairs."""
 
     prompts: str = field("", help="JSONL of prompts: {'prompt': '...'} or {'messages': [... ending with a user turn]}")
     models: list[str] = field(["embedded"], help="models that answer (hub ids, folders, .gguf, 'embedded'); comma-separated")
-    judge: str = field("", help="a local judge model (hub id, folder, 'embedded'); or use --judge_url")
-    judge_url: str = field("", help="OpenAI-compatible endpoint of the judge, e.g. http://127.0.0.1:8000/v1")
-    judge_model: str = field("gpt-4-0613", help="model name sent to --judge_url")
-    judge_api_key_env: str = field("OPENAI_API_KEY", help="environment variable holding the judge's API key")
     output_dir: str = field("runs/aif", help="where completions, ratings, pairs and the report go")
     batch_size: int = field(8, help="prompts answered together")
     skip_invalid: bool = field(False, help="skip (and count) bad prompt lines instead of stopping")
-
-
-def check_judge(config: AIFConfig) -> None:
-    if bool(config.judge) == bool(config.judge_url):
-        raise ConfigError("give exactly one of --judge (a local model) or --judge_url (an OpenAI-compatible server)")
-
-
-def make_judge(config: AIFConfig):
-    check_judge(config)
-    if config.judge_url:
-        return HTTPJudge(config.judge_url, config.judge_model, config.judge_api_key_env)
-    return LocalJudge(config.judge)
 
 
 def answer(config: AIFConfig, out: Path) -> list[Path]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -10,7 +11,8 @@ import urllib.error
 import urllib.request
 from typing import Sequence
 
-from ..errors import ZephyrError
+from ..config import field
+from ..errors import ConfigError, ZephyrError
 from .rubric import judge_prompt, parse_ratings
 
 
@@ -85,3 +87,25 @@ def rate(judge, pairs: Sequence[tuple[str, str]]) -> list[tuple[dict[str, str], 
     """[(instruction, response)] -> [(ratings, raw judge text)]."""
     texts = judge.complete([judge_prompt(instruction, response) for instruction, response in pairs])
     return [(parse_ratings(text), text) for text in texts]
+
+
+@dataclasses.dataclass
+class JudgeConfig:
+    """Which judge rates replies: a local model, or an OpenAI-compatible endpoint."""
+
+    judge: str = field("", help="a local judge model (hub id, folder, 'embedded'); or use --judge_url")
+    judge_url: str = field("", help="OpenAI-compatible endpoint of the judge, e.g. http://127.0.0.1:8000/v1")
+    judge_model: str = field("gpt-4-0613", help="model name sent to --judge_url")
+    judge_api_key_env: str = field("OPENAI_API_KEY", help="environment variable holding the judge's API key")
+
+
+def check_judge(config: JudgeConfig) -> None:
+    if bool(config.judge) == bool(config.judge_url):
+        raise ConfigError("give exactly one of --judge (a local model) or --judge_url (an OpenAI-compatible server)")
+
+
+def make_judge(config: JudgeConfig):
+    check_judge(config)
+    if config.judge_url:
+        return HTTPJudge(config.judge_url, config.judge_model, config.judge_api_key_env)
+    return LocalJudge(config.judge)

@@ -1,0 +1,130 @@
+"""MT-Bench, AlpacaEval and IFEval scoring on real benchmark files, with scripted models and judges."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from zephyr.eval import alpaca_eval, ifeval, mt_bench
+from zephyr.eval.cli import EvalConfig, run
+
+
+class ScriptedJudge:
+    name = "scripted"
+
+    def __init__(self, answer):
+        self.answer, self.prompts = answer, []
+
+    def complete(self, prompts):
+        self.prompts += prompts
+        return [self.answer(p) for p in prompts]
+
+
+def test_mt_bench_parse_score():
+    assert mt_bench.parse_score("Good answer. Rating: [[7]]") == 7.0
+    assert mt_bench.parse_score("[[8.5]]") == 8.5
+    assert mt_bench.parse_score("Rating: 4") == 4.0
+    assert mt_bench.parse_score("[[11]]") is None and mt_bench.parse_score("great") is None
+
+
+def test_mt_bench_answers_two_turns_with_category_temperatures(shared_data):
+    questions = mt_bench.load_questions(str(shared_data / "mt_bench" / "question.jsonl"))
+    assert len(questions) == 80 and {q["category"] for q in questions} == set(mt_bench.TEMPERATURE)
+    seen = []
+
+    def generate(conversations, temperature):
+        seen.append((temperature, conversations))
+        return [f"answer to: {c[-1]['content'][:20]}" for c in conversations]
+
+    answers = mt_bench.answer_questions(generate, questions)
+    assert all(len(a) == 2 for a in answers.values())
+    writing = next(q for q in questions if q["category"] == "writing")
+    first_turn = [c for t, convs in seen for c in convs if len(c) == 1 and c[0]["content"] == writing["turns"][0]]
+    assert first_turn and any(t == 0.7 for t, convs in seen if first_turn[0] in convs)
+    second = [c for _, convs in seen for c in convs if len(c) == 3 and c[0]["content"] == writing["turns"][0]][0]
+    assert second[1]["content"] == answers[writing["question_id"]][0]  # turn 2 sees our own first answer
+    assert second[2]["content"] == writing["turns"][1]
+    math_temps = {t for t, convs in seen for c in convs for q in questions
+                  if q["category"] == "math" and c[0]["content"] == q["turns"][0]}
+    assert math_temps == {0.0}
+
+
+def test_mt_bench_judging_and_report(shared_data):
+    questions = mt_bench.load_questions(str(shared_data / "mt_bench" / "question.jsonl"))[:16]
+    references = mt_bench.load_references(str(shared_data / "mt_bench" / "reference_answer" / "gpt-4.jsonl"))
+    answers = {q["question_id"]: ["short", "a longer second answer"] for q in questions}
+    # the judge gives 6 to first-turn grades and 8 to second-turn ones, and fails on question 81's turn 2
+    judge = ScriptedJudge(lambda p: "meh" if "User question 2" in p and questions[0]["turns"][1] in p
+                          else ("Rating: [[8]]" if "second question" in p else "Rating: [[6]]"))
+    judgements, report = mt_bench.judge_answers(judge, questions, answers, references)
+    assert len(judgements) == 32 and report["unparsable"] == 1 and report["judged"] == 31
+    assert report["turn_1"] == 6.0 and report["turn_2"] == 8.0
+    assert report["score"] == round((16 * 6 + 15 * 8) / 31, 3)
+    with_reference = [p for p in judge.prompts if "### Reference answer" in p]
+    needs = [q for q in questions if q["category"] in mt_bench.NEEDS_REFERENCE and q["question_id"] in references]
+    assert len(with_reference) == 2 * len(needs)
+
+
+def test_alpaca_eval_win_rate_is_position_fair(shared_data):
+    rows = alpaca_eval.load_instructions(str(shared_data / "alpaca_eval" / "gpt4_1106_preview.model_outputs.json"))
+    assert len(rows) == 805
+    rows = rows[:40]
+    outputs = ["x" * (len(r["output"]) + 1) if i % 4 == 0 else "no" for i, r in enumerate(rows)]
+
+    def longer(prompt):
+        a = re.search(r"### Output \(A\)\n(.*)\n\n### Output \(B\)", prompt, re.S).group(1)
+        b = re.search(r"### Output \(B\)\n(.*)\n\nWhich output", prompt, re.S).group(1)
+        return "A" if len(a) > len(b) else "B"
+
+    results, report = alpaca_eval.judge_outputs(ScriptedJudge(longer), rows, outputs, seed=1)
+    assert report["n_wins"] == 10 and report["n_losses"] == 30 and report["win_rate"] == 25.0
+    assert {r["ours_shown_first"] for r in results} == {True, False}
+    expected_se = 100 * ((0.25 * 0.75 * 40 / 39) / 40) ** 0.5
+    assert report["standard_error"] == round(expected_se, 2)
+    _, ties = alpaca_eval.judge_outputs(ScriptedJudge(lambda p: "I cannot decide"), rows[:4], outputs[:4])
+    assert ties["n_ties"] == 4 and ties["win_rate"] == 50.0
+    assert alpaca_eval.parse_preference("Output (B)") == "B" and alpaca_eval.parse_preference("A") == "A"
+
+
+def test_ifeval_checks_instructions(shared_data):
+    pytest.importorskip("if_verifiable")
+    rows = ifeval.load_prompts(str(shared_data / "ifeval" / "input_data.jsonl"))
+    assert len(rows) == 541
+    row = {"key": 1, "prompt": "Answer in lowercase without commas.",
+           "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}]}
+    good = ifeval.check(row, "all lowercase and no commas here")
+    bad = ifeval.check(row, "Hello, World")
+    half = ifeval.check(row, "lowercase, but a comma")
+    assert [(i["strict"], i["loose"]) for i in good] == [(True, True), (True, True)]
+    assert [i["strict"] for i in bad] == [False, False]
+    assert [i["strict"] for i in half] == [False, True]
+    assert [i["strict"] for i in ifeval.check(row, "   ")] == [False, False]
+    report = ifeval.summarize([good, bad, half])
+    assert report["prompt_level_strict"] == round(100 / 3, 2)
+    assert report["instruction_level_strict"] == 50.0
+    unknown = ifeval.check({**row, "instruction_id_list": ["made:up"], "kwargs": [{}]}, "text")
+    assert unknown == [{"instruction_id": "made:up", "strict": None, "loose": None}]
+    assert ifeval.summarize([good, unknown])["prompts_unscored"] == 1
+
+
+def test_eval_command_on_tiny_model(tiny_model_dir, shared_data, tmp_path):
+    pytest.importorskip("if_verifiable")
+    config = EvalConfig(benchmark="ifeval", model=str(tiny_model_dir("llama")), max_new_tokens=8,
+                        data=str(shared_data / "ifeval" / "input_data.jsonl"), limit=3,
+                        output_dir=str(tmp_path / "ifeval"))
+    report = run(config)
+    assert report["prompts"] == 3 and report["benchmark"] == "ifeval"
+    answers = [json.loads(line) for line in (tmp_path / "ifeval" / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 3 and all("instructions" in a for a in answers)
+    assert json.loads((tmp_path / "ifeval" / "report.json").read_text()) == report
+
+
+def test_eval_command_errors(tmp_path):
+    from zephyr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown benchmark 'mmlu'"):
+        run(EvalConfig(benchmark="mmlu"), generate=lambda c, t=None: [])
+    with pytest.raises(ConfigError, match="exactly one of --judge"):
+        run(EvalConfig(benchmark="mt_bench"), generate=lambda c, t=None: [])

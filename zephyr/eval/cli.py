@@ -1,0 +1,101 @@
+"""`zephyr eval BENCHMARK`: answer a benchmark with a model, score the answers, write a report.
+
+    zephyr eval mt_bench    --model runs/demo/dpo --judge_url http://127.0.0.1:8000/v1 --judge_model gpt-4
+    zephyr eval alpaca_eval --model runs/demo/dpo --judge_url ... [--data alpaca_eval.json]
+    zephyr eval ifeval      --model runs/demo/dpo [--data input_data.jsonl]
+
+Output folder: answers.jsonl, judgements.jsonl (judged benchmarks), report.json; the report is printed.
+Without --data, each benchmark loads its hub copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..aif.judge import JudgeConfig, make_judge
+from ..config import field, parse_args
+from ..errors import ConfigError
+from ..generation import SamplingConfig, batched, generate_batch
+from . import alpaca_eval, ifeval, mt_bench
+
+BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval")
+
+
+@dataclasses.dataclass
+class EvalConfig(JudgeConfig, SamplingConfig):
+    """Evaluate a chat model on MT-Bench, AlpacaEval or IFEval."""
+
+    benchmark: str = field("mt_bench", help="mt_bench, alpaca_eval or ifeval")
+    data: str = field("", help="local benchmark file (question.jsonl, alpaca_eval.json, input_data.jsonl); default: hub")
+    references: str = field("", help="MT-Bench reference answers (FastChat jsonl) for math/reasoning/coding")
+    output_dir: str = field("runs/eval", help="where answers, judgements and report.json go")
+    limit: int = field(0, help="evaluate only the first N items (0 = all)")
+    batch_size: int = field(8, help="prompts generated together")
+
+
+def make_generator(config: EvalConfig):
+    """-> generate(conversations, temperature=None) -> replies, with one model load."""
+    from ..models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, tokenizer).eval()
+
+    def generate(conversations, temperature=None):
+        sampling = config if temperature is None else dataclasses.replace(config, temperature=temperature)
+        replies = []
+        for start, chunk in tqdm(list(batched(conversations, config.batch_size)), desc="answer", unit="batch"):
+            replies += generate_batch(model, tokenizer, chunk, sampling, config.chat_template,
+                                      seed=config.seed + start)
+        return replies
+
+    return generate
+
+
+def write_jsonl(path: Path, rows) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def run(config: EvalConfig, generate=None) -> dict:
+    if config.benchmark not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {config.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    judge = make_judge(config) if config.benchmark != "ifeval" else None  # fail on a bad judge before generating
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    generate = generate or make_generator(config)
+    limit = config.limit or None
+    if config.benchmark == "mt_bench":
+        questions = mt_bench.load_questions(config.data or None)[:limit]
+        answers = mt_bench.answer_questions(generate, questions)
+        write_jsonl(out / "answers.jsonl", [{"question_id": q, "turns": a} for q, a in answers.items()])
+        judgements, report = mt_bench.judge_answers(judge, questions, answers,
+                                                    mt_bench.load_references(config.references or None))
+    elif config.benchmark == "alpaca_eval":
+        rows = alpaca_eval.load_instructions(config.data or None)[:limit]
+        outputs = generate([[{"role": "user", "content": r["instruction"]}] for r in rows])
+        write_jsonl(out / "answers.jsonl", [{"instruction": r["instruction"], "output": o}
+                                            for r, o in zip(rows, outputs)])
+        judgements, report = alpaca_eval.judge_outputs(judge, rows, outputs, config.seed)
+    else:
+        rows = ifeval.load_prompts(config.data or None)[:limit]
+        responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
+        checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
+        write_jsonl(out / "answers.jsonl", [{"key": r.get("key"), "prompt": r["prompt"], "response": response,
+                                             "instructions": c} for r, response, c in zip(rows, responses, checked)])
+        judgements, report = [], ifeval.summarize(checked)
+    if judgements:
+        write_jsonl(out / "judgements.jsonl", judgements)
+    report = {"benchmark": config.benchmark, "model": config.model,
+              "judge": getattr(judge, "name", None), **report}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(EvalConfig, argv, prog="zephyr eval", positional="benchmark")
+    report = run(config)
+    print(json.dumps(report, indent=1))
+    return 0
