@@ -13,6 +13,7 @@ import pytest
 def write(path: Path, rows: list, fmt: str | None = None) -> Path:
     """Rows -> .jsonl / .json / .parquet / .csv (nested CSV cells as JSON text, as people store them)."""
     fmt = fmt or path.suffix.lstrip(".")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     elif fmt == "json":

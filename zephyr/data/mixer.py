@@ -6,8 +6,8 @@ For each source (a `dataset_mixer` entry):
   2. normalise every row (schemas.py; UltraChat filter and UltraFeedback binarization when they apply);
      a malformed row raises DataError, or with `skip_invalid` is skipped and counted;
   3. if the source has no test split, hold out `test_split_size` of its shuffled training rows;
-  4. drop training rows whose prompt is also in this source's test rows, and (with `decontaminate`) rows
-     whose prompt overlaps an eval benchmark;
+  4. drop training rows whose user turns equal those of any test row (of any source), and (with
+     `decontaminate`) rows whose prompt overlaps an eval benchmark;
   5. keep `fraction` of the remaining training rows (a seeded random subset; test rows are kept whole).
 Then all sources are concatenated, shuffled with `seed`, and capped by max_train/eval_samples.
 
@@ -225,7 +225,7 @@ def mix(cfg: DataConfig, normalise: Callable, user_texts: Callable[[Any], list[s
         index, described = EvalIndex.from_files(cfg.decontaminate, cfg.decontaminate_ngram)
         report.notes.append(f"decontaminated against {index.prompts} eval prompts ({cfg.decontaminate_ngram}-grams): "
                             + ", ".join(f"{Path(p).name} = {d}" for p, d in described.items()))
-    all_train, all_test = [], []
+    loaded = []
     for source in parse_sources(cfg.dataset_mixer):
         counts = report.setdefault(source.name, Counter())
         train, test, has_test = _normalise_all(source, cfg, normalise, counts, report)
@@ -233,15 +233,18 @@ def mix(cfg: DataConfig, normalise: Callable, user_texts: Callable[[Any], list[s
         rng.shuffle(train)
         if not has_test and cfg.test_split_size > 0 and train:
             size = cfg.test_split_size
-            held = min(len(train) - 1, int(size) if size >= 1 else round(size * len(train)))
-            held = max(held, 0)
+            held = max(0, min(len(train) - 1, int(size) if size >= 1 else round(size * len(train))))
             test, train = train[:held], train[held:]
             counts["held_out"] += held
-        test_keys = {_key(user_texts(item)) for item in test}
+        loaded.append((source, counts, train, test))
+    # every source's test rows, so that a test split listed under another source cannot leak into training
+    test_keys = {_key(user_texts(item)) for _, _, _, test in loaded for item in test}
+    all_train, all_test = [], []
+    for source, counts, train, test in loaded:
         kept = []
         for item in progress(train, desc=f"checking {Path(source.name).name}"):
             texts = user_texts(item)
-            if test_keys and _key(texts) in test_keys:
+            if _key(texts) in test_keys:
                 counts["duplicate_of_test"] += 1
             elif index is not None and index.contaminated(texts):
                 counts["decontaminated"] += 1
