@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 
 from ..embedded import cache_root
+from .card import write_dpo_card
 from .config import DPOConfig
 from .layout import collate
 from .logprobs import install_scoring
@@ -75,13 +77,18 @@ def _cache_dir(cfg: DPOConfig) -> Path:
     return Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else cache_root() / "ref_logps"
 
 
-def run_dpo(cfg: DPOConfig) -> DPORun:
+def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     from ..data import load_preference_splits
     from ..models import load_model, load_tokenizer, resolve
     from ..train.trainer import Trainer
 
+    from ..errors import ConfigError
+    from ..sft.stage import resolve_sources
+
     tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
-    splits = load_preference_splits(cfg)
+    splits = load_preference_splits(dataclasses.replace(cfg, dataset_mixer=resolve_sources(cfg.dataset_mixer)))
+    if not splits.train:
+        raise ConfigError("the training split is empty after mixing; check dataset_mixer and dataset_splits")
     print(splits.report.table() if hasattr(splits.report, "table") else splits.report, flush=True)
     train_pairs, train_trunc = tokenize_pairs(splits.train, tokenizer, cfg.chat_template, cfg.max_length,
                                               cfg.max_prompt_length, desc="tokenizing train pairs")
@@ -109,6 +116,12 @@ def run_dpo(cfg: DPOConfig) -> DPORun:
     trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
                                                                    cfg.seed),
                       objective.collate, micro_batches(test_pairs, cfg.per_device_eval_batch_size, cfg.seed),
-                      tokenizer=tokenizer, recipe=cfg)
+                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks)
+    if trainer.accelerator.is_main_process:
+        print(f"zephyr dpo: {len(train_pairs)} train pairs in {len(trainer.train_items)} micro-batches of "
+              f"{cfg.per_device_train_batch_size}, {trainer.total_steps} optimizer steps, reference: {mode}, "
+              f"layout: {cfg.layout}", flush=True)
     result = trainer.train()
+    if trainer.accelerator.is_main_process:
+        write_dpo_card(cfg, trainer, result, {"train": train_trunc, "test": test_trunc}, mode)
     return DPORun(result, {"train": train_trunc, "test": test_trunc}, mode, Path(cfg.output_dir))
