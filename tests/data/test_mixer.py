@@ -142,3 +142,15 @@ def test_combines_with_model_config():
     stage = StageConfig(dataset_mixer={"x.jsonl": 1.0}, lora_r=8)
     assert stage.dataset_splits == ["train", "test"] and stage.model == "embedded" and stage.seed == 42
     assert all(f.metadata.get("help") for f in dataclasses.fields(DataConfig))
+
+
+def test_hub_snapshot_folder_with_sharded_parquet(make, tmp_path):
+    """A downloaded hub dataset: data/train_sft-0000X-of-00002.parquet, data/test_sft-00000-of-00001.parquet."""
+    snapshot = tmp_path / "ultrachat_200k"
+    make.write(snapshot / "data" / "train_sft-00000-of-00002.parquet", [make.chat(i) for i in range(6)])
+    make.write(snapshot / "data" / "train_sft-00001-of-00002.parquet", [make.chat(i) for i in range(6, 10)])
+    make.write(snapshot / "data" / "test_sft-00000-of-00001.parquet", [make.chat(100 + i) for i in range(3)])
+    make.write(snapshot / "data" / "train_gen-00000-of-00001.parquet", [make.chat(200 + i) for i in range(5)])
+    splits = load_chat_splits(DataConfig(dataset_mixer={str(snapshot): 1.0}, dataset_splits=["train_sft", "test_sft"]))
+    assert (len(splits.train), len(splits.test)) == (10, 3)
+    assert splits.report[str(snapshot)]["read"] == 13

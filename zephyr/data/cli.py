@@ -31,7 +31,7 @@ from .binarize import binarize_row
 from .config import DataConfig
 from .decontaminate import DEFAULT_NGRAM, EvalIndex
 from .io import Where, progress, write_rows
-from .mixer import Report, Source, load_chat_splits, load_preference_splits, split_streams
+from .mixer import Report, Source, accounted, load_chat_splits, load_preference_splits, split_streams
 from .ultrachat_filter import filter_dialogue
 
 
@@ -154,34 +154,17 @@ def _source_rows(spec: str, desc: str) -> Iterator[tuple[Where, Any]]:
 
 
 def _each_row(spec: str, desc: str, skip_invalid: bool, counts: Counter, report: Report,
-              handle: Callable[[Any, Where], Any]) -> Iterator[Any]:
-    """Rows of `spec` through `handle`; malformed rows raise or (skip_invalid) are counted; None = dropped."""
-    for where, row in _source_rows(spec, desc):
-        counts["read"] += 1
-        try:
-            if isinstance(row, DataError):
-                raise row
-            result = handle(row, where)
-        except schemas.Dropped as dropped:
-            counts[dropped.reason] += 1
-            continue
-        except DataError as err:
-            if not skip_invalid:
-                raise
-            counts["invalid_skipped"] += 1
-            if len(report.skipped_examples) < 5:
-                report.skipped_examples.append(str(err))
-            continue
-        if result is not None:
-            counts["written"] += 1
-            yield result
+              handle: Callable[[Any, Where, Counter], Any]) -> Iterator[Any]:
+    for item in accounted(_source_rows(spec, desc), handle, counts, report, skip_invalid):
+        counts["written"] += 1
+        yield item
 
 
 def binarize(args: BinarizeArgs) -> Report:
     report = Report()
     counts = report.setdefault(args.input, Counter())
 
-    def handle(row: Any, where: Where) -> dict | None:
+    def handle(row: Any, where: Where, counts: Counter) -> dict | None:
         if schemas.detect(row, where) != schemas.RAW_ULTRAFEEDBACK:
             raise where.error("not a raw UltraFeedback row (needs 'instruction' and 'completions')", "completions")
         return binarize_row(row, where, args.seed, counts)
@@ -194,7 +177,7 @@ def filter_chat(args: FilterArgs) -> Report:
     report = Report()
     counts = report.setdefault(args.input, Counter())
 
-    def handle(row: Any, where: Where) -> dict | None:
+    def handle(row: Any, where: Where, counts: Counter) -> dict | None:
         messages = filter_dialogue(schemas.chat_messages(row, where), counts)
         if messages is None:
             return None
@@ -221,7 +204,7 @@ def decontaminate(args: DecontaminateArgs) -> Report:
                         + ", ".join(f"{Path(p).name} = {d}" for p, d in described.items()))
     counts = report.setdefault(args.input, Counter())
 
-    def handle(row: Any, where: Where) -> Any:
+    def handle(row: Any, where: Where, counts: Counter) -> Any:
         if index.contaminated(schemas.user_turns(row, where)):
             counts["decontaminated"] += 1
             return None

@@ -187,33 +187,43 @@ def _prepend(first, stream):
     yield from stream
 
 
+def accounted(stream: Iterator[tuple[Where, Any]], handle: Callable, counts: Counter, report: Report,
+              skip_invalid: bool) -> Iterator[Any]:
+    """`handle(row, where, counts)` over a stream, counting every row: read, invalid_skipped, dropped_by_rules.
+
+    A malformed row raises its DataError unless `skip_invalid`; a row a rule removes (handle returns None or
+    raises schemas.Dropped) is counted, never silently lost.
+    """
+    for where, row in stream:
+        counts["read"] += 1
+        try:
+            if isinstance(row, DataError):
+                raise row
+            item = handle(row, where, counts)
+        except schemas.Dropped as dropped:
+            counts[dropped.reason] += 1
+            item = None
+        except DataError as err:
+            if not skip_invalid:
+                raise
+            counts["invalid_skipped"] += 1
+            if len(report.skipped_examples) < MAX_EXAMPLES:
+                report.skipped_examples.append(str(err))
+            continue
+        if item is None:
+            counts["dropped_by_rules"] += 1
+        else:
+            yield item
+
+
 def _normalise_all(source: Source, cfg: DataConfig, normalise: Callable, counts: Counter, report: Report
                    ) -> tuple[list, list, bool]:
     train, test, has_test = [], [], False
     for split, stream in split_streams(source, cfg):
         target = test if is_test_split(split) else train
         has_test |= is_test_split(split)
-        for where, row in progress(stream, desc=f"{Path(source.name).name}@{split}"):
-            counts["read"] += 1
-            try:
-                if isinstance(row, DataError):
-                    raise row
-                item = normalise(row, where, counts)
-            except schemas.Dropped as dropped:
-                counts["dropped_by_rules"] += 1
-                counts[dropped.reason] += 1
-                continue
-            except DataError as err:
-                if not cfg.skip_invalid:
-                    raise
-                counts["invalid_skipped"] += 1
-                if len(report.skipped_examples) < MAX_EXAMPLES:
-                    report.skipped_examples.append(str(err))
-                continue
-            if item is None:
-                counts["dropped_by_rules"] += 1
-            else:
-                target.append(item)
+        rows = progress(stream, desc=f"{Path(source.name).name}@{split}")
+        target += accounted(rows, normalise, counts, report, cfg.skip_invalid)
     return train, test, has_test
 
 
