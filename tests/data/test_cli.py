@@ -62,6 +62,7 @@ def test_decontaminate(make, tmp_path, shared_data, capsys):
     question = json.loads(mt_bench.read_text().splitlines()[0])["turns"][0]
     rows = [{"prompt": f"P{i} asks something new", "chosen": "a", "rejected": "b"} for i in range(5)]
     rows[2]["prompt"] = "Hey! " + question
+    rows[4]["chosen"] = ""  # only decontamination happens here: an empty reply is not this command's business
     source = make.write(tmp_path / "pairs.json", rows)
     out = tmp_path / "clean.parquet"
     assert main(["data", "decontaminate", str(source), str(out), "--eval", str(mt_bench), str(ifeval),

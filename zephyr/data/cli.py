@@ -31,7 +31,8 @@ from .binarize import binarize_row
 from .config import DataConfig
 from .decontaminate import DEFAULT_NGRAM, EvalIndex
 from .io import Where, progress, write_rows
-from .mixer import Report, Source, accounted, load_chat_splits, load_preference_splits, split_streams
+from .mixer import (Report, Source, accounted, load_chat_splits, load_preference_splits, parse_sources,
+                    split_streams)
 from .ultrachat_filter import filter_dialogue
 
 
@@ -165,7 +166,7 @@ def binarize(args: BinarizeArgs) -> Report:
     counts = report.setdefault(args.input, Counter())
 
     def handle(row: Any, where: Where, counts: Counter) -> dict | None:
-        if schemas.detect(row, where) != schemas.RAW_ULTRAFEEDBACK:
+        if schemas.detect(row, where, "instruction") != schemas.RAW_ULTRAFEEDBACK:
             raise where.error("not a raw UltraFeedback row (needs 'instruction' and 'completions')", "completions")
         return binarize_row(row, where, args.seed, counts)
 
@@ -230,8 +231,6 @@ def mix(args: MixArgs) -> Report:
 
 def _guess_kind(args: MixArgs) -> str:
     """chat if the first readable row of the first source has only `messages`, else preference."""
-    from .mixer import parse_sources
-
     source = parse_sources(args.dataset_mixer)[0]
     for _, stream in split_streams(source, args):
         for where, row in stream:

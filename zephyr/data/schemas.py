@@ -113,7 +113,7 @@ def chat_messages(row: Any, where: Where) -> list[dict]:
     return found["prompt"] + [{"role": "assistant", "content": found["chosen"]}]
 
 
-def pair(row: Any, where: Where) -> dict:
+def pair(row: Any, where: Where, keep_empty_chosen: bool = False) -> dict:
     """A prompt/chosen/rejected row (strings or message lists) -> a normalised preference pair."""
     if detect(row, where, "chosen") == "messages":
         raise where.error("missing; a preference row needs 'chosen' and 'rejected'", "chosen")
@@ -136,7 +136,7 @@ def pair(row: Any, where: Where) -> dict:
         score = _score(row, where, name)
         if score is not None:
             result[name] = score
-    if not chosen.strip():
+    if not chosen.strip() and not keep_empty_chosen:
         raise Dropped("pair_empty_chosen")
     return result
 
@@ -197,5 +197,5 @@ def user_turns(row: Any, where: Where) -> list[str]:
         if not isinstance(instruction, str):
             raise where.error(f"expected a string, got {type(instruction).__name__}", "instruction")
         return [instruction]
-    messages = conversation(row, where) if kind == "messages" else pair(row, where)["prompt"]
+    messages = conversation(row, where) if kind == "messages" else pair(row, where, keep_empty_chosen=True)["prompt"]
     return [m["content"] for m in messages if m["role"] == "user"]
