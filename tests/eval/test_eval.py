@@ -128,3 +128,32 @@ def test_eval_command_errors(tmp_path):
         run(EvalConfig(benchmark="mmlu"), generate=lambda c, t=None: [])
     with pytest.raises(ConfigError, match="exactly one of --judge"):
         run(EvalConfig(benchmark="mt_bench"), generate=lambda c, t=None: [])
+
+
+def test_lm_eval_uses_our_chat_template(tiny_model_dir, tmp_path):
+    pytest.importorskip("lm_eval")
+    from zephyr.eval.lm_eval_tasks import evaluate, summarize
+    from zephyr.models import ModelConfig, load_tokenizer
+
+    model_dir = tmp_path / "model"
+    source = tiny_model_dir("llama")
+    model_dir.mkdir()
+    for item in source.iterdir():
+        (model_dir / item.name).write_bytes(item.read_bytes())
+    load_tokenizer(ModelConfig(model=str(model_dir), chat_template="zephyr")).save_pretrained(model_dir)
+    data = tmp_path / "sums.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {a}+{b}?", "choices": [str(a + b), str(a + b + 1)],
+                                        "label": 0}) + "\n" for a, b in [(1, 2), (3, 4), (5, 6)]))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "sums.yaml").write_text(
+        "task: zephyr_sums\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: " + str(data) +
+        "\ntest_split: test\noutput_type: multiple_choice\ndoc_to_text: \"Question: {{question}}\\nAnswer:\"\n"
+        "doc_to_choice: \"{{choices}}\"\ndoc_to_target: \"{{label}}\"\nmetric_list:\n  - metric: acc\n"
+        "    aggregation: mean\n    higher_is_better: true\n")
+    results = evaluate(str(model_dir), ["zephyr_sums"], batch_size=2, include_path=str(tasks), log_samples=True)
+    context, choice = results["samples"]["zephyr_sums"][0]["arguments"][0]
+    assert context == "<|user|>\nQuestion: What is 1+2?\nAnswer:</s>\n<|assistant|>\n" and choice.strip() == "3"
+    accuracy = summarize(results)["zephyr_sums"]["acc"]
+    per_sample = [s["acc"] for s in results["samples"]["zephyr_sums"]]
+    assert len(per_sample) == 3 and accuracy == pytest.approx(sum(per_sample) / 3)

@@ -3,6 +3,7 @@
     zephyr eval mt_bench    --model runs/demo/dpo --judge_url http://127.0.0.1:8000/v1 --judge_model gpt-4
     zephyr eval alpaca_eval --model runs/demo/dpo --judge_url ... [--data alpaca_eval.json]
     zephyr eval ifeval      --model runs/demo/dpo [--data input_data.jsonl]
+    zephyr eval lm_eval     --model runs/demo/dpo --tasks arc_easy,hellaswag [--num_fewshot 0]
 
 Output folder: answers.jsonl, judgements.jsonl (judged benchmarks), report.json; the report is printed.
 Without --data, each benchmark loads its hub copy.
@@ -22,19 +23,22 @@ from ..errors import ConfigError
 from ..generation import SamplingConfig, batched, generate_batch
 from . import alpaca_eval, ifeval, mt_bench
 
-BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval")
+BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval", "lm_eval")
 
 
 @dataclasses.dataclass
 class EvalConfig(JudgeConfig, SamplingConfig):
     """Evaluate a chat model on MT-Bench, AlpacaEval or IFEval."""
 
-    benchmark: str = field("mt_bench", help="mt_bench, alpaca_eval or ifeval")
+    benchmark: str = field("mt_bench", help="mt_bench, alpaca_eval, ifeval or lm_eval")
     data: str = field("", help="local benchmark file (question.jsonl, alpaca_eval.json, input_data.jsonl); default: hub")
     references: str = field("", help="MT-Bench reference answers (FastChat jsonl) for math/reasoning/coding")
     output_dir: str = field("runs/eval", help="where answers, judgements and report.json go")
     limit: int = field(0, help="evaluate only the first N items (0 = all)")
     batch_size: int = field(8, help="prompts generated together")
+    tasks: list[str] = field([], help="lm_eval: harness task names, comma-separated (e.g. arc_easy,hellaswag)")
+    num_fewshot: int | None = field(None, help="lm_eval: few-shot examples (default: each task's own)")
+    include_path: str = field("", help="lm_eval: folder of extra task YAMLs")
 
 
 def make_generator(config: EvalConfig):
@@ -62,6 +66,8 @@ def write_jsonl(path: Path, rows) -> None:
 def run(config: EvalConfig, generate=None) -> dict:
     if config.benchmark not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {config.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    if config.benchmark == "lm_eval":
+        return run_lm_eval(config)
     judge = make_judge(config) if config.benchmark != "ifeval" else None  # fail on a bad judge before generating
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +97,25 @@ def run(config: EvalConfig, generate=None) -> dict:
     report = {"benchmark": config.benchmark, "model": config.model,
               "judge": getattr(judge, "name", None), **report}
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def run_lm_eval(config: EvalConfig) -> dict:
+    from ..models import resolve
+    from .lm_eval_tasks import evaluate, summarize
+
+    if not config.tasks:
+        raise ConfigError("lm_eval needs --tasks (comma-separated harness task names)")
+    where, gguf_file = resolve(config.model)
+    if gguf_file:
+        raise ConfigError("lm_eval runs on a transformers checkpoint folder, not a .gguf file")
+    results = evaluate(where, config.tasks, config.num_fewshot, config.batch_size,
+                       "float32" if config.dtype == "auto" else config.dtype, include_path=config.include_path,
+                       limit=config.limit or None)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"benchmark": "lm_eval", "model": config.model, "results": summarize(results)}
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
 
 
