@@ -14,7 +14,7 @@ Applied to each dialogue, in this order (each rule counted under `filter_*` in t
 System messages are kept unless blank (then removed). Role order is not repaired here: a dialogue that does
 not alternate user/assistant is a DataError afterwards, like any other malformed row.
 
-DISCLAIMER_PATTERNS (our own list, case-insensitive) target replies where the model talks about itself
+DISCLAIMER_PATTERNS (our own list, matched on the lowercased reply) target replies where the model talks about itself
 having no feelings, opinions or experiences - the template-like refusals the paper removes - and not factual
 mentions of AI in general.
 """
@@ -24,54 +24,68 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-_SELF = r"(?:i|i'm|i am)"
 _AI = r"(?:an? )?(?:ai|a\.i\.|artificial intelligence)(?: language)?(?: model| assistant| chatbot| system| program)?"
 _INNER = (r"(?:personal |any |my own |real |human |subjective |the ability to have |the capacity for )*"
           r"(?:emotions?|feelings?|opinions?|beliefs?|preferences?|personal experiences?|experiences?|"
           r"consciousness|desires?|likes or dislikes|tastes?|biases?|a physical body|a body|senses)")
 
+# Matched on the lowercased reply, each at the start of a word. They all begin with a literal ("as a", "i") so
+# that the regex engine can skip ahead: ~6x faster than word-boundary patterns with re.IGNORECASE.
 DISCLAIMER_PATTERNS = [
     # "As an AI language model, I ..." / "as an artificial intelligence, ..."
-    re.compile(rf"\bas an? (?:ai|a\.i\.|artificial intelligence)\b(?: language)?(?: model| assistant| chatbot)?",
-               re.I),
+    r"as an? (?:ai|a\.i\.|artificial intelligence)\b(?: language)?(?: model| assistant| chatbot)?",
     # "I'm just an AI", "I am only a language model", "I am an AI assistant"
-    re.compile(rf"\b{_SELF} (?:just |only |merely |simply )?(?:{_AI}|a language model|a (?:computer|machine) "
-               r"program|a virtual assistant|a chatbot)\b", re.I),
+    rf"i(?:'m| am)? (?:just |only |merely |simply )?(?:{_AI}|a language model|a (?:computer|machine) program|"
+    r"a virtual assistant|a chatbot)\b",
     # "I don't have personal opinions", "I do not possess emotions", "I cannot feel emotions"
-    re.compile(rf"\bi (?:do not|don't|cannot|can't|am not able to|am unable to) (?:have|hold|possess|experience|"
-               rf"feel|form|express|share) {_INNER}\b", re.I),
+    rf"i (?:do not|don't|cannot|can't|am not able to|am unable to) (?:have|hold|possess|experience|feel|form|"
+    rf"express|share) {_INNER}\b",
     # "I have no emotions", "I have no personal preferences"
-    re.compile(rf"\bi have no {_INNER}\b", re.I),
+    rf"i have no {_INNER}\b",
     # "I am not capable of feeling", "I'm not able to form opinions"
-    re.compile(r"\b(?:i'm|i am) (?:not capable of|incapable of|not able to|unable to) (?:feeling|having|forming|"
-               r"holding|experiencing)\b", re.I),
+    r"i(?:'m| am) (?:not capable of|incapable of|not able to|unable to) (?:feeling|having|forming|holding|"
+    r"experiencing)\b",
 ]
+_DISCLAIMER = re.compile("|".join(f"(?:{pattern})" for pattern in DISCLAIMER_PATTERNS))
+_WORD_CHAR = "_'’.-"
 
 ABBREVIATIONS = {"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "prof", "st", "no", "fig", "approx", "inc",
                  "ltd", "jr", "sr", "cf", "al", "u.s", "a.m", "p.m", "ca", "vol", "pp", "eq"}
 
-# a sentence boundary: end punctuation, optional closing quote/bracket, whitespace; or a blank line
-_SENTENCE_START = re.compile(r"(?:^\s*|(?<=[.!?])[\"')\]]*\s+|\n\s*\n\s*)([a-z][a-z']*)(?=[\s,;:!?]|\.+(?:\s|$)|$)")
-_STANDALONE_I = re.compile(r"(?<![\w'’.-])i(?=(?:'m|'ve|'ll|'d|’m|’ve|’ll|’d)?(?![\w'’.-]))")
+# a lowercase word that can be capitalised: not followed by identifier characters (os.path, snake_case, f()
+_WORD = r"([a-z][a-z']*)(?=[\s,;:!?]|\.+(?:\s|$)|$)"
+_TEXT_START = re.compile(r"\s*" + _WORD)
+# a sentence boundary: end punctuation + optional closing quote/bracket + whitespace, or a blank line. The
+# pattern opens with a character set so the engine scans for [.!?\n] instead of trying every position.
+_SENTENCE_START = re.compile(r"[.!?\n](?:(?<=[.!?])[\"')\]]*\s+|(?<=\n)[ \t]*\n\s*)" + _WORD)
+# a standalone i / i'm / i've ...: the literal first, the look-behind after it, for the same reason
+_STANDALONE_I = re.compile(r"i(?<![\w'’.-]i)(?=(?:'m|'ve|'ll|'d|’m|’ve|’ll|’d)?(?![\w'’.-]))")
 _CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
 
 
 def is_disclaimer(text: str) -> bool:
-    return any(pattern.search(text) for pattern in DISCLAIMER_PATTERNS)
+    text = text.lower()
+    for match in _DISCLAIMER.finditer(text):
+        start = match.start()
+        if start == 0 or not (text[start - 1].isalnum() or text[start - 1] in _WORD_CHAR):
+            return True
+    return False
 
 
 def _truecase_prose(text: str, at_text_start: bool) -> str:
     def capitalise(match: re.Match) -> str:
         start = match.start(1)
-        if not at_text_start and not text[:start].strip():  # prose right after inline code: mid-sentence
-            return match.group(0)
-        before = text[:start].rstrip()
-        if before.endswith((".", "!", "?")):
-            previous_word = re.split(r"\s", before)[-1].rstrip(".!?\"')]").lower()
-            if previous_word in ABBREVIATIONS or before.endswith(".."):  # abbreviation or ellipsis: same sentence
-                return match.group(0)
+        if match.group(0)[:1] in ".!?":
+            previous_word = re.split(r"\s", text[max(0, match.start() - 12):match.start() + 1])[-1]
+            previous_word = previous_word.rstrip(".!?").lower()
+            if previous_word in ABBREVIATIONS or text[max(0, match.start() - 1):match.start()] == ".":
+                return match.group(0)  # an abbreviation or an ellipsis: the same sentence goes on
         return match.group(0)[: start - match.start()] + match.group(1)[0].upper() + match.group(1)[1:]
 
+    if at_text_start:
+        first = _TEXT_START.match(text)
+        if first:
+            text = text[:first.start(1)] + first.group(1)[0].upper() + text[first.start(1) + 1:]
     text = _SENTENCE_START.sub(capitalise, text)
     return _STANDALONE_I.sub("I", text)
 
