@@ -42,7 +42,7 @@ def test_ordinary_replies_are_kept(text):
 
 @pytest.mark.parametrize("raw, cased", [
     ("hello there. this is fine! is it? yes.", "Hello there. This is fine! Is it? Yes."),
-    ("i think i'm right, and i've checked.", "I think I'm right, and I've checked."),
+    ("i think i'm right, and i've checked. as did i.", "I think I'm right, and I've checked. As did I."),
     ("see e.g. the docs. then stop.", "See e.g. the docs. Then stop."),
     ("use `os.path` here. numpy.array works.", "Use `os.path` here. numpy.array works."),
     ("```\nx = 1. y = 2\n```\nthen run it.", "```\nx = 1. y = 2\n```\nThen run it."),
@@ -98,3 +98,14 @@ def test_filter_in_the_loader_counts_and_validates(make, tmp_path):
     # without the filter the one-sided dialogue is a DataError, not a silent drop
     with pytest.raises(Exception, match=r"uc\.jsonl:3: field 'messages'"):
         load_chat_splits(DataConfig(dataset_mixer={str(path): 1.0}))
+
+
+@pytest.mark.parametrize("text", [
+    'The vowels are "a", "e", "i", "o" and "u".',  # a quoted letter is not the pronoun
+    "Loop with for i in range(3) and set i = 0.",   # nor is a loop variable
+    'He said "Stop." and left.',                    # a quoted sentence inside a sentence
+    "Storms (ex. rain, snow) happen.",              # abbreviation after a bracket
+    "Each element TP(i, j) uses inputs i,j here.",  # arguments and pairs
+])
+def test_truecasing_leaves_look_alikes(text):
+    assert truecase(text) == text

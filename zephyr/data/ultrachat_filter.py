@@ -50,16 +50,20 @@ _DISCLAIMER = re.compile("|".join(f"(?:{pattern})" for pattern in DISCLAIMER_PAT
 _WORD_CHAR = "_'’.-"
 
 ABBREVIATIONS = {"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "prof", "st", "no", "fig", "approx", "inc",
-                 "ltd", "jr", "sr", "cf", "al", "u.s", "a.m", "p.m", "ca", "vol", "pp", "eq"}
+                 "ltd", "jr", "sr", "cf", "al", "u.s", "a.m", "p.m", "ca", "vol", "pp", "eq", "ex", "esp", "incl",
+                 "viz", "resp", "dept", "est"}
 
 # a lowercase word that can be capitalised: not followed by identifier characters (os.path, snake_case, f()
 _WORD = r"([a-z][a-z']*)(?=[\s,;:!?]|\.+(?:\s|$)|$)"
 _TEXT_START = re.compile(r"\s*" + _WORD)
-# a sentence boundary: end punctuation + optional closing quote/bracket + whitespace, or a blank line. The
+# a sentence boundary: end punctuation + whitespace, or a blank line ('"Stop." he said' goes on). The
 # pattern opens with a character set so the engine scans for [.!?\n] instead of trying every position.
-_SENTENCE_START = re.compile(r"[.!?\n](?:(?<=[.!?])[\"')\]]*\s+|(?<=\n)[ \t]*\n\s*)" + _WORD)
-# a standalone i / i'm / i've ...: the literal first, the look-behind after it, for the same reason
-_STANDALONE_I = re.compile(r"i(?<![\w'’.-]i)(?=(?:'m|'ve|'ll|'d|’m|’ve|’ll|’d)?(?![\w'’.-]))")
+_SENTENCE_START = re.compile(r"[.!?\n](?:(?<=[.!?])\s+|(?<=\n)[ \t]*\n\s*)" + _WORD)
+# a standalone i / i'm / i've ...: the literal first, the look-behind after it, for the same reason;
+# after a space or the start, before a space or punctuation + space; not a quoted letter ("i"), an argument
+# f(i, j), a pair i,j or a loop variable
+_STANDALONE_I = re.compile(r"i(?<![^\s]i)(?=(?:['’](?:m|ve|ll|d))?(?:[\s!?)]|[,;:.](?:\s|$)|$))"
+                           r"(?!\s*(?:[=+<>]|in\b))")
 _CODE = re.compile(r"```.*?(?:```|$)|`[^`\n]*`", re.S)
 
 
@@ -77,7 +81,7 @@ def _truecase_prose(text: str, at_text_start: bool) -> str:
         start = match.start(1)
         if match.group(0)[:1] in ".!?":
             previous_word = re.split(r"\s", text[max(0, match.start() - 12):match.start() + 1])[-1]
-            previous_word = previous_word.rstrip(".!?").lower()
+            previous_word = previous_word.rstrip(".!?").lstrip("([{\"'").lower()
             if previous_word in ABBREVIATIONS or text[max(0, match.start() - 1):match.start()] == ".":
                 return match.group(0)  # an abbreviation or an ellipsis: the same sentence goes on
         return match.group(0)[: start - match.start()] + match.group(1)[0].upper() + match.group(1)[1:]
