@@ -8,15 +8,18 @@ Applied to each dialogue, in this order (each rule counted under `filter_*` in t
      the removed reply. Counted per turn (`filter_disclaimer_turns`, `filter_blank_turns`) and per dialogue
      (`filter_truncated`); if no complete exchange is left the dialogue is dropped (`filter_nothing_left`).
      A dialogue ending with an unanswered user turn loses that turn (`filter_trailing_user_turn`).
-  4. truecasing: a sentence that starts with a lowercase word gets a capital first letter, and a standalone
-     "i" / "i'm" / "i've" ... becomes "I..."; text inside ``` fences or `backticks` is left alone, and so are
-     words after abbreviations (e.g., i.e., etc.) and identifiers like `os.path` (`filter_truecased_turns`).
+  4. truecasing: a sentence (start of text, after . ! ? and a space, or after a blank line) that starts with
+     a lowercase word gets a capital first letter, and a standalone "i" / "i'm" / "i've" ... becomes "I...".
+     Left alone: text inside ``` fences or `backticks`, words after abbreviations (e.g., i.e., etc.) or an
+     ellipsis, identifiers like os.path, quoted letters ("i"), arguments f(i, j) (`filter_truecased_turns`).
+     It is a heuristic: on the 1,000 real UltraFeedback prompts it fixes lowercased chat text, and still
+     capitalises e.g. a variable that starts a line after a blank line.
 System messages are kept unless blank (then removed). Role order is not repaired here: a dialogue that does
 not alternate user/assistant is a DataError afterwards, like any other malformed row.
 
-DISCLAIMER_PATTERNS (our own list, matched on the lowercased reply) target replies where the model talks about itself
-having no feelings, opinions or experiences - the template-like refusals the paper removes - and not factual
-mentions of AI in general.
+DISCLAIMER_PATTERNS (our own list, matched on the lowercased reply) target replies where the model talks
+about itself having no feelings, opinions or experiences - the template-like refusals the paper removes - and
+not factual mentions of AI in general.
 """
 
 from __future__ import annotations
