@@ -155,8 +155,8 @@ def read_hub(dataset_id: str, split: str, config: str | None = None, revision: s
             raise MissingSplit(dataset_id, split) from None
         raise DataError(f"cannot load split '{split}': {err}", dataset_id) from None
     except Exception as err:  # offline, unknown id, gated: the hub's errors are many; say which source failed
-        raise DataError(f"cannot load split '{split}' from the Hugging Face Hub: {type(err).__name__}: {err}",
-                        dataset_id) from None
+        raise DataError(f"not a local file or folder, and split '{split}' cannot be loaded from the Hugging Face "
+                        f"Hub: {type(err).__name__}: {err}", dataset_id) from None
     name = f"{dataset_id}@{split}"
     for index, row in enumerate(dataset):
         yield Where(name, index, "row"), row
