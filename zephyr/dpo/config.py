@@ -50,6 +50,10 @@ class DPOConfig(TrainConfig, DataConfig, ModelConfig):
         """The concrete reference strategy `auto` stands for."""
         if self.loss_type == "simpo":
             return "none"
+        if self.reference == "none":
+            from ..errors import ConfigError
+
+            raise ConfigError(f"reference: none is only for reference-free losses (simpo), not {self.loss_type!r}")
         if self.reference == "auto":
             return "adapter" if self.use_lora else "copy"
         if self.reference == "adapter" and not self.use_lora:

@@ -51,15 +51,18 @@ class MetricSums(dict):
 
 
 def pair_outputs(model, batch: PairBatch, settings: DPOSettings, reference) -> tuple[torch.Tensor, MetricSums]:
-    """-> (per-pair losses [pairs] with grad, metric sums). `reference(batch) -> (chosen, rejected)` or None."""
+    """-> (per-pair losses [pairs] with grad, metric sums). The reference log-probs come from the batch when
+    precomputed, else from `reference(batch) -> (chosen, rejected)`; reference-free losses need neither."""
     scores = score(model, batch, settings.chunk)
     chosen, rejected = scores.logps.chunk(2)
-    if settings.loss_type in REFERENCE_FREE or reference is None:
+    if settings.loss_type in REFERENCE_FREE:
         ref_chosen, ref_rejected = torch.zeros_like(chosen), torch.zeros_like(rejected)
-    elif batch.ref_chosen is not None:
+    elif batch.ref_chosen is not None:  # precomputed
         ref_chosen, ref_rejected = batch.ref_chosen.to(chosen), batch.ref_rejected.to(rejected)
-    else:
+    elif reference is not None:
         ref_chosen, ref_rejected = (t.to(chosen) for t in reference(batch))
+    else:
+        raise ValueError(f"the {settings.loss_type!r} loss needs reference log-probs: none were given")
     logps = PairLogps(chosen, rejected, ref_chosen, ref_rejected,
                       batch.chosen_tokens.to(chosen), batch.rejected_tokens.to(chosen))
     losses = pair_loss(settings.loss_type, logps, settings.beta, settings.label_smoothing, settings.simpo_gamma)

@@ -96,6 +96,9 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
                                             cfg.max_prompt_length, desc="tokenizing test pairs")
     print(f"zephyr dpo: train {train_trunc.summary()}; test {test_trunc.summary()}", flush=True)
 
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.seed)  # LoRA's initial weights come from the global RNG: seed before creating them
     model = load_model(cfg, tokenizer, for_training=True)
     install_scoring(model)
     mode = cfg.reference_mode()
