@@ -1,0 +1,226 @@
+"""`zephyr run recipes/demo`: SFT -> DPO -> evaluation on held-out pairs -> model card -> sample chats.
+
+The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` with this command's fields).
+Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
+reference), dpo/ (adapter + card), final/ (the merged DPO model with its card, ready for `zephyr chat`),
+eval.json and samples.jsonl. A stage whose output is already complete is reused (`--reuse false` redoes all).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import field, from_dict, parse_args, to_dict
+from .errors import ConfigError
+
+STAGES = ("sft", "dpo", "eval", "card", "chat")
+DEFAULT_PROMPTS = [
+    "What is the capital of Australia?",
+    "I have 3 apples and buy 5 more. How many apples do I have now?",
+    "Give me one tip for sleeping better.",
+]
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The whole recipe end to end: SFT -> DPO -> held-out preference eval -> model card -> sample chats."""
+
+    recipe: str = field("recipes/demo", help="recipe folder with sft.yaml and dpo.yaml (and optionally run.yaml)")
+    output_dir: str = field("runs/demo", help="where every stage writes (sft/, sft-merged/, dpo/, final/, eval.json)")
+    stages: list[str] = field(list(STAGES), help="stages to run, in order: sft, dpo, eval, card, chat")
+    reuse: bool = field(True, help="skip a stage whose output is already complete (a rerun only redoes what is missing)")
+    sft_overrides: dict[str, Any] = field({}, help="fields that replace sft.yaml's, e.g. '{\"max_steps\": 10}'")
+    dpo_overrides: dict[str, Any] = field({}, help="fields that replace dpo.yaml's")
+    sample_prompts: list[str] = field(DEFAULT_PROMPTS, help="user messages for the sample chats with the final model")
+    max_new_tokens: int = field(96, help="longest sample reply, in tokens")
+    temperature: float = field(0.0, help="sampling temperature of the sample chats (0: greedy)")
+    eval_batch_size: int = field(8, help="pairs per forward pass in the held-out evaluation")
+
+
+class Timer:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        print(f"\n=== zephyr run: {name} ===", flush=True)
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def stage_configs(cfg: RunConfig):
+    from .dpo.config import DPOConfig
+    from .sft.config import SFTConfig
+
+    folder, out = Path(cfg.recipe), Path(cfg.output_dir)
+    for name in ("sft.yaml", "dpo.yaml"):
+        if not (folder / name).is_file():
+            raise ConfigError(f"{folder / name} not found: a recipe folder holds sft.yaml and dpo.yaml")
+    sft = parse_args(SFTConfig, ["--config", str(folder / "sft.yaml")], prog="zephyr sft")
+    sft = from_dict(SFTConfig, {**to_dict(sft), "output_dir": str(out / "sft"), **cfg.sft_overrides},
+                    "sft_overrides")
+    dpo = parse_args(DPOConfig, ["--config", str(folder / "dpo.yaml")], prog="zephyr dpo")
+    dpo = from_dict(DPOConfig, {**to_dict(dpo), "model": str(out / "sft-merged"), "output_dir": str(out / "dpo"),
+                                **cfg.dpo_overrides}, "dpo_overrides")
+    return sft, dpo
+
+
+def _done(folder: Path, marker: str) -> bool:
+    return (folder / marker).is_file()
+
+
+def merged(run_dir: Path, target: Path, dtype: str) -> Path:
+    """A LoRA run's adapter folded into its base (a full run's folder is used as it is)."""
+    from .export import ExportConfig, export, is_adapter
+
+    if not is_adapter(run_dir):
+        return run_dir
+    return export(ExportConfig(output_dir=str(target), model=str(run_dir), merge_lora=True, dtype=dtype))
+
+
+def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
+    """Held-out pairs: preference accuracy of the SFT and the DPO model, and the DPO model's rewards vs SFT."""
+    import dataclasses as dc
+
+    from .data import load_preference_splits
+    from .dpo.evaluate import preference_accuracy, reward_metrics, score_pairs
+    from .dpo.tokenize import tokenize_pairs
+    from .models import ModelConfig, load_model, load_tokenizer
+    from .sft.stage import resolve_sources
+
+    splits = load_preference_splits(dc.replace(dpo_cfg, dataset_mixer=resolve_sources(dpo_cfg.dataset_mixer)))
+    scores = {}
+    for name, where in (("sft", dpo_cfg.model), ("dpo", str(final_dir))):
+        model_cfg = ModelConfig(model=where, dtype=dpo_cfg.dtype, chat_template=dpo_cfg.chat_template)
+        tokenizer = load_tokenizer(model_cfg)
+        pairs, _ = tokenize_pairs(splits.test, tokenizer, model_cfg.chat_template, dpo_cfg.max_length,
+                                  dpo_cfg.max_prompt_length)
+        model = load_model(model_cfg, tokenizer)
+        scores[name] = score_pairs(model, pairs, batch_size, tokenizer.pad_token_id, desc=f"scoring {name} model")
+        del model
+    result = {"pairs": len(scores["dpo"].chosen), "beta": dpo_cfg.beta,
+              "sft": {"preference_accuracy": preference_accuracy(scores["sft"])},
+              "dpo": {"preference_accuracy": preference_accuracy(scores["dpo"]),
+                      **reward_metrics(scores["dpo"], scores["sft"], dpo_cfg.beta)}}
+    return result
+
+
+def eval_section(result: dict) -> str:
+    sft, dpo = result["sft"], result["dpo"]
+    return "\n".join([
+        "", "## Evaluation on held-out preference pairs", "",
+        f"{result['pairs']} held-out pairs. Preference accuracy: share of pairs where the model gives the chosen "
+        "reply a higher log-probability than the rejected one. Rewards/accuracies: the DPO metric, "
+        f"beta * (log pi - log pi_SFT), beta = {result['beta']}.", "",
+        "| Model | Preference accuracy | Rewards/accuracies vs SFT | Rewards/margins vs SFT |",
+        "|:--|:--:|:--:|:--:|",
+        f"| SFT | {sft['preference_accuracy']:.4f} | (reference) | (reference) |",
+        f"| DPO | {dpo['preference_accuracy']:.4f} | {dpo['rewards/accuracies']:.4f} | {dpo['rewards/margins']:.4f} |",
+        ""])
+
+
+def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    from .generation import Sampling, generate_batch
+    from .models import ModelConfig, load_model, load_tokenizer
+
+    model_cfg = ModelConfig(model=str(final_dir), dtype=dpo_cfg.dtype, chat_template=dpo_cfg.chat_template)
+    tokenizer = load_tokenizer(model_cfg)
+    model = load_model(model_cfg, tokenizer).eval()
+    sampling = Sampling(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+    chats = []
+    for prompt in tqdm(cfg.sample_prompts, desc="sample chats", unit="chat"):
+        messages = [{"role": "user", "content": prompt}]
+        (reply,) = generate_batch(model, tokenizer, [messages], sampling, model_cfg.chat_template)
+        chats.append({"messages": messages + [{"role": "assistant", "content": reply}]})
+    return chats
+
+
+def run(cfg: RunConfig) -> dict:
+    from .dpo.train import run_dpo
+    from .sft.stage import run_sft
+
+    unknown = [s for s in cfg.stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"field 'stages': unknown {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    sft_cfg, dpo_cfg = stage_configs(cfg)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    summary: dict = {"output_dir": str(out)}
+    sft_dir, dpo_dir, final_dir = Path(sft_cfg.output_dir), Path(dpo_cfg.output_dir), out / "final"
+
+    if "sft" in cfg.stages:
+        if cfg.reuse and _done(sft_dir, "README.md"):
+            print(f"zephyr run: reusing the finished SFT run in {sft_dir}", flush=True)
+        else:
+            timer.run("sft", run_sft, sft_cfg)
+        if not (cfg.reuse and _done(Path(dpo_cfg.model), "tokenizer_config.json")):
+            reference = timer.run("sft merge", merged, sft_dir, Path(dpo_cfg.model), sft_cfg.dtype)
+            if reference != Path(dpo_cfg.model):
+                dpo_cfg = dataclasses.replace(dpo_cfg, model=str(reference))
+    if "dpo" in cfg.stages:
+        if cfg.reuse and _done(dpo_dir, "README.md"):
+            print(f"zephyr run: reusing the finished DPO run in {dpo_dir}", flush=True)
+        else:
+            dpo = timer.run("dpo", run_dpo, dpo_cfg)
+            summary["dpo_train_loss"] = dpo.result.train_loss
+        if not (cfg.reuse and _done(final_dir, "tokenizer_config.json")):
+            final = timer.run("dpo merge", merged, dpo_dir, final_dir, dpo_cfg.dtype)
+            if final != final_dir:
+                final_dir = final
+    if "eval" in cfg.stages:
+        result = timer.run("eval", evaluate, dpo_cfg, final_dir, cfg.eval_batch_size)
+        (out / "eval.json").write_text(json.dumps(result, indent=1))
+        summary["eval"] = result
+    if "card" in cfg.stages and (out / "eval.json").is_file():
+        card = final_dir / "README.md"
+        text = card.read_text() if card.is_file() else ""
+        marker = "\n## Evaluation on held-out preference pairs"
+        text = text.split(marker)[0].rstrip("\n") + "\n" + eval_section(json.loads((out / "eval.json").read_text()))
+        card.write_text(text)
+        summary["card"] = str(card)
+    if "chat" in cfg.stages:
+        chats = timer.run("chat", sample_chats, final_dir, dpo_cfg, cfg)
+        with open(out / "samples.jsonl", "w") as handle:
+            for chat in chats:
+                handle.write(json.dumps(chat) + "\n")
+        summary["chats"] = chats
+    summary["seconds"] = timer.seconds
+    print_summary(summary, final_dir)
+    return summary
+
+
+def print_summary(summary: dict, final_dir: Path) -> None:
+    lines = ["", "=== zephyr run: summary ==="]
+    total = sum(summary["seconds"].values())
+    lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()) + f" (total {total:.0f}s)")
+    if "eval" in summary:
+        e = summary["eval"]
+        lines.append(f"held-out pairs ({e['pairs']}): preference accuracy SFT {e['sft']['preference_accuracy']:.3f}"
+                     f" -> DPO {e['dpo']['preference_accuracy']:.3f}; DPO rewards/accuracies vs SFT "
+                     f"{e['dpo']['rewards/accuracies']:.3f}, margin {e['dpo']['rewards/margins']:.3f}")
+    for chat in summary.get("chats", []):
+        user, reply = chat["messages"][0]["content"], chat["messages"][-1]["content"]
+        lines.append(f"  user: {user}\n  assistant: {reply}")
+    lines.append(f"model: {final_dir}  (try: zephyr chat --model {final_dir})")
+    if "card" in summary:
+        lines.append(f"card: {summary['card']}")
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(argv or [])
+    first = parse_args(RunConfig, argv, prog="zephyr run", positional="recipe")
+    extra = Path(first.recipe) / "run.yaml"
+    cfg = parse_args(RunConfig, ["--config", str(extra), *argv], prog="zephyr run", positional="recipe") \
+        if extra.is_file() else first
+    run(cfg)
+    return 0
