@@ -1,0 +1,47 @@
+"""`zephyr run` end to end on a tiny model: every stage's output, the summary, and reuse on a second run."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from zephyr.cli import main as zephyr
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def tiny_recipe(folder: Path, model: Path) -> Path:
+    for name in ("sft.yaml", "dpo.yaml"):
+        recipe = yaml.safe_load((RECIPES / "demo" / name).read_text())
+        recipe.update(dtype="float32", max_steps=2, progress_bar=False, max_eval_samples=8)
+        if name == "sft.yaml":
+            recipe["model"] = str(model)
+        (folder / name).write_text(yaml.safe_dump(recipe))
+    return folder
+
+
+def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
+    out = tmp_path / "out"
+    argv = ["run", str(recipe), "--output_dir", str(out), "--max_new_tokens", "4",
+            "--dpo_overrides", json.dumps({"ref_cache_dir": str(tmp_path / "cache")}),
+            "--sample_prompts", json.dumps(["Hello?", "What is 2 plus 2?"])]
+    assert zephyr(argv) == 0
+    for path in ("sft/README.md", "sft-merged/model.safetensors", "dpo/adapter_model.safetensors",
+                 "final/model.safetensors", "eval.json", "samples.jsonl"):
+        assert (out / path).is_file(), path
+    result = json.loads((out / "eval.json").read_text())
+    assert result["pairs"] == 8 and 0 <= result["dpo"]["rewards/accuracies"] <= 1
+    card = (out / "final" / "README.md").read_text()
+    assert "| Training Loss | Epoch | Step | Validation Loss | Rewards/chosen |" in card
+    assert "## Evaluation on held-out preference pairs" in card
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 2
+    first = capsys.readouterr().out
+    assert "=== zephyr run: summary ===" in first and "preference accuracy SFT" in first
+
+    # a second run reuses the finished SFT and DPO runs and does not train again
+    assert zephyr(argv + ["--stages", "sft,dpo,eval,card"]) == 0
+    second = capsys.readouterr().out
+    assert "reusing the finished SFT run" in second and "reusing the finished DPO run" in second
+    assert "=== zephyr run: sft ===" not in second and "=== zephyr run: dpo ===" not in second
+    assert (out / "final" / "README.md").read_text().count("## Evaluation on held-out") == 1
