@@ -1,0 +1,122 @@
+"""Model cards in the style of the published Zephyr cards (zephyr-7b-sft-full, zephyr-7b-beta), filled from a run.
+
+    write_model_card(out / "README.md", model_name="zephyr-demo-sft", base_model="google/gemma-3-270m",
+                     datasets=["zephyr/demo_data"], hyperparameters=hyperparameters(cfg, num_devices, ...),
+                     results=results_rows(log_history), eval_metrics={"Loss": 1.23})
+
+The training-results table has the published columns Training Loss | Epoch | Step | Validation Loss; a stage
+adds its own (DPO: Rewards/chosen, Rewards/rejected, ... mapped from its eval metric names) via
+`extra_columns={"Rewards/chosen": "eval_rewards/chosen", ...}`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+BASE_COLUMNS = {"Training Loss": "loss", "Epoch": "epoch", "Step": "step", "Validation Loss": "eval_loss"}
+
+
+def _number(value: Any) -> str:
+    """Like transformers' card tables: floats with more than 4 decimals are rounded to 4, others printed as is."""
+    if isinstance(value, float) and len(str(value).split(".")[-1]) > 4 and "e" not in str(value):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def hyperparameters(config: Any, num_devices: int, distributed_type: str, num_epochs: float | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The published cards' list, in their order, from a TrainConfig-like object."""
+    ga = config.gradient_accumulation_steps
+    values: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "train_batch_size": config.per_device_train_batch_size,
+        "eval_batch_size": config.per_device_eval_batch_size,
+        "seed": config.seed,
+        "distributed_type": distributed_type,
+        "num_devices": num_devices,
+        "gradient_accumulation_steps": ga,
+        "total_train_batch_size": config.per_device_train_batch_size * num_devices * ga,
+        "total_eval_batch_size": config.per_device_eval_batch_size * num_devices,
+        "optimizer": f"Adam with betas=({config.adam_beta1},{config.adam_beta2}) and epsilon={config.adam_epsilon}",
+        "lr_scheduler_type": config.lr_scheduler_type,
+        "lr_scheduler_warmup_ratio": config.warmup_ratio,
+    }
+    if config.max_steps > 0:
+        values["training_steps"] = config.max_steps
+    else:
+        values["num_epochs"] = num_epochs if num_epochs is not None else config.num_train_epochs
+    values.update(extra or {})
+    return values
+
+
+def results_rows(log_history: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per evaluation: its metrics plus the latest training loss logged at or before it ('No log' if none)."""
+    rows, last_loss = [], "No log"
+    for record in log_history:
+        if "loss" in record:
+            last_loss = record["loss"]
+        if "eval_loss" in record:
+            rows.append({**record, "loss": last_loss})
+    return rows
+
+
+def framework_versions(adapter: bool = False) -> dict[str, str]:
+    found = {}
+    for label, dist in ((("PEFT", "peft"),) if adapter else ()) + (("Transformers", "transformers"), ("Pytorch", "torch"),
+                        ("Accelerate", "accelerate"), ("Datasets", "datasets"), ("Tokenizers", "tokenizers")):
+        try:
+            found[label] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> list[str]:
+    headers = list(columns)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(":" + "-" * max(len(h) - 2, 1) + ":" for h in headers) + "|"]
+    for row in rows:
+        cells = [_number(row[key]) if key in row else "" for key in columns.values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_model_card(model_name: str, base_model: str, datasets: Sequence[str], hyperparameters: dict[str, Any],
+                      results: Sequence[dict[str, Any]], eval_metrics: dict[str, float] | None = None,
+                      extra_columns: dict[str, str] | None = None, description: str = "",
+                      tags: Sequence[str] = ("zephyr", "generated_from_trainer"), license: str = "apache-2.0",
+                      adapter: bool = False) -> str:
+    columns = {**BASE_COLUMNS, **(extra_columns or {})}
+    dataset_text = ", ".join(datasets) if datasets else "an unspecified"
+    base_link = f"[{base_model}](https://huggingface.co/{base_model})" if "/" in base_model and not Path(
+        base_model).exists() else base_model
+    lines = ["---", f"license: {license}", f"base_model: {base_model}"]
+    if adapter:
+        lines.append("library_name: peft")
+    lines += ["tags:"] + [f"- {t}" for t in tags]
+    if datasets:
+        lines += ["datasets:"] + [f"- {d}" for d in datasets]
+    lines += ["model-index:", f"- name: {model_name}", "  results: []", "---", "", f"# {model_name}", "",
+              f"This model is a fine-tuned version of {base_link} on the {dataset_text} dataset"
+              f"{'s' if len(datasets) > 1 else ''}."]
+    if eval_metrics:
+        lines += ["It achieves the following results on the evaluation set:"]
+        lines += [f"- {name}: {_number(value)}" for name, value in eval_metrics.items()]
+    lines += ["", "## Model description", "", description or "More information needed", "",
+              "## Intended uses & limitations", "", "More information needed", "",
+              "## Training and evaluation data", "", "More information needed", "",
+              "## Training procedure", "", "### Training hyperparameters", "",
+              "The following hyperparameters were used during training:"]
+    lines += [f"- {name}: {value}" for name, value in hyperparameters.items()]
+    lines += ["", "### Training results", ""] + _table(results, columns)
+    lines += ["", "### Framework versions", ""]
+    lines += [f"- {name} {version}" for name, version in framework_versions(adapter).items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(path: str | Path, **kwargs) -> Path:
+    """Render (see `render_model_card`) and write README.md; returns the path."""
+    path = Path(path)
+    path.write_text(render_model_card(**kwargs))
+    return path

@@ -1,0 +1,18 @@
+"""`SFTConfig`: model + data + training fields, the one recipe of `zephyr sft`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import field
+from ..data import DataConfig
+from ..models import ModelConfig
+from ..train import TrainConfig
+
+
+@dataclasses.dataclass
+class SFTConfig(TrainConfig, DataConfig, ModelConfig):
+    """dSFT: fine-tune a base model on dialogues (loss on assistant tokens only, packed rows)."""
+
+    packing: bool = field(True, help="pack several conversations per row of max_seq_length tokens (isolated by position ids)")
+    layout: str = field("auto", help="rows (B x L, CPU sdpa/eager), flat (1 x B*L, flash-attention varlen), or auto")

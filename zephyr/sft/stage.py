@@ -1,0 +1,129 @@
+"""The dSFT stage: load model and data, tokenize with the chat template, pack, train, write the model card."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from ..chat_template import render_ids
+from ..errors import ConfigError
+from ..train import PackStats, TokenScorer, Tokenized, Trainer, TrainResult, collate_rows, group_rows, pack, truncate
+from .config import SFTConfig
+from .loss import sft_loss
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the `zephyr` package (repo root or site-packages)
+
+
+def resolve_sources(mixer: dict) -> dict:
+    """A relative data path that does not exist from the current folder is looked up next to the `zephyr`
+    package, so `zephyr/demo_data` works from anywhere, in a checkout and in an installed wheel alike."""
+    resolved = {}
+    for name, value in mixer.items():
+        location, at, split = str(name).rpartition("@") if "@" in str(name) else (str(name), "", "")
+        candidate = PACKAGE_PARENT / location
+        if not Path(location).is_absolute() and not Path(location).exists() and candidate.exists():
+            name = str(candidate) + at + split
+        resolved[name] = value
+    return resolved
+
+
+def tokenize_conversations(conversations: Sequence[list[dict]], tokenizer, template: str,
+                           desc: str = "tokenizing") -> list[Tokenized]:
+    """Chat-template each conversation into ids + assistant mask (every assistant turn is trained on)."""
+    out = []
+    for index, messages in enumerate(tqdm(conversations, desc=desc, unit="conv", leave=False)):
+        ids, mask = render_ids(messages, tokenizer, template, index=index)
+        out.append(Tokenized(ids, mask))
+    return out
+
+
+def packed_items(examples: list[Tokenized], cfg: SFTConfig, rows_per_batch: int, seed: int,
+                 stats: PackStats) -> list[list[list[int]]]:
+    """Micro-batches (lists of rows of example indices)."""
+    if cfg.packing:
+        rows = pack(examples, cfg.max_seq_length, stats)
+    else:
+        rows = [[i] for i in range(len(examples))]
+        stats.rows += len(rows)
+        stats.tokens += sum(len(e) for e in examples)
+        stats.capacity = cfg.max_seq_length
+    return group_rows(rows, rows_per_batch, seed)
+
+
+def choose_layout(cfg: SFTConfig) -> bool:
+    """True for the flat (1, N) layout: flash-attention's varlen path; rows otherwise (CPU sdpa / eager)."""
+    if cfg.layout not in ("auto", "rows", "flat"):
+        raise ConfigError(f"field 'layout': {cfg.layout!r} is not one of auto, rows, flat")
+    if cfg.layout == "auto":
+        return "flash" in cfg.attn_implementation
+    return cfg.layout == "flat"
+
+
+def prepare(cfg: SFTConfig):
+    """-> (model, tokenizer, train examples, eval examples, data report, pack stats)."""
+    from ..data import load_chat_splits
+    from ..models import load_model, load_tokenizer
+
+    data_cfg = dataclasses.replace(cfg, dataset_mixer=resolve_sources(cfg.dataset_mixer))
+    splits = load_chat_splits(data_cfg)
+    if not splits.train:
+        raise ConfigError("the training split is empty after mixing; check dataset_mixer and dataset_splits")
+    tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
+    stats = PackStats()
+    train = truncate(tokenize_conversations(splits.train, tokenizer, cfg.chat_template, "tokenizing train"),
+                     cfg.max_seq_length, stats)
+    eval_stats = PackStats()
+    test = truncate(tokenize_conversations(splits.test, tokenizer, cfg.chat_template, "tokenizing test"),
+                    cfg.max_seq_length, eval_stats)
+    model = load_model(cfg, tokenizer, for_training=True)
+    return model, tokenizer, train, test, splits.report, stats
+
+
+def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
+    """Train, checkpoint, and write output_dir/{model, tokenizer, recipe.yaml, metrics.jsonl, README.md}."""
+    model, tokenizer, train, test, report, stats = prepare(cfg)
+    train_items = packed_items(train, cfg, cfg.per_device_train_batch_size, cfg.seed, stats)
+    # test examples follow the train ones in one list, so a single collate serves both
+    offset = len(train)
+    eval_items = [[[offset + i for i in row] for row in item]
+                  for item in packed_items(test, cfg, cfg.per_device_eval_batch_size, cfg.seed, PackStats())]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collate = partial(collate_rows, examples=train + test, pad_id=pad_id, flat=choose_layout(cfg))
+    trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, train_items, collate,
+                      eval_items=eval_items, tokenizer=tokenizer, recipe=cfg, callbacks=callbacks)
+    if trainer.accelerator.is_main_process:
+        print(f"zephyr sft: {stats.conversations} train conversations -> {stats.rows} rows of <= "
+              f"{cfg.max_seq_length} tokens ({stats.fill:.1%} full, {stats.truncated} truncated, "
+              f"{stats.dropped_no_target} without a reply dropped), {len(train_items)} micro-batches, "
+              f"{trainer.total_steps} optimizer steps", flush=True)
+    result = trainer.train()
+    if trainer.accelerator.is_main_process:
+        write_card(cfg, trainer, result, report)
+    return result
+
+
+def write_card(cfg: SFTConfig, trainer: Trainer, result: TrainResult, report) -> Path:
+    from ..model_card import hyperparameters, results_rows, write_model_card
+
+    acc = trainer.accelerator
+    kind = str(acc.distributed_type).split(".")[-1]
+    distributed = {"NO": "single-device", "MULTI_GPU": "multi-GPU", "MULTI_CPU": "multi-CPU", "DEEPSPEED": "deepspeed",
+                   "FSDP": "fsdp"}.get(kind, kind.lower())
+    base = "google/gemma-3-270m" if cfg.model == "embedded" else cfg.model
+    epochs = result.global_step / trainer.steps_per_epoch
+    params = hyperparameters(cfg, acc.num_processes, distributed, num_epochs=round(epochs, 4) if not
+                             math.isclose(epochs, round(epochs)) else int(round(epochs)))
+    datasets = [str(name) for name in cfg.dataset_mixer]
+    name = cfg.hub_model_id or Path(cfg.output_dir).resolve().name
+    eval_metrics = {"Loss": result.eval_metrics["eval_loss"]} if "eval_loss" in result.eval_metrics else None
+    return write_model_card(Path(cfg.output_dir) / "README.md", model_name=name, base_model=base, datasets=datasets,
+                            hyperparameters=params, results=results_rows(result.log_history),
+                            eval_metrics=eval_metrics, adapter=cfg.use_lora,
+                            description="Distilled supervised fine-tuning (dSFT) with the loss on assistant "
+                                        f"tokens only, conversations packed into rows of {cfg.max_seq_length} "
+                                        f"tokens, `{cfg.chat_template}` chat template.")
