@@ -24,7 +24,7 @@ def tiny_gemma3_real_vocab(folder: str | Path, hidden: int = 64, layers: int = 2
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
         num_attention_heads=heads, num_key_value_heads=2, head_dim=hidden // heads, max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True, sliding_window=16,
+        tie_word_embeddings=True, sliding_window=512, query_pre_attn_scalar=hidden // heads,
         layer_types=(["sliding_attention", "full_attention"] * layers)[:layers])
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)

