@@ -80,6 +80,9 @@ def prepare(cfg: SFTConfig):
     eval_stats = PackStats()
     test = truncate(tokenize_conversations(splits.test, tokenizer, cfg.chat_template, "tokenizing test"),
                     cfg.max_seq_length, eval_stats)
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.seed)  # the LoRA adapter's random init must be the same on every run with this seed
     model = load_model(cfg, tokenizer, for_training=True)
     return model, tokenizer, train, test, splits.report, stats
 

@@ -49,6 +49,8 @@ class TokenScorer(nn.Module):
         lm = causal_lm_of(model)
         lm.config.use_cache = False
         self.softcap = getattr(lm.config, "final_logit_softcapping", None)
+        # FSDP's transformer-based auto-wrap looks the decoder layer class up on the prepared (outer) module
+        self._no_split_modules = getattr(lm, "_no_split_modules", None)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, target_index: torch.Tensor,
                 target_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
