@@ -1,15 +1,33 @@
-"""A live `zephyr serve` app on 127.0.0.1 (random free port) in a background thread, for the openai client."""
+"""Live `zephyr serve` apps on 127.0.0.1 (random free port) in a background thread, one per engine.
+
+Each engine serves a tiny model with an API key, a 256-token context and a 64-token max_tokens limit; the
+fixture also hands the tests the model's Hugging Face tokenizer and an oracle for greedy replies computed
+outside the server (transformers' `generate`, or llama.cpp's own `create_completion`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import threading
 import time
 from contextlib import contextmanager
+from typing import Callable
 
 import pytest
 
 pytest.importorskip("uvicorn", reason="zephyr[serve] is not installed (uvicorn)")
 pytest.importorskip("starlette", reason="zephyr[serve] is not installed (starlette)")
+
+CONTEXT, LIMIT, KEY = 256, 64, "sk-test"
+
+
+@dataclasses.dataclass
+class Served:
+    url: str
+    engine: object
+    tokenizer: object  # the model's Hugging Face tokenizer, for checks outside the engine
+    oracle: Callable[[list[int], int], str]  # greedy reply to prompt ids, computed without the server
 
 
 @contextmanager
@@ -33,17 +51,64 @@ def running(app):
         thread.join(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def transformers_server(tiny_model_dir):
-    """(base_url, engine) for the fallback engine on a tiny Mistral, with an API key."""
+def serve(engine, tokenizer, oracle):
     from zephyr.serve.app import build_app
     from zephyr.serve.protocol import Sampling
+
+    app = build_app(engine, Sampling(None, 0.7, 0.95, 50), max_tokens_limit=LIMIT, api_key=KEY)
+    with running(app) as url:
+        yield Served(url, engine, tokenizer, oracle)
+    engine.close()
+
+
+def transformers_served(tiny_model_dir):
+    import torch
+
     from zephyr.serve.transformers_engine import TransformersEngine
 
-    model = tiny_model_dir("mistral")
-    engine = TransformersEngine(str(model), "tiny", chat_template="zephyr", context_length=256,
-                                kv_cache_tokens=4096, max_num_seqs=16)
-    app = build_app(engine, Sampling(None, 0.7, 0.95, 50), max_tokens_limit=64, api_key="sk-test")
-    with running(app) as url:
-        yield url, engine
-    engine.close()
+    engine = TransformersEngine(str(tiny_model_dir("mistral")), "tiny", chat_template="zephyr",
+                                context_length=CONTEXT, kv_cache_tokens=4096, max_num_seqs=16)
+
+    def oracle(ids: list[int], max_tokens: int) -> str:
+        stops = engine.chat_stop_ids()
+        out = engine.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=max_tokens,
+                                    eos_token_id=stops, pad_token_id=engine.tokenizer.pad_token_id)
+        return engine.tokenizer.decode([t for t in out[0, len(ids):].tolist() if t not in stops])
+
+    yield from serve(engine, engine.tokenizer, oracle)
+
+
+def llama_cpp_served(tmp_path_factory):
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from zephyr.quantize.gguf import write_gguf
+    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
+    from zephyr.serve.llamacpp_engine import LlamaCppEngine
+
+    folder = tiny_gemma3_real_vocab(tmp_path_factory.mktemp("tiny-gemma3-real"))
+    path, _ = write_gguf(folder, tmp_path_factory.mktemp("gguf"), "f16", "zephyr")
+    engine = LlamaCppEngine(str(path), "tiny", chat_template="auto", context_length=CONTEXT)
+    reference = Llama(model_path=str(path), n_ctx=CONTEXT, verbose=False)
+
+    def oracle(ids: list[int], max_tokens: int) -> str:
+        stops = set(engine.chat_stop_ids())
+        out = []
+        for token in reference.generate(ids, temp=0.0, reset=True):
+            if token in stops or len(out) == max_tokens:
+                break
+            out.append(token)
+        return reference.detokenize(out).decode("utf-8", "replace")
+
+    yield from serve(engine, AutoTokenizer.from_pretrained(folder), oracle)
+    reference.close()
+
+
+@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+def served(request, tiny_model_dir, tmp_path_factory):
+    if request.param == "llama.cpp":
+        if importlib.util.find_spec("llama_cpp") is None:
+            pytest.skip("llama-cpp-python is not installed (pip install 'zephyr[gguf]', see docs/serving.md)")
+        yield from llama_cpp_served(tmp_path_factory)
+    else:
+        yield from transformers_served(tiny_model_dir)

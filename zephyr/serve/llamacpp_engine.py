@@ -38,10 +38,11 @@ class LlamaCppEngine(Engine):
         path = Path(model)
         if path.suffix != ".gguf" or not path.is_file():
             raise ApiError(500, f"llama.cpp serves .gguf files; {model} is not one")
-        probe = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        trained = int(probe.n_ctx_train()) or 2048
+        probe = Llama(model_path=str(path), vocab_only=True, verbose=False)  # metadata only, no weights
         self.metadata = dict(probe.metadata)
         probe.close()
+        architecture = self.metadata.get("general.architecture", "")
+        trained = int(self.metadata.get(f"{architecture}.context_length", 0)) or 2048
         self.context_length = min(context_length or trained, trained)
         self.llm = Llama(model_path=str(path), n_ctx=self.context_length, n_threads=threads or None,
                          n_batch=min(512, self.context_length), verbose=False)
