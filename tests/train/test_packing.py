@@ -74,8 +74,8 @@ def _one_by_one(model, examples, scorer):
 
 
 @pytest.mark.parametrize("arch", ["mistral", "llama", "gemma3"])
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_logps_equal_one_by_one(arch, attn, tiny_model_dir):
+@pytest.mark.parametrize("attn,flat", [("sdpa", False), ("eager", False), ("sdpa", True)])
+def test_packed_logps_equal_one_by_one(arch, attn, flat, tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir(arch), dtype=torch.float32, attn_implementation=attn)
     model.eval()  # eval mode leaves use_cache on by default: the guard must still isolate rows
     scorer = TokenScorer(model, chunk_size=7)
@@ -83,7 +83,7 @@ def test_packed_logps_equal_one_by_one(arch, attn, tiny_model_dir):
     rows = pack(examples, 64)
     assert any(len(r) > 1 for r in rows) and any(len(examples[r[-1]]) > 16 for r in rows if len(r) > 1)
     with torch.no_grad():
-        batch = collate_rows(rows, examples, pad_id=0)
+        batch = collate_rows(rows, examples, pad_id=0, flat=flat)
         logps, _ = scorer(batch["input_ids"], batch["position_ids"], batch["target_index"], batch["target_ids"])
         packed = torch.zeros(batch["n_seqs"]).index_add(0, batch["target_seq"], logps)
         order = [e for r in rows for e in r]

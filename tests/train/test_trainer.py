@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from zephyr.models import ModelConfig, lora_config
+from zephyr.train.trainer import enable_checkpointing
 from zephyr.train import TokenScorer, TrainConfig, Trainer, Tokenized, collate_rows, latest_checkpoint, read_metrics
 
 
@@ -161,3 +162,22 @@ def test_too_little_data_is_a_clear_error(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="not one optimizer step"):
         Trainer(_config(tmp_path, gradient_accumulation_steps=4), TokenScorer(_model(tiny_model_dir("mistral"))),
                 nll_loss, [[[0]]], lambda item: collate_rows(item, examples, 0))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
+    folder = tiny_model_dir("gemma3")
+    examples = _examples(512, 4, seed=2)
+    batch = collate_rows([[0, 1], [2, 3]], examples, pad_id=0)
+    grads = []
+    for checkpointing in (False, True):
+        model = _model(folder, lora=True)
+        if checkpointing:
+            enable_checkpointing(model)
+        model.train()
+        torch.manual_seed(0)  # same LoRA dropout masks (recomputation replays the RNG state)
+        loss, _, _ = nll_loss(TokenScorer(model, chunk_size=8), batch)
+        loss.backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)

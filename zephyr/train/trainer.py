@@ -51,6 +51,14 @@ def hf_model_of(model: torch.nn.Module) -> torch.nn.Module:
     return model.model if hasattr(model, "model") and hasattr(model, "fused") else model
 
 
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute each decoder layer in the backward pass (non-reentrant: works with frozen inputs, e.g. LoRA)."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
                  collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
@@ -68,7 +76,7 @@ class Trainer:
         if hasattr(model, "fused") and self.sharded:
             model.fused = False  # sharded parameters are gathered only by module calls
         if config.gradient_checkpointing:
-            hf_model_of(model).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(hf_model_of(model))
         self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
         self.train_items, self.eval_items = list(train_items), list(eval_items)
         self.tokenizer, self.recipe = tokenizer, recipe
