@@ -18,6 +18,8 @@ def tiny_gemma3_real_vocab(folder: str | Path, hidden: int = 64, layers: int = 2
     from ..embedded import embedded_checkpoint
 
     folder = Path(folder)
+    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
+        return folder  # made earlier in this session (tests share one)
     tokenizer = AutoTokenizer.from_pretrained(embedded_checkpoint())
     heads = 4
     config = Gemma3TextConfig(
@@ -25,7 +27,8 @@ def tiny_gemma3_real_vocab(folder: str | Path, hidden: int = 64, layers: int = 2
         num_attention_heads=heads, num_key_value_heads=2, head_dim=hidden // heads, max_position_embeddings=2048,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True, sliding_window=512, query_pre_attn_scalar=hidden // heads,
-        layer_types=(["sliding_attention", "full_attention"] * layers)[:layers])
+        # llama.cpp hard-codes Gemma 3's pattern (5 sliding layers, then 1 global), each kind with its own RoPE base
+        layer_types=["sliding_attention" if (i + 1) % 6 else "full_attention" for i in range(layers)])
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder, safe_serialization=True)
