@@ -42,16 +42,20 @@ class RunConfig:
 
 
 class Timer:
+    """Wall-clock and CPU seconds per stage (CPU time shows what a busy shared machine hides)."""
+
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
 
     def run(self, name: str, fn, *args, **kwargs):
         print(f"\n=== zephyr run: {name} ===", flush=True)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.cpu_seconds[name] = self.cpu_seconds.get(name, 0.0) + time.process_time() - cpu
 
 
 def stage_configs(cfg: RunConfig):
@@ -193,7 +197,8 @@ def run(cfg: RunConfig) -> dict:
             for chat in chats:
                 handle.write(json.dumps(chat) + "\n")
         summary["chats"] = chats
-    summary["seconds"] = timer.seconds
+    summary["seconds"], summary["cpu_seconds"] = timer.seconds, timer.cpu_seconds
+    (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "chats"}, indent=1))
     print_summary(summary, final_dir)
     return summary
 
@@ -201,7 +206,8 @@ def run(cfg: RunConfig) -> dict:
 def print_summary(summary: dict, final_dir: Path) -> None:
     lines = ["", "=== zephyr run: summary ==="]
     total = sum(summary["seconds"].values())
-    lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()) + f" (total {total:.0f}s)")
+    lines.append("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items()) + f" (total {total:.0f}s;"
+                 f" CPU time {sum(summary['cpu_seconds'].values()):.0f}s)")
     if "eval" in summary:
         e = summary["eval"]
         lines.append(f"held-out pairs ({e['pairs']}): preference accuracy SFT {e['sft']['preference_accuracy']:.3f}"
