@@ -86,7 +86,7 @@ def llama_cpp_served(tmp_path_factory):
     from zephyr.quantize.tiny import tiny_gemma3_real_vocab
     from zephyr.serve.llamacpp_engine import LlamaCppEngine
 
-    folder = tiny_gemma3_real_vocab(tmp_path_factory.mktemp("tiny-gemma3-real"))
+    folder = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")  # shared with quantize
     path, _ = write_gguf(folder, tmp_path_factory.mktemp("gguf"), "f16", "zephyr")
     engine = LlamaCppEngine(str(path), "tiny", chat_template="auto", context_length=CONTEXT)
     reference = Llama(model_path=str(path), n_ctx=CONTEXT, verbose=False)

