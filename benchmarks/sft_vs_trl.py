@@ -9,8 +9,8 @@ tokens and seconds of every optimizer step, and the peak resident memory (RSS sa
 reported as the rise above the RSS just before the model was loaded). Tokens/s and s/step skip the first step
 (warm-up). Models: a tiny Mistral built from a config (hidden 256, 4 layers, fp32, full fine-tuning) and the
 embedded gemma-3-270m (bf16, LoRA r=16 on all linear layers). Data: prompt + chosen of the UltraFeedback
-sample in ../shared/data as single-turn conversations, loss on the reply only in both (TRL: prompt-completion
-format, completion_only_loss).
+sample in ../shared/data as single-turn conversations, tokenized once (zephyr template) and handed to both
+trainers as the same ids, loss on the reply tokens only (TRL: input_ids + completion_mask columns).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ultrafeedback_binarized_sample" / "train_1000.jsonl"
 
-MODELS = {  # name -> settings shared by both trainers
-    "tiny": dict(label="tiny Mistral (hidden 256, 4 layers), fp32, full", lora=False, dtype="float32", lr=1e-3),
-    "gemma": dict(label="gemma-3-270m (embedded), bf16, LoRA r=16", lora=True, dtype="bfloat16", lr=2e-4),
+MODELS = {  # name -> settings shared by both trainers (batch = packed rows per step, seq_len = tokens per row)
+    "tiny": dict(label="tiny Mistral (hidden 256, 4 layers), fp32, full", lora=False, dtype="float32", lr=1e-3,
+                 batch=4, seq_len=1024, steps=12),
+    "gemma": dict(label="gemma-3-270m (embedded), bf16, LoRA r=16", lora=True, dtype="bfloat16", lr=2e-4,
+                  batch=2, seq_len=512, steps=10),
 }
 
 
@@ -88,19 +90,24 @@ def model_config(name: str, source: str):
                        lora_alpha=32, lora_dropout=0.05)
 
 
-def run_ours(name, source, convs, args, workdir) -> dict:
+def tokenized(tokenizer, convs, seq_len):
+    """Conversations -> token ids + reply masks (zephyr template), cut to one row; shared by both trainers."""
     from zephyr.chat_template import render_ids
+    from zephyr.train import Tokenized, truncate
+
+    return truncate([Tokenized(*render_ids(c, tokenizer, "zephyr")) for c in convs], seq_len)
+
+
+def run_ours(name, source, convs, args, workdir) -> dict:
     from zephyr.models import load_model, load_tokenizer
     from zephyr.sft.loss import sft_loss
-    from zephyr.train import (PackStats, TokenScorer, Tokenized, TrainConfig, Trainer, collate_rows, group_rows,
-                              pack, truncate)
+    from zephyr.train import TokenScorer, TrainConfig, Trainer, collate_rows, group_rows, pack
 
     mcfg = model_config(name, source)
     with PeakRSS() as memory:
         tokenizer = load_tokenizer(mcfg)
-        examples = truncate([Tokenized(*render_ids(c, tokenizer, "zephyr")) for c in convs], args.seq_len,
-                            stats := PackStats())
-        items = group_rows(pack(examples, args.seq_len, stats), args.batch, args.seed)
+        examples = tokenized(tokenizer, convs, args.seq_len)
+        items = group_rows(pack(examples, args.seq_len), args.batch, args.seed)
         model = load_model(mcfg, tokenizer, for_training=True)
         cfg = TrainConfig(output_dir=str(workdir / "ours"), learning_rate=MODELS[name]["lr"], lr_scheduler_type="cosine",
                           warmup_ratio=0.1, max_steps=args.steps, per_device_train_batch_size=args.batch,
@@ -108,6 +115,9 @@ def run_ours(name, source, convs, args, workdir) -> dict:
                           progress_bar=False, seed=args.seed)
         trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, items,
                           lambda item: collate_rows(item, examples, tokenizer.pad_token_id or 0))
+        # TRL runs with save_strategy="no": skip our checkpoint and final save too, so neither writes to disk
+        trainer.save_checkpoint = lambda step: None
+        trainer.save_final = lambda: None
         result = trainer.train()
     records = [r for r in result.log_history if "loss" in r]
     steps = [{"loss": r["loss"], "seconds": r["seconds_per_step"], "tokens": r["tokens_per_s"] * r["seconds_per_step"]}
@@ -138,7 +148,10 @@ def run_trl(name, source, convs, args, workdir) -> dict:
 
     with PeakRSS() as memory:
         tokenizer = load_tokenizer(mcfg)
-        data = Dataset.from_list([{"prompt": c[:1], "completion": c[1:]} for c in convs])
+        # the very token ids and reply masks our trainer gets (render_ids puts Gemma's <bos> first, which TRL's own
+        # chat-template tokenization leaves out), so both optimise the same objective on the same tokens
+        data = Dataset.from_list([{"input_ids": e.ids, "completion_mask": e.mask}
+                                  for e in tokenized(tokenizer, convs, args.seq_len)])
         # the LoRA adapter is added by TRL from the same LoraConfig; the base loads exactly as ours does
         model = load_model(model_config(name, source).__class__(**{**mcfg.__dict__, "use_lora": False}), tokenizer)
         sft_args = SFTConfig(output_dir=str(workdir / "trl"), learning_rate=MODELS[name]["lr"],
@@ -166,6 +179,15 @@ def run_trl(name, source, convs, args, workdir) -> dict:
     return {"steps": steps, "peak_rss": memory.peak, "baseline_rss": memory.baseline}
 
 
+def settings(args: argparse.Namespace, name: str) -> argparse.Namespace:
+    """The command line's values, with each model's own batch / seq_len / steps where none was given."""
+    resolved = argparse.Namespace(**vars(args))
+    for key in ("batch", "seq_len", "steps"):
+        if getattr(resolved, key) is None:
+            setattr(resolved, key, MODELS[name][key])
+    return resolved
+
+
 def summarise(segments: list[dict]) -> dict:
     timed = [s for seg in segments for s in seg["steps"][1:]]  # skip each segment's warm-up step
     seconds = sum(s["seconds"] for s in timed)
@@ -181,16 +203,16 @@ def summarise(segments: list[dict]) -> dict:
 def markdown(results: dict, meta: dict) -> str:
     lines = ["# SFT speed: zephyr vs TRL SFTTrainer (packing)", "",
              f"{meta['cpu']}, {meta['threads']} threads, torch {meta['torch']}, transformers {meta['transformers']}, "
-             f"trl {meta['trl']}. Batch {meta['batch']} rows x {meta['seq_len']} tokens, {meta['steps']} steps x "
-             f"{meta['rounds']} rounds per trainer (alternating), {meta['samples']} UltraFeedback dialogues.", "",
-             "| model | trainer | tokens/s | s/step | tokens/step | peak RSS rise (GB) | mean loss, steps 1-10 |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             f"trl {meta['trl']}. {meta['rounds']} segments per trainer, alternating; "
+             f"{meta['samples']} UltraFeedback dialogues (prompt + chosen).", "",
+             "| model | batch x length, steps | trainer | tokens/s | s/step | tokens/step | peak RSS rise (GB) | "
+             "mean loss, steps 1-10 |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         for who in ("zephyr", "trl"):
             s = r[who]
-            lines.append(f"| {MODELS[name]['label']} | {who} | {s['tokens_per_s']:.0f} | {s['seconds_per_step']:.2f} | "
+            lines.append(f"| {MODELS[name]['label']} | {r['batch']} x {r['seq_len']}, {r['steps']} | {who} | {s['tokens_per_s']:.0f} | {s['seconds_per_step']:.2f} | "
                          f"{s['tokens_per_step']:.0f} | {s['peak_rss_gb']:.2f} | {statistics.mean(s['first_losses']):.4f} |")
-        lines.append(f"| | **ratio** | **{r['speedup']:.2f}x** | | | {r['memory_ratio']:.2f}x | "
+        lines.append(f"| | | **ratio** | **{r['speedup']:.2f}x** | | | {r['memory_ratio']:.2f}x | "
                      f"{r['loss_gap_pct']:+.2f}% |")
     lines += ["", "ratio: tokens/s ours / TRL; memory: our peak RSS rise / TRL's; loss: mean of the first 10 step "
               "losses, ours vs TRL (the two trainers pack and shuffle rows differently, so single steps see "
@@ -201,15 +223,16 @@ def markdown(results: dict, meta: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,gemma")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per segment (default: per model)")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=None, help="packed rows per step (default: per model)")
+    parser.add_argument("--seq-len", type=int, default=None, help="tokens per packed row (default: per model)")
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    args = parser.parse_args()
+    base_args = parser.parse_args()
+    args = base_args
     torch.set_num_threads(args.threads)
     import transformers
     import trl
@@ -220,6 +243,7 @@ def main() -> None:
         workdir = Path(tmp)
         for name in args.models.split(","):
             source = model_source(name, workdir)
+            args = settings(base_args, name)
             segments = {"zephyr": [], "trl": []}
             for round_index in range(args.rounds):
                 order = ("zephyr", "trl") if round_index % 2 == 0 else ("trl", "zephyr")
@@ -233,11 +257,12 @@ def main() -> None:
             ours, theirs = summarise(segments["zephyr"]), summarise(segments["trl"])
             mean_ours, mean_trl = statistics.mean(ours["first_losses"]), statistics.mean(theirs["first_losses"])
             results[name] = {"zephyr": ours, "trl": theirs, "speedup": ours["tokens_per_s"] / theirs["tokens_per_s"],
+                             "batch": args.batch, "seq_len": args.seq_len, "steps": args.steps,
                              "memory_ratio": ours["peak_rss_gb"] / max(theirs["peak_rss_gb"], 1e-9),
                              "loss_gap_pct": 100 * (mean_ours - mean_trl) / mean_trl, "label": MODELS[name]["label"]}
     meta = {"cpu": platform.processor() or platform.machine(), "threads": args.threads, "torch": torch.__version__,
-            "transformers": transformers.__version__, "trl": trl.__version__, "batch": args.batch,
-            "seq_len": args.seq_len, "steps": args.steps, "rounds": args.rounds, "samples": args.samples}
+            "transformers": transformers.__version__, "trl": trl.__version__, "rounds": args.rounds,
+            "samples": args.samples}
     try:
         meta["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line)
     except (OSError, StopIteration):

@@ -30,6 +30,14 @@ def _capped(z: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch
     return t * softcap, t
 
 
+# at most this many logits (fp32) exist at once: 2^25 = 128 MB; with Gemma's 262k vocabulary, 128 tokens a chunk
+LOGIT_BUDGET = 1 << 25
+
+
+def _tokens_per_chunk(chunk_size: int, vocab: int) -> int:
+    return max(1, min(chunk_size, LOGIT_BUDGET // max(vocab, 1)))
+
+
 class _FusedLinearLogProb(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, chunk_size, softcap):
@@ -46,8 +54,8 @@ class _FusedLinearLogProb(torch.autograd.Function):
             logps[start:start + chunk_size] = logits.gather(1, y[:, None]).squeeze(1) - lse
             means[start:start + chunk_size] = logits.mean(-1)
             lses[start:start + chunk_size] = lse
-            if need_dh:  # d logp / d z = onehot(y) - softmax(z), times the soft-cap derivative
-                g = (logits - lse[:, None]).exp_().neg_()
+            if need_dh:  # d logp / d z = onehot(y) - softmax(z), times the soft-cap derivative (in place: memory)
+                g = logits.sub_(lse[:, None]).exp_().neg_()
                 g.scatter_add_(1, y[:, None], torch.ones_like(g[:, :1]))
                 if t is not None:
                     g.mul_(1 - t * t)
@@ -70,7 +78,7 @@ class _FusedLinearLogProb(torch.autograd.Function):
             for start in range(0, hidden.shape[0], step):
                 h, y = hidden[start:start + step], targets[start:start + step]
                 logits, t = _capped((h @ weight.T).float(), ctx.softcap)
-                g = (logits - lses[start:start + step, None]).exp_().neg_()
+                g = logits.sub_(lses[start:start + step, None]).exp_().neg_()
                 g.scatter_add_(1, y[:, None], torch.ones_like(g[:, :1]))
                 if t is not None:
                     g.mul_(1 - t * t)
@@ -86,7 +94,7 @@ def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
     if hidden.shape[0] == 0:
         empty = hidden.new_zeros(0, dtype=torch.float32)
         return empty + hidden.sum() * 0, empty  # keeps the graph connected for DDP on an empty micro-batch
-    return _FusedLinearLogProb.apply(hidden, weight, targets, max(1, chunk_size), softcap)
+    return _FusedLinearLogProb.apply(hidden, weight, targets, _tokens_per_chunk(chunk_size, weight.shape[0]), softcap)
 
 
 def token_logps_checkpointed(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor,
@@ -99,7 +107,8 @@ def token_logps_checkpointed(hidden: torch.Tensor, lm_head: torch.nn.Module, tar
         return logits.gather(1, y[:, None]).squeeze(1) - torch.logsumexp(logits, -1), logits.mean(-1).detach()
 
     pieces = []
-    for start in range(0, max(hidden.shape[0], 1), max(1, chunk_size)):
+    chunk_size = _tokens_per_chunk(chunk_size, lm_head.weight.shape[0])
+    for start in range(0, max(hidden.shape[0], 1), chunk_size):
         h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
             pieces.append(checkpoint(one_chunk, h, y, use_reentrant=False))
