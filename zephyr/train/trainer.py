@@ -149,6 +149,7 @@ class Trainer:
                         if cfg.max_grad_norm > 0:
                             norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
                             interval["grad_norm"] = float(norm) if norm is not None else float("nan")
+                        interval["learning_rate"] = self.scheduler.get_last_lr()[0]  # the rate this step used
                         self.optimizer.step()
                         self.scheduler.step()
                         self.optimizer.zero_grad(set_to_none=True)
@@ -200,7 +201,8 @@ class Trainer:
         seconds = time.perf_counter() - interval["start"]
         steps = step - interval["first_step"]
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 4),
-                  "loss": loss_sum / max(targets, 1.0), "learning_rate": self.scheduler.get_last_lr()[0],
+                  "loss": loss_sum / max(targets, 1.0),
+                  "learning_rate": interval.get("learning_rate", self.scheduler.get_last_lr()[0]),
                   "tokens_per_s": tokens / max(seconds, 1e-9), "seconds_per_step": seconds / max(steps, 1)}
         if "grad_norm" in interval:
             record["grad_norm"] = interval["grad_norm"]
