@@ -104,9 +104,36 @@ def llama_cpp_served(tmp_path_factory):
     reference.close()
 
 
-@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+def vllm_served(tiny_model_dir):
+    import json
+    import urllib.request
+
+    from zephyr.serve.vllm_engine import INTERNAL_NAME, VllmEngine
+
+    # vLLM's CPU attention kernels need head_dim >= 32: hidden 256 / 4 heads
+    engine = VllmEngine(str(tiny_model_dir("mistral", hidden=256)), "tiny", chat_template="zephyr",
+                        context_length=CONTEXT, max_num_seqs=16, dtype="float32")
+
+    def oracle(ids: list[int], max_tokens: int) -> str:  # vLLM's own endpoint, zephyr's layer bypassed
+        body = json.dumps({"model": INTERNAL_NAME, "prompt": ids, "max_tokens": max_tokens, "temperature": 0,
+                           "stop_token_ids": engine.chat_stop_ids()}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{engine.port}/v1/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as response:
+            return json.loads(response.read())["choices"][0]["text"]
+
+    yield from serve(engine, engine.tokenizer, oracle)
+
+
+@pytest.fixture(scope="module", params=["transformers", "llama.cpp", "vllm"])
 def served(request, tiny_model_dir, tmp_path_factory):
-    if request.param == "llama.cpp":
+    if request.param == "vllm":
+        from zephyr.quantize.sidecar import VLLM
+
+        if not VLLM.ready():
+            pytest.skip("vLLM's managed environment is not set up (`zephyr serve --setup vllm`, ~7 min, 2.5 GB)")
+        yield from vllm_served(tiny_model_dir)
+    elif request.param == "llama.cpp":
         if importlib.util.find_spec("llama_cpp") is None:
             pytest.skip("llama-cpp-python is not installed (pip install 'zephyr[gguf]', see docs/serving.md)")
         yield from llama_cpp_served(tmp_path_factory)

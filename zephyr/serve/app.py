@@ -174,8 +174,10 @@ def _stream(steps: AsyncIterator[Step], prompt_tokens: int, include_usage: bool,
             if include_usage:
                 yield _sse({**head, "choices": [], "usage": _usage(prompt_tokens, tokens)})
             yield b"data: [DONE]\n\n"
-        except ApiError as err:  # the status line is already sent: report in-band, then end the stream
-            yield _sse(err.body())
+        except Exception as err:  # the status line is already sent: report in-band, then end the stream
+            failure = err if isinstance(err, ApiError) else ApiError(500, f"generation failed: {err}",
+                                                                     type="server_error")
+            yield _sse(failure.body())
             yield b"data: [DONE]\n\n"
         finally:
             await steps.aclose()

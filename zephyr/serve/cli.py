@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import field, parse_args
-from ..errors import ConfigError
+from ..errors import ConfigError, ZephyrError
 from .protocol import Sampling
 from .select import ENGINES, choose
 
@@ -87,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import build_app
 
-    engine = load_engine(config, engine_name)
+    from .protocol import ApiError
+
+    try:
+        engine = load_engine(config, engine_name)
+    except ApiError as err:  # a start-up failure is the user's to fix (missing env, wrong file): no traceback
+        raise ZephyrError(err.message) from err
     try:
         app = build_app(engine, config.defaults(), config.max_tokens_limit, api_key or None)
         where = f"http://{config.host}:{config.port}/v1"

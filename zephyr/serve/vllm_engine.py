@@ -11,6 +11,7 @@ continuous batching. Token counts come from vLLM's per-chunk usage stats.
 from __future__ import annotations
 
 import atexit
+import os
 import socket
 import subprocess
 import sys
@@ -72,9 +73,13 @@ class VllmEngine(Engine):
         command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", where, "--host", "127.0.0.1",
                    "--port", str(self.port), "--served-model-name", INTERNAL_NAME,
                    "--max-model-len", str(self.context_length), "--max-num-seqs", str(max_num_seqs),
-                   "--dtype", "bfloat16" if dtype == "auto" else dtype, "--disable-log-requests"]
+                   "--dtype", "bfloat16" if dtype == "auto" else dtype,
+                   # on CPU this fraction is of host RAM, checked against what is free at start-up: vLLM's
+                   # default 0.92 fails on any shared machine, so ask for a fixed KV-cache space instead
+                   "--gpu-memory-utilization", "0.25"]
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
         print(f"zephyr serve: starting vLLM: {' '.join(command)}", file=sys.stderr, flush=True)
-        self.process = subprocess.Popen(command)
+        self.process = subprocess.Popen(command, env=env)
         atexit.register(self.close)
         self._wait(startup_timeout)
         self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="internal",
