@@ -127,6 +127,7 @@ def main() -> int:
     parser.add_argument("--requests_per_client", type=int, default=2)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[1]  # other work on a shared machine skews every figure: recorded with them
     rows = []
     for engine in args.engines.split(","):
         port = free_port()
@@ -142,7 +143,8 @@ def main() -> int:
             server.wait(timeout=60)
     meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": "google/gemma-3-270m (embedded)",
             "max_tokens": args.max_tokens, "requests_per_client": args.requests_per_client,
-            "sampling": "temperature 0.7, top_k 50, top_p 0.95", "date": time.strftime("%Y-%m-%d")}
+            "sampling": "temperature 0.7, top_k 50, top_p 0.95", "date": time.strftime("%Y-%m-%d"),
+            "load_average_5min": [round(load_before, 2), round(os.getloadavg()[1], 2)]}
     (RESULTS / "serve_load.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     text = table(rows)
     (RESULTS / "serve_load.md").write_text(f"# zephyr serve load test\n\n{json.dumps(meta)}\n\n{text}\n")
