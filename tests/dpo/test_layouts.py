@@ -1,4 +1,4 @@
-"""Each speed-up changes no number: packed and shared-prompt layouts and chunked log-probs give the metrics
+"""Each speed-up changes no number: packed, shared-prompt and unpadded-rows layouts and chunked log-probs give the metrics
 (and gradients) of the plain path - TRL's padded rows through the model's own forward and full logits - to 1e-4
 in fp32, on Mistral, Llama and Gemma 3 (whose 16-token sliding window the sequences here exceed)."""
 
@@ -50,15 +50,17 @@ def test_layouts_match_plain_path(arch, tiny_model_dir, tokenizer, pairs):
     settings = DPOSettings("sigmoid", beta=0.5)
     losses, expected = plain_metrics(policy, ref, tokenized, settings)
     expected_grads = torch.autograd.grad(losses.sum(), list(policy.parameters()))
-    for layout, row_tokens in [("padded", None), ("packed", None), ("packed", 120), ("shared", None),
-                               ("shared", 150)]:
+    # "rows" with attention_cost 0 shares every prompt, with 1 splits every pair (both kinds of rows run)
+    for layout, row_tokens, cost in [("padded", None, 0), ("packed", None, 0), ("packed", 120, 0),
+                                     ("shared", None, 0), ("shared", 150, 0), ("rows", None, 0.0),
+                                     ("rows", None, 1.0)]:
         for chunk in (None, 5):
-            batch = collate(tokenized, layout, pad_id=3, row_tokens=row_tokens)
+            batch = collate(tokenized, layout, pad_id=3, row_tokens=row_tokens, attention_cost=cost)
             got_losses, sums = pair_outputs(policy, batch, DPOSettings("sigmoid", 0.5, chunk=chunk),
                                             lambda b: reference_logps(ref, b))
             got = sums.means()
             for name, value in expected.items():
-                assert got[name] == pytest.approx(value, abs=1e-4, rel=1e-5), (layout, row_tokens, chunk, name)
+                assert got[name] == pytest.approx(value, abs=1e-4, rel=1e-5), (layout, row_tokens, cost, chunk, name)
             grads = torch.autograd.grad(got_losses.sum(), list(policy.parameters()))
             for g, e in zip(grads, expected_grads):
                 torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-3)

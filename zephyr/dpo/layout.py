@@ -1,6 +1,6 @@
 """How a micro-batch of pairs is laid out for the forward pass, and which hidden states score which tokens.
 
-Three layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4):
+Four layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4):
 - "padded": TRL's: 2B rows, prompt+chosen then prompt+rejected, right-padded, ordinary causal attention.
 - "packed": the 2B sequences packed end to end into few rows with no padding between them; a block-diagonal
   mask and restarting position ids keep each sequence blind to its neighbours (contamination-free).
@@ -8,6 +8,12 @@ Three layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4
   chosen tokens see the prompt and themselves, the rejected tokens the prompt and themselves (not the chosen),
   and the rejected positions restart right after the prompt, so each completion sees exactly what it would
   see alone.
+- "rows" (experimental): for CPUs, where a kernel computes every masked-out score of a row: each pair is either one shared
+  segment or two plain sequences, whichever costs less (a long prompt favours sharing, long completions do not:
+  a shared segment's masked attention is (P+C+R)^2, the split ones' causal attention about half of
+  (P+C)^2 + (P+R)^2), and every segment is run as its own unpadded forward (see logprobs.py). On the busy
+  2-core test machine it measured slower than "padded" for the tiny Mistral (one forward per row), so it is
+  not the default; it is kept, tested for exactness, for measurement on an idle machine.
 
 Every layout yields the same scoring plan: for each completion token, the (row, index) of the hidden state that
 predicts it, its label and which sequence it belongs to (pair j's chosen = j, its rejected = pairs + j).
@@ -21,7 +27,7 @@ import torch
 
 from .tokenize import TokenizedPair
 
-LAYOUTS = ("padded", "packed", "shared")
+LAYOUTS = ("padded", "packed", "shared", "rows")
 
 
 @dataclass
@@ -38,6 +44,8 @@ class PairBatch:
     rejected_tokens: torch.Tensor  # [pairs]
     pair_index: torch.Tensor       # [pairs] index in the split (precomputed reference lookup)
     layout: str
+    row_lengths: torch.Tensor | None = None   # [rows] real tokens per row ("rows" layout: run one by one)
+    row_shared: torch.Tensor | None = None    # [rows] True where the row is a shared segment (needs the mask)
     ref_chosen: torch.Tensor | None = None    # [pairs] precomputed reference log-probs, when cached
     ref_rejected: torch.Tensor | None = None
 
@@ -108,9 +116,31 @@ def _bins(sizes: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
+def attention_cost(config) -> float:
+    """Attention FLOPs per (query, key) pair over the other FLOPs per token, per layer, from a model config;
+    doubled because attention kernels (softmax, masking) run at a fraction of the matmuls' speed (assumed)."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    hidden, heads = config.hidden_size, config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim + 3 * hidden * config.intermediate_size
+    return 2 * (4 * heads * head_dim) / (2 * per_layer)
+
+
+def share_prompt(p: TokenizedPair, attention_cost: float) -> bool:
+    """Cost model of the "rows" layout: token cost 1, attention cost `attention_cost` per (query, key) pair
+    computed; masked attention computes the full square, causal attention about half of it."""
+    shared_len = len(p.prompt) + len(p.chosen) + len(p.rejected)
+    shared = shared_len + attention_cost * shared_len ** 2
+    a, b = len(p.prompt) + len(p.chosen), len(p.prompt) + len(p.rejected)
+    split = a + b + attention_cost * (a * a + b * b) / 2
+    return shared <= split
+
+
 def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
-            row_tokens: int | None = None) -> PairBatch:
-    """Lay out a micro-batch of pairs. `row_tokens` caps a packed row (default: one row for everything)."""
+            row_tokens: int | None = None, attention_cost: float = 1e-3) -> PairBatch:
+    """Lay out a micro-batch of pairs. `row_tokens` caps a packed row (default: one row for everything);
+    `attention_cost` (attention FLOPs per query-key pair / other FLOPs per token) steers the "rows" layout."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     n = len(pairs)
@@ -134,6 +164,29 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
                 rows.add(r, prompt, 0, seq, 0)
                 first = rows.add(r, completion, len(prompt), seq, 1)
                 rows.score(r, first - 1, first, completion, seq)
+    elif layout == "rows":
+        shared_rows = []
+        split = [j for j, p in enumerate(pairs) if not share_prompt(p, attention_cost)]
+        for j, p in enumerate(pairs):
+            if j in split:
+                continue
+            r = rows.new_row()
+            shared_rows.append(True)
+            rows.add(r, p.prompt, 0, j, 0)
+            last_prompt = len(p.prompt) - 1
+            first = rows.add(r, p.chosen, len(p.prompt), j, 1)
+            rows.score(r, last_prompt, first, p.chosen, j)
+            first = rows.add(r, p.rejected, len(p.prompt), j, 2)
+            rows.score(r, last_prompt, first, p.rejected, n + j)
+        for side in ("chosen", "rejected"):
+            for j in split:
+                p = pairs[j]
+                completion = getattr(p, side)
+                r = rows.new_row()
+                shared_rows.append(False)
+                rows.add(r, p.prompt, 0, r, 0)
+                first = rows.add(r, completion, len(p.prompt), r, 1)
+                rows.score(r, first - 1, first, completion, j if side == "chosen" else n + j)
     else:
         sizes = [len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs]
         for group in _bins(sizes, row_tokens or sum(sizes)):
@@ -147,10 +200,14 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
                 first = rows.add(r, p.rejected, len(p.prompt), j, 2)  # positions restart after the prompt
                 rows.score(r, last_prompt, first, p.rejected, n + j)
     ids, pos, seg, branch, t_row, t_index, t_label, t_seq = rows.tensors(pad_id)
-    return PairBatch(ids, pos, seg, branch, t_row, t_index, t_label, t_seq,
-                     chosen_tokens=torch.tensor([len(p.chosen) for p in pairs]),
-                     rejected_tokens=torch.tensor([len(p.rejected) for p in pairs]),
-                     pair_index=torch.tensor([p.index for p in pairs]), layout=layout)
+    batch = PairBatch(ids, pos, seg, branch, t_row, t_index, t_label, t_seq,
+                      chosen_tokens=torch.tensor([len(p.chosen) for p in pairs]),
+                      rejected_tokens=torch.tensor([len(p.rejected) for p in pairs]),
+                      pair_index=torch.tensor([p.index for p in pairs]), layout=layout)
+    if layout == "rows":
+        batch.row_lengths = torch.tensor([len(r) for r in rows.ids])
+        batch.row_shared = torch.tensor(shared_rows, dtype=torch.bool)
+    return batch
 
 
 def allowed(batch: PairBatch, sliding_window: int | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ in the loop, as TRL's fused head does.
 from __future__ import annotations
 
 import types
+from types import SimpleNamespace
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,27 @@ def _attention_kwargs(lm, batch: PairBatch) -> dict:
     return {"attention_mask": form(allowed(batch, window))}
 
 
+def _rows_hidden(lm, backbone, batch: PairBatch) -> torch.Tensor:
+    """The "rows" layout: every row through the backbone on its own, unpadded, with its own mask.
+    -> hidden states of the targets, in target order."""
+    pieces, order = [], []
+    for r in range(batch.input_ids.shape[0]):
+        n = int(batch.row_lengths[r])
+        ids, pos = batch.input_ids[r:r + 1, :n], batch.position_ids[r:r + 1, :n]
+        # an explicit mask for plain rows too: CPU sdpa's mask-free causal kernel has a slow backward (measured)
+        view = SimpleNamespace(layout="shared", segment_ids=batch.segment_ids[r:r + 1, :n],
+                               branch_ids=batch.branch_ids[r:r + 1, :n], position_ids=pos)
+        kwargs = _attention_kwargs(lm, view)
+        states = backbone(input_ids=ids, position_ids=pos, use_cache=False, **kwargs).last_hidden_state[0]
+        mine = (batch.target_row == r).nonzero().squeeze(1)
+        pieces.append(states[batch.target_index[mine]])
+        order.append(mine)
+    order = torch.cat(order)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    return torch.cat(pieces)[inverse]
+
+
 def _sharded_or_adapted(head) -> bool:
     """ZeRO-3 / FSDP gather the head's weight only on a module call, and a LoRA on the head needs one too."""
     weight = head.weight
@@ -74,9 +96,12 @@ def _scoring_forward(self, *args, score: PairBatch | None = None, score_chunk: i
         return self._zephyr_original_forward(*args, **kwargs)
     batch = score
     backbone = getattr(self, self.base_model_prefix)
-    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
-                   **_attention_kwargs(self, batch))
-    hidden = out.last_hidden_state[batch.target_row, batch.target_index]
+    if batch.layout == "rows":
+        hidden = _rows_hidden(self, backbone, batch)
+    else:
+        out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
+                       **_attention_kwargs(self, batch))
+        hidden = out.last_hidden_state[batch.target_row, batch.target_index]
     head = self.get_output_embeddings()
     config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else self.config
     chunk = score_chunk or default_chunk(head.weight.shape[0])
