@@ -87,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from .app import build_app
 
+    import signal
+
     from .protocol import ApiError
 
+    # SIGTERM while the engine loads must still run the clean-up below (vLLM runs as a child process)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         engine = load_engine(config, engine_name)
     except ApiError as err:  # a start-up failure is the user's to fix (missing env, wrong file): no traceback

@@ -42,6 +42,17 @@ def setup() -> Path:
     return ensure(VLLM)
 
 
+def _die_with_parent() -> None:
+    """Linux: vLLM gets SIGTERM when zephyr's process dies, however it dies (no orphaned server)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -79,7 +90,7 @@ class VllmEngine(Engine):
                    "--gpu-memory-utilization", "0.25"]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
         print(f"zephyr serve: starting vLLM: {' '.join(command)}", file=sys.stderr, flush=True)
-        self.process = subprocess.Popen(command, env=env)
+        self.process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
         atexit.register(self.close)
         self._wait(startup_timeout)
         self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="internal",
