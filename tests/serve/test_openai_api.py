@@ -15,7 +15,7 @@ openai = pytest.importorskip("openai", reason="the openai client is not installe
 
 from zephyr.chat_template import prompt_ids, render_text  # noqa: E402
 
-from .http import request  # noqa: E402
+from .raw_http import request  # noqa: E402
 
 QUESTIONS = ["How do I bake bread?", "What is 17 times 23?", "Write a haiku about autumn.", "Explain gravity simply.",
              "Translate good morning into French.", "Summarise a story in two sentences.", "What is a zephyr?",
