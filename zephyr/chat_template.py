@@ -128,9 +128,18 @@ def end_of_turn(template: str, eos_token: str) -> str:
     return eos_token if template == "zephyr" else "<|im_end|>"
 
 
-def _adds_bos(tokenizer) -> bool:
+def adds_bos(tokenizer) -> bool:
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def encode_rendered(text: str, tokenizer) -> list[int]:
+    """Ids of rendered chat text: the tokenizer's own encoding, with a BOS in front where the tokenizer adds
+    one to plain text (Mistral, Gemma) and the template has not already put it there."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
+        ids.insert(0, tokenizer.bos_token_id)
+    return ids
 
 
 def render_ids(messages: Sequence[dict], tokenizer, template: str = "zephyr", add_generation_prompt: bool = False,
@@ -155,7 +164,7 @@ def render_ids(messages: Sequence[dict], tokenizer, template: str = "zephyr", ad
             s += 1
         if s < len(spans) and spans[s][0] <= start < spans[s][1]:
             mask[t] = 1
-    if _adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
+    if adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
         ids.insert(0, tokenizer.bos_token_id)
         mask.insert(0, 0)
     return ids, mask

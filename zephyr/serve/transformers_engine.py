@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import _adds_bos
+from ..chat_template import encode_rendered
 from ..models import ModelConfig, load_model, load_tokenizer
 from .engine import Engine, Prompt, Step
 from .protocol import ApiError, Sampling
@@ -61,11 +61,7 @@ class TransformersEngine(Engine):
         return self.tokenizer.bos_token or "", self.tokenizer.eos_token or ""
 
     def tokenize(self, text: str) -> list[int]:
-        # the same ids as chat_template.render_ids: the tokenizer's own encoding, BOS in front where it adds one
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if _adds_bos(self.tokenizer) and ids[:1] != [self.tokenizer.bos_token_id]:
-            ids.insert(0, self.tokenizer.bos_token_id)
-        return ids
+        return encode_rendered(text, self.tokenizer)  # the same ids as chat_template.render_ids
 
     def token_id(self, text: str) -> int | None:
         if not text:

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import _adds_bos
+from ..chat_template import encode_rendered
 from ..models import ModelConfig, load_tokenizer, resolve
 from ..quantize.sidecar import VLLM, ensure
 from .engine import Engine, Prompt, Step
@@ -115,10 +115,7 @@ class VllmEngine(Engine):
         return self.tokenizer.bos_token or "", self.tokenizer.eos_token or ""
 
     def tokenize(self, text: str) -> list[int]:
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if _adds_bos(self.tokenizer) and ids[:1] != [self.tokenizer.bos_token_id]:
-            ids.insert(0, self.tokenizer.bos_token_id)
-        return ids
+        return encode_rendered(text, self.tokenizer)  # the same ids as chat_template.render_ids
 
     def token_id(self, text: str) -> int | None:
         if not text:
