@@ -13,7 +13,7 @@ import codecs
 from dataclasses import dataclass
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import ConversationError, render_text, validate
+from ..chat_template import ConversationError, encode_rendered, render_text, validate
 from .protocol import ApiError, Sampling
 
 
@@ -104,6 +104,25 @@ def check_limits(prompt_tokens: int, requested: int | None, context_length: int,
                             f"completion). Reduce the prompt or max_tokens.", param=param,
                        code="context_length_exceeded")
     return requested
+
+
+class HFTokenizerEngine(Engine):
+    """Tokenizer methods of an engine that holds a transformers tokenizer (`self.tokenizer`)."""
+
+    tokenizer = None
+
+    @property
+    def special_tokens(self) -> tuple[str, str]:
+        return self.tokenizer.bos_token or "", self.tokenizer.eos_token or ""
+
+    def tokenize(self, text: str) -> list[int]:
+        return encode_rendered(text, self.tokenizer)  # the same ids as chat_template.render_ids
+
+    def token_id(self, text: str) -> int | None:
+        if not text:
+            return None
+        token = self.tokenizer.convert_tokens_to_ids(text)
+        return None if token is None or token == self.tokenizer.unk_token_id else int(token)
 
 
 class StopScanner:

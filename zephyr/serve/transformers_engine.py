@@ -13,15 +13,14 @@ import asyncio
 import uuid
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import encode_rendered
 from ..models import ModelConfig, load_model, load_tokenizer
-from .engine import Engine, Prompt, Step
+from .engine import HFTokenizerEngine, Prompt, Step
 from .protocol import ApiError, Sampling
 
 PAGE_SIZE = 256  # tokens per KV-cache page
 
 
-class TransformersEngine(Engine):
+class TransformersEngine(HFTokenizerEngine):
     name = "transformers"
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", dtype: str = "auto",
@@ -55,19 +54,6 @@ class TransformersEngine(Engine):
                                                            continuous_batching_config=batching)
         self.manager.start()
         self.defaults = defaults
-
-    @property
-    def special_tokens(self) -> tuple[str, str]:
-        return self.tokenizer.bos_token or "", self.tokenizer.eos_token or ""
-
-    def tokenize(self, text: str) -> list[int]:
-        return encode_rendered(text, self.tokenizer)  # the same ids as chat_template.render_ids
-
-    def token_id(self, text: str) -> int | None:
-        if not text:
-            return None
-        token = self.tokenizer.convert_tokens_to_ids(text)
-        return None if token is None or token == self.tokenizer.unk_token_id else int(token)
 
     def _processor_kwargs(self, sampling: Sampling) -> dict:
         if sampling.temperature == 0:

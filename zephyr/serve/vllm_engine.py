@@ -20,10 +20,9 @@ import urllib.request
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import encode_rendered
 from ..models import ModelConfig, load_tokenizer, resolve
 from ..quantize.sidecar import VLLM, ensure
-from .engine import Engine, Prompt, Step
+from .engine import HFTokenizerEngine, Prompt, Step
 from .protocol import ApiError, Sampling
 
 INTERNAL_NAME = "zephyr-internal"
@@ -59,7 +58,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class VllmEngine(Engine):
+class VllmEngine(HFTokenizerEngine):
     name = "vllm"
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
@@ -109,19 +108,6 @@ class VllmEngine(Engine):
                 time.sleep(1)
         self.close()
         raise ApiError(500, f"vLLM did not start within {timeout:.0f} s")
-
-    @property
-    def special_tokens(self) -> tuple[str, str]:
-        return self.tokenizer.bos_token or "", self.tokenizer.eos_token or ""
-
-    def tokenize(self, text: str) -> list[int]:
-        return encode_rendered(text, self.tokenizer)  # the same ids as chat_template.render_ids
-
-    def token_id(self, text: str) -> int | None:
-        if not text:
-            return None
-        token = self.tokenizer.convert_tokens_to_ids(text)
-        return None if token is None or token == self.tokenizer.unk_token_id else int(token)
 
     async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
         extra = {"top_k": sampling.top_k if sampling.top_k > 0 else -1, "stop_token_ids": list(stop_ids),
