@@ -103,13 +103,13 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         "dtype": resolve_dtype(config.dtype),
         "attn_implementation": config.attn_implementation,
         "trust_remote_code": config.trust_remote_code,
-        "use_safetensors": None if gguf_file else True,
     }
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-        kwargs.pop("use_safetensors")
-    elif not Path(where).exists():
-        kwargs["revision"] = config.revision
+    else:
+        kwargs["use_safetensors"] = True  # never pickled .bin weights
+        if not Path(where).exists():
+            kwargs["revision"] = config.revision
     if config.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
