@@ -1,6 +1,6 @@
 """How a micro-batch of pairs is laid out for the forward pass, and which hidden states score which tokens.
 
-Four layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4):
+Three layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4):
 - "padded": TRL's: 2B rows, prompt+chosen then prompt+rejected, right-padded, ordinary causal attention.
 - "packed": the 2B sequences packed end to end into few rows with no padding between them; a block-diagonal
   mask and restarting position ids keep each sequence blind to its neighbours (contamination-free).
@@ -8,12 +8,10 @@ Four layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4)
   chosen tokens see the prompt and themselves, the rejected tokens the prompt and themselves (not the chosen),
   and the rejected positions restart right after the prompt, so each completion sees exactly what it would
   see alone.
-- "rows" (experimental): for CPUs, where a kernel computes every masked-out score of a row: each pair is either one shared
-  segment or two plain sequences, whichever costs less (a long prompt favours sharing, long completions do not:
-  a shared segment's masked attention is (P+C+R)^2, the split ones' causal attention about half of
-  (P+C)^2 + (P+R)^2), and every segment is run as its own unpadded forward (see logprobs.py). On the busy
-  2-core test machine it measured slower than "padded" for the tiny Mistral (one forward per row), so it is
-  not the default; it is kept, tested for exactness, for measurement on an idle machine.
+With sdpa, the packed layouts run attention piece by piece (zephyr/train/segment_attention.py): each sequence, or
+each shared prompt with its chosen completion, causally on its own keys, and each rejected completion on the
+prompt's keys and its own, so no masked-out score is ever computed; `pieces` describes each row for it. Eager
+attention gets the equivalent dense mask from `allowed()`.
 
 Every layout yields the same scoring plan: for each completion token, the (row, index) of the hidden state that
 predicts it, its label and which sequence it belongs to (pair j's chosen = j, its rejected = pairs + j).
@@ -25,9 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..train.segment_attention import Piece
 from .tokenize import TokenizedPair
 
-LAYOUTS = ("padded", "packed", "shared", "rows")
+LAYOUTS = ("padded", "packed", "shared")
 
 
 @dataclass
@@ -44,8 +43,7 @@ class PairBatch:
     rejected_tokens: torch.Tensor  # [pairs]
     pair_index: torch.Tensor       # [pairs] index in the split (precomputed reference lookup)
     layout: str
-    row_lengths: torch.Tensor | None = None   # [rows] real tokens per row ("rows" layout: run one by one)
-    row_shared: torch.Tensor | None = None    # [rows] True where the row is a shared segment (needs the mask)
+    pieces: list[list[Piece]] | None = None   # per row, for segment attention
     ref_chosen: torch.Tensor | None = None    # [pairs] precomputed reference log-probs, when cached
     ref_rejected: torch.Tensor | None = None
 
@@ -68,11 +66,16 @@ class _Rows:
     def __init__(self):
         self.ids, self.pos, self.seg, self.branch = [], [], [], []
         self.t_row, self.t_index, self.t_label, self.t_seq = [], [], [], []
+        self.pieces: list[list[Piece]] = []
 
     def new_row(self):
-        for lst in (self.ids, self.pos, self.seg, self.branch):
+        for lst in (self.ids, self.pos, self.seg, self.branch, self.pieces):
             lst.append([])
         return len(self.ids) - 1
+
+    def piece(self, row: int, start: int, keys_from: int = 0, keys_to: int = 0):
+        """Tokens from `start` to the row's end form one attention piece (seeing keys_from..keys_to-1 first)."""
+        self.pieces[row].append(Piece(start, len(self.ids[row]), keys_from, keys_to))
 
     def add(self, row: int, tokens: list[int], start_pos: int, segment: int, branch: int) -> int:
         """Append tokens to `row`; return the index of the first."""
@@ -93,6 +96,9 @@ class _Rows:
 
     def tensors(self, pad_id: int):
         length = max(len(r) for r in self.ids)
+        for row, pieces in zip(self.ids, self.pieces):
+            if len(row) < length:
+                pieces.append(Piece(len(row), length, pad=True))
         def padded(rows, value):  # noqa: E306
             return torch.tensor([r + [value] * (length - len(r)) for r in rows], dtype=torch.long)
         return (padded(self.ids, pad_id), padded(self.pos, 0), padded(self.seg, -1), padded(self.branch, 0),
@@ -116,31 +122,9 @@ def _bins(sizes: list[int], capacity: int) -> list[list[int]]:
     return rows
 
 
-def attention_cost(config) -> float:
-    """Attention FLOPs per (query, key) pair over the other FLOPs per token, per layer, from a model config;
-    doubled because attention kernels (softmax, masking) run at a fraction of the matmuls' speed (assumed)."""
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    hidden, heads = config.hidden_size, config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    kv = getattr(config, "num_key_value_heads", None) or heads
-    per_layer = 2 * hidden * heads * head_dim + 2 * hidden * kv * head_dim + 3 * hidden * config.intermediate_size
-    return 2 * (4 * heads * head_dim) / (2 * per_layer)
-
-
-def share_prompt(p: TokenizedPair, attention_cost: float) -> bool:
-    """Cost model of the "rows" layout: token cost 1, attention cost `attention_cost` per (query, key) pair
-    computed; masked attention computes the full square, causal attention about half of it."""
-    shared_len = len(p.prompt) + len(p.chosen) + len(p.rejected)
-    shared = shared_len + attention_cost * shared_len ** 2
-    a, b = len(p.prompt) + len(p.chosen), len(p.prompt) + len(p.rejected)
-    split = a + b + attention_cost * (a * a + b * b) / 2
-    return shared <= split
-
-
 def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
-            row_tokens: int | None = None, attention_cost: float = 1e-3) -> PairBatch:
-    """Lay out a micro-batch of pairs. `row_tokens` caps a packed row (default: one row for everything);
-    `attention_cost` (attention FLOPs per query-key pair / other FLOPs per token) steers the "rows" layout."""
+            row_tokens: int | None = None) -> PairBatch:
+    """Lay out a micro-batch of pairs. `row_tokens` caps a packed row (default: one row for everything)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     n = len(pairs)
@@ -152,6 +136,7 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
                 r = rows.new_row()
                 rows.add(r, p.prompt, 0, r, 0)
                 first = rows.add(r, completion, len(p.prompt), r, 1)
+                rows.piece(r, 0)
                 rows.score(r, first - 1, first, completion, j if side == "chosen" else n + j)
     elif layout == "packed":
         seqs = [(j, p.prompt, p.chosen) for j, p in enumerate(pairs)] + \
@@ -161,32 +146,10 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
             r = rows.new_row()
             for i in sorted(group):
                 seq, prompt, completion = seqs[i]
-                rows.add(r, prompt, 0, seq, 0)
+                start = rows.add(r, prompt, 0, seq, 0)
                 first = rows.add(r, completion, len(prompt), seq, 1)
+                rows.piece(r, start)
                 rows.score(r, first - 1, first, completion, seq)
-    elif layout == "rows":
-        shared_rows = []
-        split = [j for j, p in enumerate(pairs) if not share_prompt(p, attention_cost)]
-        for j, p in enumerate(pairs):
-            if j in split:
-                continue
-            r = rows.new_row()
-            shared_rows.append(True)
-            rows.add(r, p.prompt, 0, j, 0)
-            last_prompt = len(p.prompt) - 1
-            first = rows.add(r, p.chosen, len(p.prompt), j, 1)
-            rows.score(r, last_prompt, first, p.chosen, j)
-            first = rows.add(r, p.rejected, len(p.prompt), j, 2)
-            rows.score(r, last_prompt, first, p.rejected, n + j)
-        for side in ("chosen", "rejected"):
-            for j in split:
-                p = pairs[j]
-                completion = getattr(p, side)
-                r = rows.new_row()
-                shared_rows.append(False)
-                rows.add(r, p.prompt, 0, r, 0)
-                first = rows.add(r, completion, len(p.prompt), r, 1)
-                rows.score(r, first - 1, first, completion, j if side == "chosen" else n + j)
     else:
         sizes = [len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs]
         for group in _bins(sizes, row_tokens or sum(sizes)):
@@ -196,17 +159,16 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
                 prompt_first = rows.add(r, p.prompt, 0, j, 0)
                 last_prompt = prompt_first + len(p.prompt) - 1
                 first = rows.add(r, p.chosen, len(p.prompt), j, 1)
+                rows.piece(r, prompt_first)
                 rows.score(r, last_prompt, first, p.chosen, j)
                 first = rows.add(r, p.rejected, len(p.prompt), j, 2)  # positions restart after the prompt
+                rows.piece(r, first, prompt_first, last_prompt + 1)
                 rows.score(r, last_prompt, first, p.rejected, n + j)
     ids, pos, seg, branch, t_row, t_index, t_label, t_seq = rows.tensors(pad_id)
     batch = PairBatch(ids, pos, seg, branch, t_row, t_index, t_label, t_seq,
                       chosen_tokens=torch.tensor([len(p.chosen) for p in pairs]),
                       rejected_tokens=torch.tensor([len(p.rejected) for p in pairs]),
-                      pair_index=torch.tensor([p.index for p in pairs]), layout=layout)
-    if layout == "rows":
-        batch.row_lengths = torch.tensor([len(r) for r in rows.ids])
-        batch.row_shared = torch.tensor(shared_rows, dtype=torch.bool)
+                      pair_index=torch.tensor([p.index for p in pairs]), layout=layout, pieces=rows.pieces)
     return batch
 
 

@@ -10,11 +10,11 @@ in the loop, as TRL's fused head does.
 from __future__ import annotations
 
 import types
-from types import SimpleNamespace
 from dataclasses import dataclass
 
 import torch
 
+from ..train import segment_attention
 from ..train.logprobs import token_logps, token_logps_checkpointed
 from .layout import PairBatch, allowed
 
@@ -46,6 +46,12 @@ def _attention_kwargs(lm, batch: PairBatch) -> dict:
     if batch.layout == "padded":
         return {"attention_mask": (batch.segment_ids >= 0).long()}
     impl = getattr(lm.config, "_attn_implementation", "sdpa")
+    if impl == segment_attention.NAME:
+        # a 4-D placeholder tells transformers the mask is prepared (it builds none); the pieces do the masking
+        placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=batch.input_ids.device)
+        layer_types = getattr(config, "layer_types", None) or []
+        mask = {kind: placeholder for kind in set(layer_types)} if "sliding_attention" in layer_types else placeholder
+        return {"attention_mask": mask, "segments": batch.pieces}
     if impl not in ("sdpa", "eager"):
         raise ValueError(f"the {batch.layout!r} layout needs attn_implementation sdpa or eager (got {impl!r}); "
                          "use layout: padded with other kernels")
@@ -64,27 +70,6 @@ def _attention_kwargs(lm, batch: PairBatch) -> dict:
     return {"attention_mask": form(allowed(batch, window))}
 
 
-def _rows_hidden(lm, backbone, batch: PairBatch) -> torch.Tensor:
-    """The "rows" layout: every row through the backbone on its own, unpadded, with its own mask.
-    -> hidden states of the targets, in target order."""
-    pieces, order = [], []
-    for r in range(batch.input_ids.shape[0]):
-        n = int(batch.row_lengths[r])
-        ids, pos = batch.input_ids[r:r + 1, :n], batch.position_ids[r:r + 1, :n]
-        # an explicit mask for plain rows too: CPU sdpa's mask-free causal kernel has a slow backward (measured)
-        view = SimpleNamespace(layout="shared", segment_ids=batch.segment_ids[r:r + 1, :n],
-                               branch_ids=batch.branch_ids[r:r + 1, :n], position_ids=pos)
-        kwargs = _attention_kwargs(lm, view)
-        states = backbone(input_ids=ids, position_ids=pos, use_cache=False, **kwargs).last_hidden_state[0]
-        mine = (batch.target_row == r).nonzero().squeeze(1)
-        pieces.append(states[batch.target_index[mine]])
-        order.append(mine)
-    order = torch.cat(order)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order), device=order.device)
-    return torch.cat(pieces)[inverse]
-
-
 def _sharded_or_adapted(head) -> bool:
     """ZeRO-3 / FSDP gather the head's weight only on a module call, and a LoRA on the head needs one too."""
     weight = head.weight
@@ -96,12 +81,9 @@ def _scoring_forward(self, *args, score: PairBatch | None = None, score_chunk: i
         return self._zephyr_original_forward(*args, **kwargs)
     batch = score
     backbone = getattr(self, self.base_model_prefix)
-    if batch.layout == "rows":
-        hidden = _rows_hidden(self, backbone, batch)
-    else:
-        out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
-                       **_attention_kwargs(self, batch))
-        hidden = out.last_hidden_state[batch.target_row, batch.target_index]
+    out = backbone(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
+                   **_attention_kwargs(self, batch))
+    hidden = out.last_hidden_state[batch.target_row, batch.target_index]
     head = self.get_output_embeddings()
     config = self.config.get_text_config() if hasattr(self.config, "get_text_config") else self.config
     chunk = score_chunk or default_chunk(head.weight.shape[0])
@@ -123,6 +105,7 @@ def _scoring_forward(self, *args, score: PairBatch | None = None, score_chunk: i
 def install_scoring(model) -> None:
     """Patch the causal LM's forward (once) to accept `score=batch`; the ordinary forward is unchanged."""
     lm = causal_lm(model)
+    segment_attention.install(lm.config)
     if getattr(lm, "_zephyr_original_forward", None) is None:
         lm._zephyr_original_forward = lm.forward
         lm.forward = types.MethodType(_scoring_forward, lm)

@@ -13,7 +13,7 @@ import torch
 from ..embedded import cache_root
 from .card import write_dpo_card
 from .config import DPOConfig
-from .layout import attention_cost, collate
+from .layout import collate
 from .logprobs import install_scoring
 from .reference import attach, cache_key, frozen_copy, precompute, reference_logps, weights_fingerprint
 from .step import DPOSettings, pair_outputs
@@ -38,17 +38,15 @@ def micro_batches(pairs: list[TokenizedPair], size: int, seed: int) -> list[list
 class DPOObjective:
     """The trainer's `collate` and `loss_fn` for preference pairs, holding the reference strategy."""
 
-    def __init__(self, cfg: DPOConfig, pad_id: int, mode: str, ref_model=None, ref_table=None,
-                 model_config=None):
+    def __init__(self, cfg: DPOConfig, pad_id: int, mode: str, ref_model=None, ref_table=None):
         self.cfg, self.pad_id, self.mode = cfg, pad_id, mode
         self.layout = resolve_layout(cfg.layout)
-        self.attention_cost = attention_cost(model_config) if model_config is not None else 1e-3
         self.ref_model, self.ref_table = ref_model, ref_table
         self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
                                     cfg.logit_chunk_size or None)
 
     def collate(self, item: list[TokenizedPair]) -> dict:
-        batch = collate(item, self.layout, self.pad_id, self.cfg.max_seq_length, self.attention_cost)
+        batch = collate(item, self.layout, self.pad_id, self.cfg.max_seq_length)
         if self.ref_table is not None:
             attach(batch, self.ref_table)
         return {"pairs": batch, "n_targets": batch.pairs, "n_tokens": batch.real_tokens}
@@ -77,7 +75,7 @@ class DPOObjective:
 
 
 def resolve_layout(layout: str) -> str:
-    """auto: the shared-prompt packed rows (the "rows" layout measured slower on a busy CPU; see layout.py)."""
+    """auto: the shared-prompt packed rows."""
     return "shared" if layout == "auto" else layout
 
 
@@ -123,7 +121,7 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
         ref_table = precompute(model, train_pairs + test_pairs, _cache_dir(cfg), key,
                                batch_size=cfg.per_device_eval_batch_size, layout=resolve_layout(cfg.layout),
                                pad_id=tokenizer.pad_token_id, adapter_off=cfg.use_lora)
-    objective = DPOObjective(cfg, tokenizer.pad_token_id, mode, ref_model, ref_table, model.config)
+    objective = DPOObjective(cfg, tokenizer.pad_token_id, mode, ref_model, ref_table)
     trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
                                                                    cfg.seed),
                       objective.collate, micro_batches(test_pairs, cfg.per_device_eval_batch_size, cfg.seed),
