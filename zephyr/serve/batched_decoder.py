@@ -24,6 +24,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+# padded tokens of one batched prefill at most: a long prompt would make short ones pay for its padding
+PREFILL_TOKENS = 2048
+
 # emit(token, finish, error): finish is None, "stop" or "length"; error is set (and token None) when the step failed
 Emit = Callable[[int | None, str | None, BaseException | None], None]
 
@@ -51,21 +54,27 @@ class Request:
         return len(self.prompt) + self.max_tokens
 
 
-def sample_row(logits: torch.Tensor, request: Request) -> int:
-    """One token from a row of logits: temperature, then top-k, then top-p (transformers' warper order).
+def nucleus(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, token ids) left after temperature, then top-k, then top-p: transformers' warper order.
 
     Top-k before top-p means the nucleus is cut from k sorted values instead of sorting the whole vocabulary.
     """
+    vocab = logits.shape[-1]
+    k = top_k if 0 < top_k < vocab else vocab  # top-k off: only then is the whole vocabulary sorted
+    values, indices = (logits / temperature).topk(k)  # sorted, largest first
+    probs = values.softmax(-1)
+    # keep the smallest prefix whose mass reaches top_p: a token stays while the mass before it is < top_p
+    keep = (probs.cumsum(-1) - probs) < top_p
+    probs = probs[keep]
+    return probs / probs.sum(), indices[keep]
+
+
+def sample_row(logits: torch.Tensor, request: Request) -> int:
+    """One token from a row of logits with the request's own settings and generator; argmax when greedy."""
     if request.temperature == 0:
         return int(logits.argmax())
-    vocab = logits.shape[-1]
-    k = request.top_k if 0 < request.top_k < vocab else vocab  # top-k off: the full sort cannot be avoided
-    values, indices = (logits / request.temperature).topk(k)  # sorted, largest first
-    probs = values.softmax(-1)
-    # nucleus: keep the smallest prefix whose mass reaches top_p (a token stays if the mass before it is < top_p)
-    keep = (probs.cumsum(-1) - probs) < request.top_p
-    choice = torch.multinomial(probs * keep, 1, generator=request.generator)
-    return int(indices[choice])
+    probs, indices = nucleus(logits, request.temperature, request.top_k, request.top_p)
+    return int(indices[torch.multinomial(probs, 1, generator=request.generator)])
 
 
 class BatchedDecoder:
@@ -118,8 +127,8 @@ class BatchedDecoder:
                 admitted = self._take_admissible()
             try:
                 with torch.inference_mode():
-                    for request in admitted:
-                        self._prefill(request)
+                    for group in _prefill_groups(admitted):
+                        self._prefill(group)
                     self._drop(lambda r: r.cancelled)
                     if self.rows:
                         self._decode_step()
@@ -162,35 +171,51 @@ class BatchedDecoder:
         self._send(request, token, finish)
         return finish is not None or request.cancelled
 
-    def _prefill(self, request: Request) -> None:
+    def _prefill(self, requests: list[Request]) -> None:
+        """Prefill newly admitted requests together (left-padded), sample their first tokens, join the batch."""
         from transformers import DynamicCache
 
-        if request.cancelled:
+        requests = [r for r in requests if not r.cancelled]
+        if not requests:
             return
+        lengths = torch.tensor([len(r.prompt) for r in requests], device=self.device)
+        width = int(lengths.max())
+        ids = torch.tensor([[0] * (width - len(r.prompt)) + r.prompt for r in requests], device=self.device)
+        real = torch.arange(width, device=self.device)[None, :] >= (width - lengths)[:, None]
+        positions = (torch.arange(width, device=self.device)[None, :] - (width - lengths)[:, None]).clamp(min=0)
         # a config-less DynamicCache keeps every layer's full history (no sliding-window trimming), so rows can be
         # padded and joined uniformly; the model's mask still applies each layer's sliding window
         cache = DynamicCache()
-        ids = torch.tensor([request.prompt], device=self.device)
-        logits = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        token = sample_row(logits[0].float(), request)
-        if self._record(request, token):
-            return
-        self._join(cache, len(request.prompt), request, token)
+        logits = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, past_key_values=cache,
+                            use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        for layer in cache.layers:  # padding columns are masked forever after; zeros keep them harmless
+            layer.keys.masked_fill_(~real[:, None, :, None], 0)
+            layer.values.masked_fill_(~real[:, None, :, None], 0)
+        tokens = [sample_row(logits[i], r) for i, r in enumerate(requests)]
+        going = [i for i, r in enumerate(requests) if not self._record(r, tokens[i])]
+        if going:
+            index = torch.tensor(going, device=self.device)
+            self._join(cache, index, lengths[index], [requests[i] for i in going], [tokens[i] for i in going])
 
-    def _join(self, cache, length: int, request: Request, token: int) -> None:
-        """Add a prefilled one-row cache to the batch, left-padding whichever side is shorter."""
-        if not self.rows:
-            self.cache = cache
-        else:
-            width, new_width = self._width(), cache.get_seq_length()
-            target = max(width, new_width)
-            for mine, theirs in zip(self.cache.layers, cache.layers):
-                mine.keys = torch.cat([_pad_left(mine.keys, target - width), _pad_left(theirs.keys, target - new_width)])
-                mine.values = torch.cat([_pad_left(mine.values, target - width),
-                                         _pad_left(theirs.values, target - new_width)])
-        self.rows.append(request)
-        self.lengths = torch.cat([self.lengths, torch.tensor([length], device=self.device)])
-        self.last = torch.cat([self.last, torch.tensor([token], device=self.device)])
+    def _join(self, cache, index: torch.Tensor, lengths: torch.Tensor, requests: list[Request],
+              tokens: list[int]) -> None:
+        """Add rows `index` of a prefilled cache to the batch, left-padding whichever side is narrower."""
+        new_width = int(lengths.max())
+        trim = cache.get_seq_length() - new_width  # padding that only finished prefill rows needed
+        width = self._width()
+        target = max(width, new_width)
+        for layer_index, theirs in enumerate(cache.layers):
+            keys = _pad_left(theirs.keys[index, :, trim:], target - new_width)
+            values = _pad_left(theirs.values[index, :, trim:], target - new_width)
+            if self.rows:
+                mine = self.cache.layers[layer_index]
+                keys = torch.cat([_pad_left(mine.keys, target - width), keys])
+                values = torch.cat([_pad_left(mine.values, target - width), values])
+            theirs.keys, theirs.values = keys, values
+        self.cache = cache  # now holds the old rows followed by the new ones
+        self.rows += requests
+        self.lengths = torch.cat([self.lengths, lengths])
+        self.last = torch.cat([self.last, torch.tensor(tokens, device=self.device)])
 
     def _width(self) -> int:
         return self.cache.get_seq_length() if self.cache is not None else 0
@@ -226,6 +251,18 @@ class BatchedDecoder:
         for layer in self.cache.layers:
             layer.keys = layer.keys[index, :, trim:]
             layer.values = layer.values[index, :, trim:]
+
+
+def _prefill_groups(requests: list[Request]) -> list[list[Request]]:
+    """Consecutive groups whose left-padded prefill stays under PREFILL_TOKENS (one long prompt goes alone)."""
+    groups: list[list[Request]] = []
+    for request in requests:
+        group = groups[-1] if groups else None
+        if group and (len(group) + 1) * max(len(r.prompt) for r in group + [request]) <= PREFILL_TOKENS:
+            group.append(request)
+        else:
+            groups.append([request])
+    return groups
 
 
 def _pad_left(states: torch.Tensor, columns: int) -> torch.Tensor:

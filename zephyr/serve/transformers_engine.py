@@ -50,6 +50,7 @@ class TransformersEngine(HFTokenizerEngine):
         self.decoder.submit(request)
         decoder = DecodeStream(skip_special_tokens=False)
         count = 0  # counted here: request.generated belongs to the worker thread and may already be ahead
+        shown, sent = [], []  # token ids that are part of the reply, and the text streamed for them
         try:
             while True:
                 token, finish, error = await events.get()
@@ -58,7 +59,12 @@ class TransformersEngine(HFTokenizerEngine):
                 count += 1
                 text = ""
                 if token not in request.stop_ids:  # the end-of-turn token ends the reply; it is not shown
+                    shown.append(token)
                     text = decoder.step(self.tokenizer._tokenizer, token) or ""
+                    sent.append(text)
+                if finish:  # DecodeStream holds back an unfinished character: the whole decode says what it is
+                    whole, streamed = self.tokenizer.decode(shown), "".join(sent)
+                    text += whole[len(streamed):] if whole.startswith(streamed) else ""
                 if finish or text:
                     yield Step(text, count, finish)
                 if finish:
