@@ -47,11 +47,7 @@ def _attention_kwargs(lm, batch: PairBatch) -> dict:
         return {"attention_mask": (batch.segment_ids >= 0).long()}
     impl = getattr(lm.config, "_attn_implementation", "sdpa")
     if impl == segment_attention.NAME:
-        # a 4-D placeholder tells transformers the mask is prepared (it builds none); the pieces do the masking
-        placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=batch.input_ids.device)
-        layer_types = getattr(config, "layer_types", None) or []
-        mask = {kind: placeholder for kind in set(layer_types)} if "sliding_attention" in layer_types else placeholder
-        return {"attention_mask": mask, "segments": batch.pieces}
+        return segment_attention.forward_kwargs(lm.config, batch.pieces, batch.input_ids.device)
     if impl not in ("sdpa", "eager"):
         raise ValueError(f"the {batch.layout!r} layout needs attn_implementation sdpa or eager (got {impl!r}); "
                          "use layout: padded with other kernels")

@@ -5,7 +5,9 @@ forward(input_ids, position_ids, target_index, target_ids) -> (logps, mean_logit
 Packed rows are isolated by position ids alone, which transformers honours only when the 2-D attention mask is
 None *and* no KV cache is built (masking_utils: packed-sequence detection runs only without a mask and without
 past_key_values). An all-ones mask, or `use_cache` left at its eval-mode default, silently lets a row attend
-as one sequence, so `decoder_hidden` forces both and refuses a mask. On GPU with flash-attention, the
+as one sequence, so `decoder_hidden` forces both and refuses a mask. With sdpa, `TokenScorer` switches the
+model to segment attention (zephyr/train/segment_attention.py): each conversation attends on its own, cut
+at the same position-id restarts, with no dense [L, L] block mask. On GPU with flash-attention, the
 "flat" (1, N) layout goes through the varlen kernel from the same position ids.
 
 The whole computation (decoder + chunked lm_head) happens inside this module's forward so that DDP, FSDP and
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import segment_attention
 from .logprobs import token_logps, token_logps_checkpointed
 
 
@@ -31,9 +34,13 @@ def decoder_hidden(model: nn.Module, input_ids: torch.Tensor, position_ids: torc
     if attention_mask is not None:
         raise ValueError("packed rows must be run with attention_mask=None: transformers isolates packed "
                          "conversations from position_ids only when no 2-D mask is given")
-    decoder = causal_lm_of(model).base_model
-    out = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=None, use_cache=False,
-                  past_key_values=None)
+    lm = causal_lm_of(model)
+    kwargs = {"attention_mask": None}
+    if lm.config._attn_implementation == segment_attention.NAME:  # each conversation attended on its own
+        kwargs = segment_attention.forward_kwargs(lm.config, segment_attention.pieces_from_positions(position_ids),
+                                                  input_ids.device)
+    out = lm.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False, past_key_values=None,
+                        **kwargs)
     assert getattr(out, "past_key_values", None) is None, "a KV cache was built: packed rows would not be isolated"
     return out.last_hidden_state
 
@@ -48,6 +55,7 @@ class TokenScorer(nn.Module):
         self.fused = fused
         lm = causal_lm_of(model)
         lm.config.use_cache = False
+        segment_attention.install(lm.config)  # sdpa -> per-conversation attention, no dense block mask
         self.softcap = getattr(lm.config, "final_logit_softcapping", None)
         # FSDP's transformer-based auto-wrap looks the decoder layer class up on the prepared (outer) module
         self._no_split_modules = getattr(lm, "_no_split_modules", None)

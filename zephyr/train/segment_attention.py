@@ -86,6 +86,25 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
 
 
+def pieces_from_positions(position_ids: torch.Tensor) -> list[list[Piece]]:
+    """Packed rows whose position ids restart at 0 for every sequence -> one causal piece per sequence."""
+    rows = []
+    for row in position_ids.tolist():
+        starts = [0] + [i for i, p in enumerate(row) if p == 0 and i > 0]
+        rows.append([Piece(a, b) for a, b in zip(starts, starts[1:] + [len(row)])])
+    return rows
+
+
+def forward_kwargs(model_config, pieces: list[list[Piece]], device) -> dict:
+    """What the model's forward takes for segment attention: the pieces, and a 4-D placeholder mask (per layer
+    type where the model has several) that tells transformers the mask is prepared, so it builds none."""
+    config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)
+    kinds = set(getattr(config, "layer_types", None) or [])
+    mask = {kind: placeholder for kind in kinds} if "sliding_attention" in kinds else placeholder
+    return {"attention_mask": mask, "segments": pieces}
+
+
 def install(model_config) -> bool:
     """Make `model_config` use segment attention where it uses sdpa; -> whether it now does. The name is
     registered with transformers' attention interface (calls without `segments=` behave as sdpa) and with
