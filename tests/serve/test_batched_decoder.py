@@ -212,3 +212,27 @@ def test_engine_streams_share_forward_passes(tiny_model_dir):
     for (text, last), prompt in zip(concurrent, chats):
         assert last.finish_reason == "length" and last.tokens == 12
         assert text == engine.tokenizer.decode(greedy_reference(engine.model, prompt.ids, 12))
+
+
+def test_failed_forward_fails_its_requests_and_the_decoder_keeps_serving(model):
+    text = prompts(1, seed=6)[0]
+    real_forward = model.forward
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory (simulated)")
+
+    decoder = BatchedDecoder(model)
+    try:
+        model.forward = broken
+        failed = request(text, 8, Collector())
+        decoder.submit(failed)
+        assert failed.emit.done.wait(30)
+        assert "simulated" in str(failed.emit.error) and not failed.emit.tokens
+        del model.forward  # back to the class's forward
+        assert model.forward == real_forward
+        healthy = request(text, 8, Collector())
+        run(decoder, [healthy])
+    finally:
+        model.__dict__.pop("forward", None)
+        decoder.close()
+    assert healthy.emit.tokens == greedy_reference(model, text, 8)

@@ -1,16 +1,17 @@
 """A small continuous-batching decoder on top of a causal LM's own forward and a transformers `DynamicCache`.
 
-Why not transformers' `init_continuous_batching`: profiled on CPU with gemma-3-270m, its per-request top-k and
-top-p processors each run a full `torch.sort` over the 262k-token vocabulary for every row at every step
-(~50 ms per sort on this 2-core machine, as long as the whole forward), so one stream ran at a third of plain
-`generate` and 16 streams were slower than one. Here top-k runs first with `torch.topk` (sub-millisecond) and
-top-p only sorts the k survivors, and all live requests share every decode forward.
+Why not transformers' `init_continuous_batching` (the engine's previous core): profiled on CPU with
+gemma-3-270m, its per-request top-k and top-p processors each `torch.sort` the whole 262k-token vocabulary for
+every row at every step, so sampling grows with the batch as fast as batching saves (16 streams gave 2.7x one
+stream; one stream ran ~15% slower than plain `generate`). Here top-k runs first with `torch.topk` and top-p only
+sorts the k survivors, and all live requests share every decode forward (16 streams: ~5x one stream).
 
 Layout of the shared batch: every row's real tokens are contiguous and right-aligned in the cache, with zero
 padding on the left (rows that joined later or are shorter). So one length per row describes everything: the
 attention mask (the last `length` columns are real), the position id of the next token (= length), and how
-much common left padding can be trimmed when the longest row leaves. A new request is prefilled alone (no
-padding inside a prefill, so no fully-masked query rows) and then joined to the batch by left-padding.
+much common left padding can be trimmed when the longest row leaves. Requests that arrive together are
+prefilled together (left-padded, as `generate` does), then joined to the batch by left-padding the narrower
+side. Rows leave when they hit a stop id or max_tokens, or are cancelled (the client went away).
 """
 
 from __future__ import annotations
