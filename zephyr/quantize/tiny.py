@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 
-def tiny_gemma3_real_vocab(folder: str | Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def tiny_gemma3_real_vocab(folder: str | Path, hidden: int = 64, layers: int = 2, seed: int = 0,
+                           embedding_scale: float = 1.0) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma3TextConfig
 
     from ..embedded import embedded_checkpoint
@@ -31,6 +32,9 @@ def tiny_gemma3_real_vocab(folder: str | Path, hidden: int = 64, layers: int = 2
         layer_types=["sliding_attention" if (i + 1) % 6 else "full_attention" for i in range(layers)])
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
+    if embedding_scale != 1.0:  # tied: larger logit gaps, so greedy choices are not near-ties that numerics flip
+        with torch.no_grad():
+            model.get_input_embeddings().weight.mul_(embedding_scale)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder

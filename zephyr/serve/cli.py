@@ -30,8 +30,8 @@ class ServeConfig:
     top_k: int = field(50, help="default top-k (0: off)")
     top_p: float = field(0.95, help="default nucleus top-p")
     dtype: str = field("auto", help="transformers engine weights: auto, float32, bfloat16")
-    max_num_seqs: int = field(32, help="requests batched together at most (transformers, vLLM)")
-    kv_cache_tokens: int = field(32768, help="KV-cache size in tokens shared by all requests (transformers)")
+    max_num_seqs: int = field(32, help="requests batched together at most (every engine)")
+    kv_cache_tokens: int = field(32768, help="KV-cache size in tokens shared by all requests (transformers, llama.cpp)")
     threads: int = field(0, help="CPU threads for llama.cpp (0: all cores)")
     log_level: str = field("warning", help="uvicorn log level: debug, info, warning, error")
     setup: str = field("", help="'vllm': create vLLM's managed environment (~/.cache/zephyr/engines/vllm-<env hash>) and exit")
@@ -50,7 +50,8 @@ def load_engine(config: ServeConfig, engine_name: str):
         from .llamacpp_engine import LlamaCppEngine
 
         return LlamaCppEngine(config.model, model_id, chat_template=config.chat_template, context_length=context,
-                              threads=config.threads)
+                              threads=config.threads, kv_cache_tokens=config.kv_cache_tokens,
+                              max_num_seqs=config.max_num_seqs)
     if engine_name == "vllm":
         from .vllm_engine import VllmEngine
 

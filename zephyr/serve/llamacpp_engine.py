@@ -1,21 +1,22 @@
-"""llama.cpp (llama-cpp-python's `Llama`) for GGUF files, behind zephyr's own OpenAI routes.
+"""llama.cpp (through llama-cpp-python) for GGUF files, behind zephyr's own OpenAI routes.
 
-One `Llama` holds one KV cache, so requests run one at a time on a single worker thread, in arrival order
-(llama-cpp-python's own server does the same); consecutive requests that share a prompt prefix reuse its
-cache. The prompt is rendered by zephyr's template and tokenized by llama.cpp with special tokens parsed,
-exactly as `transformers` tokenizes it. A request's `seed` makes its sampling reproducible.
+llama-cpp-python's `Llama` loads the GGUF and tokenizes; decoding runs in `LlamaCppBatcher`
+(llamacpp_batched.py), which batches every live request into each `llama_decode` of one multi-sequence
+context — llama-cpp-python's own server would serve one request at a time. The prompt is rendered by zephyr's
+template and tokenized by llama.cpp with special tokens parsed, exactly as `transformers` tokenizes it. A
+request's `seed` makes its sampling reproducible whatever else shares the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ..chat_template import JINJA
+from .batched_decoder import Request
 from .engine import Engine, IncrementalText, Prompt, Step
+from .llamacpp_batched import LlamaCppBatcher
 from .protocol import ApiError, Sampling
 
 
@@ -31,7 +32,7 @@ class LlamaCppEngine(Engine):
     name = "llama.cpp"
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
-                 threads: int = 0):
+                 threads: int = 0, kv_cache_tokens: int = 32768, max_num_seqs: int = 16):
         super().__init__()
         from llama_cpp import Llama
 
@@ -44,12 +45,13 @@ class LlamaCppEngine(Engine):
         architecture = self.metadata.get("general.architecture", "")
         trained = int(self.metadata.get(f"{architecture}.context_length", 0)) or 2048
         self.context_length = min(context_length or trained, trained)
-        self.llm = Llama(model_path=str(path), n_ctx=self.context_length, n_threads=threads or None,
-                         n_batch=min(512, self.context_length), verbose=False)
+        # the weights and tokenizer; its own context stays small, the batcher makes the one that decodes
+        self.llm = Llama(model_path=str(path), n_ctx=256, n_batch=256, verbose=False)
+        self.batcher = LlamaCppBatcher(self.llm, kv_cache_tokens=max(kv_cache_tokens, self.context_length),
+                                       max_num_seqs=max_num_seqs, threads=threads)
         self.model_id = model_id
         self.template = template_in(self.metadata, chat_template)
         self.add_bos = self.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
-        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
 
     @property
     def special_tokens(self) -> tuple[str, str]:
@@ -74,52 +76,29 @@ class LlamaCppEngine(Engine):
     async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        cancelled = threading.Event()
-        stops = set(stop_ids)
-
-        def emit(kind: str, value=None) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-
-        def work() -> None:
-            try:
-                if cancelled.is_set():  # the client left while queued
-                    return
-                if sampling.seed is not None:
-                    self.llm.set_seed(sampling.seed)
-                count = 0
-                for token in self.llm.generate(prompt.ids, temp=sampling.temperature, top_k=sampling.top_k,
-                                               top_p=sampling.top_p, min_p=0.0, repeat_penalty=1.0, reset=True):
-                    if cancelled.is_set():
-                        return
-                    count += 1
-                    emit("token", token)
-                    if token in stops or count >= sampling.max_tokens:
-                        return
-            except Exception as err:  # reported to the client, never a hung connection
-                emit("error", err)
-            finally:
-                emit("end")
-
-        self.worker.submit(work)
+        request = Request(list(prompt.ids), max_tokens=sampling.max_tokens or self.context_length - len(prompt.ids),
+                          temperature=float(sampling.temperature), top_k=int(sampling.top_k),
+                          top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
+                          emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
+        self.batcher.submit(request)
         text = IncrementalText(lambda ids: self.llm.detokenize(ids))
-        count, last = 0, None
+        count = 0
         try:
             while True:
-                kind, value = await events.get()
-                if kind == "error":
-                    raise ApiError(500, f"llama.cpp failed: {value}", type="server_error")
-                if kind == "end":
-                    reason = "stop" if last in stops else "length"
-                    yield Step(text.finish(), count, reason)
+                token, finish, error = await events.get()
+                if error is not None:
+                    raise ApiError(500, f"llama.cpp failed: {error}", type="server_error")
+                count += 1
+                piece = text.add([token]) if token not in request.stop_ids else ""
+                if finish:
+                    piece += text.finish()
+                if finish or piece:
+                    yield Step(piece, count, finish)
+                if finish:
                     return
-                count, last = count + 1, value
-                if value not in stops:
-                    piece = text.add([value])
-                    if piece:
-                        yield Step(piece, count)
         finally:
-            cancelled.set()
+            self.batcher.cancel(request)  # a no-op when finished; frees the sequence when the client left early
 
     def close(self) -> None:
-        self.worker.shutdown(wait=True, cancel_futures=True)
+        self.batcher.close()
         self.llm.close()

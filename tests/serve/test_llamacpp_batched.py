@@ -1,0 +1,90 @@
+"""llama.cpp continuous batching (zephyr/serve/llamacpp_batched.py): requests that share `llama_decode` calls get
+the greedy replies llama.cpp gives each prompt alone (its own `Llama.generate`), several requests really share
+a step, finished and abandoned requests give their sequence back, and the KV budget is respected."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (zephyr[gguf])")
+
+from zephyr.serve.batched_decoder import Request  # noqa: E402
+from zephyr.serve.llamacpp_batched import LlamaCppBatcher  # noqa: E402
+
+from .test_batched_decoder import Collector, request, run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gguf(tmp_path_factory):
+    from zephyr.quantize.gguf import write_gguf
+    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
+
+    folder = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real-peaked", embedding_scale=4.0)
+    path, _ = write_gguf(folder, tmp_path_factory.mktemp("gguf"), "f16", "zephyr")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def llm(gguf):
+    model = llama_cpp.Llama(model_path=gguf, n_ctx=512, verbose=False)
+    yield model
+    model.close()
+
+
+def prompts(count: int, seed: int = 0) -> list[list[int]]:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 40, (count,), generator=generator)
+    return [[2] + torch.randint(1000, 200000, (int(n),), generator=generator).tolist() for n in lengths]
+
+
+def alone(llm, prompt: list[int], max_tokens: int) -> list[int]:
+    out = []
+    for token in llm.generate(prompt, temp=0.0, reset=True):
+        out.append(token)
+        if len(out) == max_tokens:
+            return out
+
+
+@pytest.mark.parametrize("stagger", [0.0, 0.01])  # all admitted together, or joining while others decode
+def test_concurrent_greedy_equals_llama_alone(llm, stagger):
+    texts = prompts(8)
+    batcher = LlamaCppBatcher(llm, kv_cache_tokens=2048, max_num_seqs=8)
+    try:
+        batch = [request(p, 16, Collector()) for p in texts]
+        run(batcher, batch, stagger)
+        assert batcher.max_batch_seen > 1, "requests were not co-scheduled"
+        assert sorted(batcher.free_seqs) == list(range(8)) and not batcher.live  # every sequence given back
+    finally:
+        batcher.close()
+    for p, r in zip(texts, batch):
+        assert r.emit.tokens == alone(llm, p, 16)
+        assert r.emit.finish == "length"
+
+
+def test_stop_ids_cancel_and_budget(llm):
+    batcher = LlamaCppBatcher(llm, kv_cache_tokens=128, max_num_seqs=4)
+    try:
+        first = alone(llm, prompts(1)[0], 8)
+        stop = next((t for i, t in enumerate(first) if i and t not in first[:i]), first[0])
+        stopped = request(prompts(1)[0], 16, Collector(), stop_ids=[stop])
+        run(batcher, [stopped])
+        assert stopped.emit.tokens == first[:first.index(stop) + 1] and stopped.emit.finish == "stop"
+        # two requests of 40 + 60 tokens cannot both reserve room in 128 cells: the second waits its turn
+        a, b = request(prompts(1, 1)[0][:40], 60, Collector()), request(prompts(1, 2)[0][:40], 60, Collector())
+        run(batcher, [a, b])
+        assert batcher.max_batch_seen == 1 and len(a.emit.tokens) == len(b.emit.tokens) == 60
+        # a client that leaves: its sequence is freed and the next request still runs
+        gone = request(prompts(1, 3)[0], 60, Collector())
+        batcher.submit(gone)
+        while not gone.emit.tokens:
+            time.sleep(0.01)
+        batcher.cancel(gone)
+        after = request(prompts(1, 4)[0], 5, Collector())
+        run(batcher, [after])
+        assert len(after.emit.tokens) == 5 and len(gone.emit.tokens) < 60
+        assert sorted(batcher.free_seqs) == list(range(4)) and not batcher.live
+    finally:
+        batcher.close()

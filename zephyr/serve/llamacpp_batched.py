@@ -1,0 +1,180 @@
+"""Continuous batching on llama.cpp's own kernels: one context, one KV cache shared by many sequences.
+
+llama-cpp-python's `Llama` (and its server) decodes one request at a time. llama.cpp itself batches: a
+`llama_batch` may carry tokens of several sequences (each with its own seq id and positions) through one
+`llama_decode`. This decoder keeps one sequence id per live request and, every step, decodes the newest token
+of every live request together with the prompts of requests admitted since the last step, then samples each
+request's next token from its own logits row (zephyr's sampler: top-k before top-p, per-request seed). A
+finished or abandoned request's cells are removed from the cache at once.
+
+The cache is unified (`kv_unified`): its `kv_cache_tokens` cells are shared, and a request is admitted only
+while the tokens every live request may still need fit.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+import torch
+
+from .batched_decoder import Request, nucleus
+
+
+def sample(logits: np.ndarray, request: Request) -> int:
+    """zephyr's sampler on a llama.cpp logits row. The top-k cut runs in numpy (a partition, single-threaded):
+    a parallel torch op here made torch's idle threads spin against llama.cpp's for the same 2 cores, which cost
+    more than the decode itself (measured: 9 ms per row)."""
+    if request.temperature == 0:
+        return int(logits.argmax())
+    k = request.top_k if 0 < request.top_k < len(logits) else len(logits)
+    candidates = np.argpartition(logits, -k)[-k:] if k < len(logits) else np.arange(len(logits))
+    values = torch.from_numpy(logits[candidates].astype(np.float32))
+    probs, picked = nucleus(values, request.temperature, k, request.top_p)
+    return int(candidates[int(picked[torch.multinomial(probs, 1, generator=request.generator)])])
+
+
+class LlamaCppBatcher:
+    """One background thread driving a llama.cpp context created for `max_num_seqs` sequences."""
+
+    def __init__(self, llm, kv_cache_tokens: int, max_num_seqs: int = 16, threads: int = 0,
+                 batch_tokens: int = 512):
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.lib = llama_cpp
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = kv_cache_tokens
+        params.n_batch = params.n_ubatch = batch_tokens
+        params.n_seq_max = max_num_seqs
+        params.kv_unified = True  # all sequences draw on one pool of cells, not n_ctx / n_seq_max each
+        if threads:
+            params.n_threads = params.n_threads_batch = threads
+        self.context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self.ctx, self.memory = self.context.ctx, self.context.memory
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(llm._model.model))
+        self.batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
+        self.batch_tokens, self.kv_cache_tokens, self.max_num_seqs = batch_tokens, kv_cache_tokens, max_num_seqs
+        self.free_seqs = list(range(max_num_seqs))
+        self.live: dict[int, Request] = {}  # seq id -> request
+        self.past: dict[int, int] = {}      # seq id -> tokens in the cache
+        self.last: dict[int, int] = {}      # seq id -> newest token, not yet in the cache
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.wake = threading.Condition()
+        self.stopping = False
+        self.max_batch_seen = 0  # most requests that shared one decode step: tests check batching happens
+        self.thread = threading.Thread(target=self._loop, name="zephyr-llama.cpp", daemon=True)
+        self.thread.start()
+
+    # ---- called from other threads ----
+
+    def submit(self, request: Request) -> None:
+        with self.wake:
+            self.waiting.append(request)
+            self.wake.notify()
+
+    def cancel(self, request: Request) -> None:
+        request.cancelled = True  # its sequence is removed before the next step
+
+    def close(self, timeout: float = 10) -> None:
+        with self.wake:
+            self.stopping = True
+            self.wake.notify()
+        self.thread.join(timeout)
+        if not self.thread.is_alive():
+            self.lib.llama_batch_free(self.batch)
+            self.context.close()
+
+    # ---- the worker thread ----
+
+    def _loop(self) -> None:
+        while True:
+            with self.wake:
+                while not self.stopping and not self.waiting and not self.live:
+                    self.wake.wait()
+                if self.stopping:
+                    break
+                admitted = self._admit()
+            try:
+                self._step(admitted)
+            except Exception as err:  # a failed decode fails the requests it touched; the server keeps serving
+                for seq, request in list(self.live.items()):
+                    self._send(request, None, None, err)
+                    self._release(seq)
+        for request in [*self.live.values(), *self.waiting]:
+            self._send(request, None, None, RuntimeError("the server is shutting down"))
+
+    def _admit(self) -> list[tuple[int, Request]]:
+        """Waiting requests that get a sequence id and whose worst case fits the cells left."""
+        reserved = sum(r.reserved_tokens() for r in self.live.values())
+        admitted = []
+        while self.waiting and self.free_seqs:
+            request = self.waiting[0]
+            if request.cancelled:
+                self.waiting.popleft()
+                continue
+            if self.live or admitted:
+                if reserved + request.reserved_tokens() > self.kv_cache_tokens:
+                    break
+            reserved += request.reserved_tokens()
+            seq = self.free_seqs.pop(0)
+            self.live[seq], self.past[seq] = self.waiting.popleft(), 0
+            admitted.append((seq, self.live[seq]))
+        return admitted
+
+    def _step(self, admitted: list[tuple[int, Request]]) -> None:
+        for seq in [s for s, r in self.live.items() if r.cancelled]:
+            self._release(seq)
+        new = {seq for seq, _ in admitted}
+        # (seq, token, position, wants logits): one new token per running request, whole prompts for new ones
+        entries = [(seq, self.last[seq], self.past[seq], True) for seq in self.live if seq not in new]
+        self.max_batch_seen = max(self.max_batch_seen, len(entries) + len(admitted))
+        for seq, request in admitted:
+            if seq in self.live:
+                n = len(request.prompt)
+                entries += [(seq, token, i, i == n - 1) for i, token in enumerate(request.prompt)]
+        for start in range(0, len(entries), self.batch_tokens):
+            chunk = entries[start:start + self.batch_tokens]
+            self._decode(chunk)
+            for i, (seq, token, position, wants) in enumerate(chunk):
+                self.past[seq] = position + 1
+                if wants and seq in self.live:
+                    self._sample(seq, i)
+
+    def _decode(self, chunk) -> None:
+        batch = self.batch
+        batch.n_tokens = len(chunk)
+        for i, (seq, token, position, wants) in enumerate(chunk):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, position, 1, wants
+            batch.seq_id[i][0] = seq
+        status = self.lib.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status} (1: no room left in the KV cache)")
+
+    def _sample(self, seq: int, index: int) -> None:
+        request = self.live[seq]
+        pointer = self.lib.llama_get_logits_ith(self.ctx, index)
+        token = sample(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)), request)
+        self.last[seq] = token
+        request.generated += 1
+        finish = "stop" if token in request.stop_ids else "length" if request.generated >= request.max_tokens else None
+        if finish is not None:
+            self._release(seq)  # before the client hears it is done: its cells are free by then
+        self._send(request, token, finish)
+        if finish is None and request.cancelled:
+            self._release(seq)
+
+    def _send(self, request: Request, token: int | None, finish: str | None, error: BaseException | None = None):
+        request.done = request.done or finish is not None or error is not None
+        try:
+            request.emit(token, finish, error)
+        except RuntimeError:  # the client's event loop is gone: nobody is listening any more
+            request.cancelled = True
+
+    def _release(self, seq: int) -> None:
+        self.lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        self.live.pop(seq, None)
+        self.past.pop(seq, None)
+        self.last.pop(seq, None)
+        self.free_seqs.append(seq)
