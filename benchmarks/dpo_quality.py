@@ -45,6 +45,7 @@ def conversation(row: dict) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train_pairs", type=int, default=1000)
+    parser.add_argument("--dpo_pairs", type=int, default=0, help="DPO on the first N training pairs (0: all)")
     parser.add_argument("--eval_pairs", type=int, default=200)
     parser.add_argument("--max_length", type=int, default=512, help="prompt + reply tokens (SFT and DPO)")
     parser.add_argument("--max_prompt_length", type=int, default=256)
@@ -69,7 +70,8 @@ def main():
     train, held_out = take(DATA / "train_1000.jsonl", args.train_pairs), take(DATA / "eval_200.jsonl", args.eval_pairs)
     write_jsonl([conversation(r) for r in train], data / "sft_train.jsonl")
     write_jsonl([conversation(r) for r in held_out], data / "sft_test.jsonl")
-    write_jsonl(train, data / "pairs_train.jsonl")
+    dpo_train = train[:args.dpo_pairs] if args.dpo_pairs > 0 else train
+    write_jsonl(dpo_train, data / "pairs_train.jsonl")
     write_jsonl(held_out, data / "pairs_test.jsonl")
 
     recipe = work / "recipe"
@@ -91,15 +93,16 @@ def main():
     start = time.perf_counter()
     summary = run(RunConfig(recipe=str(recipe), output_dir=str(work / "run"), stages=["sft", "dpo", "eval"]))
     seconds = time.perf_counter() - start
-    result = {"train_pairs": len(train), "eval_pairs": len(held_out), "max_length": args.max_length,
+    result = {"train_pairs": len(train), "dpo_pairs": len(dpo_train), "eval_pairs": len(held_out),
+              "max_length": args.max_length,
               "max_prompt_length": args.max_prompt_length, "beta": args.beta, "max_steps": args.max_steps,
               "eval": summary["eval"], "seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"],
               "total_seconds": seconds, "threads": torch.get_num_threads(), "work": str(work)}
     e = summary["eval"]
     md = "\n".join([
         "# DPO quality: gemma-3-270m (embedded), LoRA r=16, CPU", "",
-        f"SFT on {len(train)} UltraFeedback prompts + chosen replies, then DPO (beta {args.beta}) on the same "
-        f"{len(train)} pairs; evaluated on {e['pairs']} held-out pairs (eval_200.jsonl). max_length "
+        f"SFT on {len(train)} UltraFeedback prompts + chosen replies, then DPO (beta {args.beta}, learning rate "
+        f"{args.dpo_learning_rate}) on the first {len(dpo_train)} of those pairs; evaluated on {e['pairs']} held-out pairs (eval_200.jsonl). max_length "
         f"{args.max_length}, max_prompt_length {args.max_prompt_length}"
         f"{f', max_steps {args.max_steps} per stage (a check, not the result)' if args.max_steps > 0 else ''}. "
         f"Wall time {seconds / 60:.1f} min on {torch.get_num_threads()} threads.", "",
