@@ -236,3 +236,47 @@ def test_failed_forward_fails_its_requests_and_the_decoder_keeps_serving(model):
         model.__dict__.pop("forward", None)
         decoder.close()
     assert healthy.emit.tokens == greedy_reference(model, text, 8)
+
+
+def test_client_that_hangs_up_frees_its_row(tiny_model_dir):
+    import http.client
+    import json
+    from urllib.parse import urlparse
+
+    from zephyr.serve.app import build_app
+    from zephyr.serve.protocol import Sampling
+    from zephyr.serve.transformers_engine import TransformersEngine
+
+    from .conftest import running
+
+    engine = TransformersEngine(str(tiny_model_dir("mistral")), "tiny", chat_template="zephyr", context_length=256)
+    real_forward = engine.model.forward
+
+    def slow_forward(*args, **kwargs):  # ~200 tokens take seconds: the hang-up comes long before the end
+        time.sleep(0.02)
+        out = real_forward(*args, **kwargs)
+        out.logits[..., engine.tokenizer.eos_token_id] = -float("inf")  # no early end of text either
+        return out
+
+    engine.model.forward = slow_forward
+    body = json.dumps({"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 200, "stream": True,
+                       "temperature": 0})
+    try:
+        with running(build_app(engine, Sampling(None, 0.7, 0.95, 50), max_tokens_limit=256)) as url:
+            where = urlparse(url)
+            connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+            connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            events = 0
+            while events < 3:  # a few tokens have arrived: the request is decoding in the batch
+                events += response.fp.readline().startswith(b"data: ")
+            assert len(engine.decoder.rows) == 1
+            connection.sock.shutdown(2)
+            connection.close()
+            deadline = time.time() + 3  # far less than the ~4 s the remaining tokens need
+            while engine.decoder.rows and time.time() < deadline:
+                time.sleep(0.01)
+            assert not engine.decoder.rows, "the disconnected client's row is still decoding"
+    finally:
+        engine.close()
