@@ -85,3 +85,14 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
         for key in x:
             if key.startswith(("loss", "eval_", "rewards/", "logps/")):
                 assert y[key] == pytest.approx(x[key], abs=1e-5), (x["step"], key)
+
+
+def test_precomputed_reference_of_train_and_test_pairs_do_not_collide(tiny_model_dir, tmp_path):
+    """Train and test pairs share the reference table: before any update the policy is the reference, so the
+    first step's rewards are zero - not another split's log-probs looked up by a clashing index."""
+    out = tmp_path / "run"
+    assert zephyr(args(tiny_model_dir("mistral"), out, "--reference", "precompute", "--ref_cache_dir",
+                       str(tmp_path / "cache"), "--max_steps", "1", "--eval_steps", "1")) == 0
+    first = next(r for r in records(out) if "loss" in r)
+    assert abs(first["rewards/chosen"]) < 1e-4 and abs(first["rewards/rejected"]) < 1e-4
+    assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)

@@ -101,6 +101,8 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     test_pairs, test_trunc = tokenize_pairs(splits.test, tokenizer, cfg.chat_template, cfg.max_length,
                                             cfg.max_prompt_length, desc="tokenizing test pairs")
     print(f"zephyr dpo: train {train_trunc.summary()}; test {test_trunc.summary()}", flush=True)
+    # one index space for both splits: the precomputed reference table is looked up by pair index
+    test_pairs = [dataclasses.replace(p, index=p.index + len(splits.train)) for p in test_pairs]
 
     from accelerate.utils import set_seed
 
