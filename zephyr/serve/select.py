@@ -1,9 +1,10 @@
 """`--engine auto`: the fastest engine installed for the model's format, and why it was chosen.
 
-Measured on this project's 2-core CPU (benchmarks/results/serve_*): llama.cpp decodes GGUF fastest for one
-stream; vLLM (CPU build, own virtualenv) batches safetensors checkpoints best; transformers' continuous
-batching is the fallback that is always there. A GGUF file goes to llama.cpp, a safetensors folder to vLLM
-when its environment exists, otherwise to transformers.
+Measured on this project's 2-core CPU (benchmarks/results/serve_load.md): llama.cpp is the fastest engine for
+GGUF at 1, 4 and 16 clients; for safetensors vLLM (CPU build, own virtualenv) beats zephyr's batched decoder on
+transformers at 1 and 4 clients and loses at 16, and is the engine for GPUs; transformers is the fallback
+that is always there. A GGUF file goes to llama.cpp, a safetensors folder to vLLM when its environment
+exists, otherwise to transformers.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def choose(model: str, requested: str = "auto") -> tuple[str, str]:
     if installed("vllm"):
         return "vllm", "safetensors checkpoint and vLLM's environment exists (best batching)"
     return "transformers", ("safetensors checkpoint; vLLM is not set up (`zephyr serve --setup vllm` creates its "
-                            "environment), so transformers' continuous batching serves it")
+                            "environment), so zephyr's batched decoder on transformers serves it")
 
 
 def install_hint(engine: str) -> str:
