@@ -52,6 +52,7 @@ def main():
     parser.add_argument("--max_steps", type=int, default=-1, help="cap each stage's steps (a quick check)")
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--dpo_learning_rate", type=float, default=5e-5)
+    parser.add_argument("--dpo_epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--work", type=Path, default=None, help="run folder (default: a new temporary one)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -85,7 +86,7 @@ def main():
             values.update(dataset_splits=["pairs_train", "pairs_test"], max_length=args.max_length,
                           max_prompt_length=args.max_prompt_length, beta=args.beta,
                           learning_rate=args.dpo_learning_rate, max_seq_length=2 * args.max_length,
-                          num_train_epochs=1)
+                          num_train_epochs=args.dpo_epochs)
         if args.max_steps > 0:
             values["max_steps"] = args.max_steps
         (recipe / name).write_text(yaml.safe_dump(values, sort_keys=False))
@@ -102,10 +103,13 @@ def main():
     md = "\n".join([
         "# DPO quality: gemma-3-270m (embedded), LoRA r=16, CPU", "",
         f"SFT on {len(train)} UltraFeedback prompts + chosen replies, then DPO (beta {args.beta}, learning rate "
-        f"{args.dpo_learning_rate}) on the first {len(dpo_train)} of those pairs; evaluated on {e['pairs']} held-out pairs (eval_200.jsonl). max_length "
+        f"{args.dpo_learning_rate}, {args.dpo_epochs} epoch(s)) on the first {len(dpo_train)} of those pairs; "
+        f"evaluated on {e['pairs']} held-out pairs (eval_200.jsonl). max_length "
         f"{args.max_length}, max_prompt_length {args.max_prompt_length}"
         f"{f', max_steps {args.max_steps} per stage (a check, not the result)' if args.max_steps > 0 else ''}. "
-        f"Wall time {seconds / 60:.1f} min on {torch.get_num_threads()} threads.", "",
+        f"Wall time {seconds / 60:.1f} min on {torch.get_num_threads()} threads (stages: "
+        f"{', '.join(f'{k} {v:.0f} s' for k, v in summary['seconds'].items())}; a stage done by an earlier "
+        "invocation in the same --work folder is reused and not timed).", "",
         "| model | preference accuracy | rewards/accuracies vs SFT | rewards/margins vs SFT |",
         "|:--|:--:|:--:|:--:|",
         f"| SFT (reference) | {e['sft']['preference_accuracy']:.3f} | - | - |",
