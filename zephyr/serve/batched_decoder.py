@@ -78,27 +78,20 @@ def sample_row(logits: torch.Tensor, request: Request) -> int:
     return int(indices[torch.multinomial(probs, 1, generator=request.generator)])
 
 
-class BatchedDecoder:
-    """One background thread; between decode steps it admits waiting requests, then decodes all live ones."""
+class DecoderThread:
+    """The worker shape both batching engines share: requests are submitted from any thread; one background
+    thread, between steps, admits waiting requests (`_admit`) and then runs one step over every live one
+    (`_step`). A failed step fails the requests it touched (`_fail`) and the worker keeps serving."""
 
-    def __init__(self, model, max_num_seqs: int = 32, kv_cache_tokens: int = 32768):
-        self.model = model
-        self.max_num_seqs = max_num_seqs
-        self.kv_cache_tokens = kv_cache_tokens
-        self.device = next(model.parameters()).device
+    thread_name = "zephyr-decoder"
+
+    def _start(self) -> None:
         self.waiting: collections.deque[Request] = collections.deque()
         self.wake = threading.Condition()
         self.stopping = False
-        self.max_batch_seen = 0  # most requests that shared one decode forward: tests check batching happens
-        self._reset_batch()
-        self.thread = threading.Thread(target=self._loop, name="zephyr-decoder", daemon=True)
+        self.max_batch_seen = 0  # most requests that shared one step: tests check batching happens
+        self.thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self.thread.start()
-
-    def _reset_batch(self) -> None:
-        self.rows: list[Request] = []
-        self.cache = None  # DynamicCache of the live rows, left-padded to a common width
-        self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)  # real tokens per row
-        self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # each row's newest token, next input
 
     # ---- called from other threads ----
 
@@ -118,28 +111,78 @@ class BatchedDecoder:
 
     # ---- the worker thread ----
 
+    def _live(self) -> list[Request]:
+        raise NotImplementedError
+
+    def _admit(self) -> list:
+        raise NotImplementedError
+
+    def _step(self, admitted: list) -> None:
+        raise NotImplementedError
+
+    def _fail(self, admitted: list, error: BaseException) -> None:
+        raise NotImplementedError
+
     def _loop(self) -> None:
         while True:
             with self.wake:
-                while not self.stopping and not self.waiting and not self.rows:
+                while not self.stopping and not self.waiting and not self._live():
                     self.wake.wait()
                 if self.stopping:
                     break
-                admitted = self._take_admissible()
+                admitted = self._admit()
             try:
-                with torch.inference_mode():
-                    for group in _prefill_groups(admitted):
-                        self._prefill(group)
-                    self._drop(lambda r: r.cancelled)
-                    if self.rows:
-                        self._decode_step()
-            except Exception as err:  # a failed forward fails the requests it touched; the server keeps serving
-                for request in {id(r): r for r in self.rows + admitted}.values():
-                    if not request.done:
-                        self._send(request, None, None, err)
-                self._reset_batch()
-        for request in self.rows + list(self.waiting):
+                self._step(admitted)
+            except Exception as err:  # a failed step fails the requests it touched; the server keeps serving
+                self._fail(admitted, err)
+        for request in self._live() + list(self.waiting):
             self._send(request, None, None, RuntimeError("the server is shutting down"))
+
+    def _send(self, request: Request, token: int | None, finish: str | None, error: BaseException | None = None):
+        request.done = request.done or finish is not None or error is not None
+        try:
+            request.emit(token, finish, error)
+        except RuntimeError:  # the client's event loop is gone: nobody is listening any more
+            request.cancelled = True
+
+
+class BatchedDecoder(DecoderThread):
+    """Continuous batching on a transformers model: between decode steps it admits waiting requests
+    (prefilled together, then joined to the batch), then decodes all live ones in one forward."""
+
+    def __init__(self, model, max_num_seqs: int = 32, kv_cache_tokens: int = 32768):
+        self.model = model
+        self.max_num_seqs = max_num_seqs
+        self.kv_cache_tokens = kv_cache_tokens
+        self.device = next(model.parameters()).device
+        self._reset_batch()
+        self._start()
+
+    def _reset_batch(self) -> None:
+        self.rows: list[Request] = []
+        self.cache = None  # DynamicCache of the live rows, left-padded to a common width
+        self.lengths = torch.zeros(0, dtype=torch.long, device=self.device)  # real tokens per row
+        self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # each row's newest token, next input
+
+    def _live(self) -> list[Request]:
+        return self.rows
+
+    def _admit(self) -> list[Request]:
+        return self._take_admissible()
+
+    def _step(self, admitted: list[Request]) -> None:
+        with torch.inference_mode():
+            for group in _prefill_groups(admitted):
+                self._prefill(group)
+            self._drop(lambda r: r.cancelled)
+            if self.rows:
+                self._decode_step()
+
+    def _fail(self, admitted: list[Request], error: BaseException) -> None:
+        for request in {id(r): r for r in self.rows + admitted}.values():
+            if not request.done:
+                self._send(request, None, None, error)
+        self._reset_batch()
 
     def _take_admissible(self) -> list[Request]:
         """Waiting requests that fit the batch: at most max_num_seqs rows, and a padded cache within budget."""
@@ -157,13 +200,6 @@ class BatchedDecoder:
             admitted.append(self.waiting.popleft())
             widest = width
         return admitted
-
-    def _send(self, request: Request, token: int | None, finish: str | None, error: BaseException | None = None):
-        request.done = request.done or finish is not None or error is not None
-        try:
-            request.emit(token, finish, error)
-        except RuntimeError:  # the client's event loop is gone: nobody is listening any more
-            request.cancelled = True
 
     def _record(self, request: Request, token: int) -> bool:
         """Hand a sampled token to its client; True when the request is finished."""

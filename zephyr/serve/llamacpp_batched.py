@@ -13,19 +13,16 @@ while the tokens every live request may still need fit.
 
 from __future__ import annotations
 
-import collections
-import threading
-
 import numpy as np
 import torch
 
-from .batched_decoder import Request, nucleus
+from .batched_decoder import DecoderThread, Request, nucleus
 
 
 def sample(logits: np.ndarray, request: Request) -> int:
-    """zephyr's sampler on a llama.cpp logits row. The top-k cut runs in numpy (a partition, single-threaded):
-    a parallel torch op here made torch's idle threads spin against llama.cpp's for the same 2 cores, which cost
-    more than the decode itself (measured: 9 ms per row)."""
+    """zephyr's sampler on a llama.cpp logits row. The top-k cut is a numpy partition (single-threaded, ~3 ms
+    per 262k-logit row on the busy test machine) rather than torch.topk (9 ms there, on threads that compete
+    with llama.cpp's for the same cores); top-p and the draw then work on the k survivors."""
     if request.temperature == 0:
         return int(logits.argmax())
     k = request.top_k if 0 < request.top_k < len(logits) else len(logits)
@@ -35,8 +32,11 @@ def sample(logits: np.ndarray, request: Request) -> int:
     return int(candidates[int(picked[torch.multinomial(probs, 1, generator=request.generator)])])
 
 
-class LlamaCppBatcher:
-    """One background thread driving a llama.cpp context created for `max_num_seqs` sequences."""
+class LlamaCppBatcher(DecoderThread):
+    """The worker thread (batched_decoder.DecoderThread) driving a llama.cpp context made for `max_num_seqs`
+    sequences."""
+
+    thread_name = "zephyr-llama.cpp"
 
     def __init__(self, llm, kv_cache_tokens: int, max_num_seqs: int = 16, threads: int = 0,
                  batch_tokens: int = 512):
@@ -60,50 +60,21 @@ class LlamaCppBatcher:
         self.live: dict[int, Request] = {}  # seq id -> request
         self.past: dict[int, int] = {}      # seq id -> tokens in the cache
         self.last: dict[int, int] = {}      # seq id -> newest token, not yet in the cache
-        self.waiting: collections.deque[Request] = collections.deque()
-        self.wake = threading.Condition()
-        self.stopping = False
-        self.max_batch_seen = 0  # most requests that shared one decode step: tests check batching happens
-        self.thread = threading.Thread(target=self._loop, name="zephyr-llama.cpp", daemon=True)
-        self.thread.start()
-
-    # ---- called from other threads ----
-
-    def submit(self, request: Request) -> None:
-        with self.wake:
-            self.waiting.append(request)
-            self.wake.notify()
-
-    def cancel(self, request: Request) -> None:
-        request.cancelled = True  # its sequence is removed before the next step
+        self._start()
 
     def close(self, timeout: float = 10) -> None:
-        with self.wake:
-            self.stopping = True
-            self.wake.notify()
-        self.thread.join(timeout)
+        super().close(timeout)
         if not self.thread.is_alive():
             self.lib.llama_batch_free(self.batch)
             self.context.close()
 
-    # ---- the worker thread ----
+    def _live(self) -> list[Request]:
+        return list(self.live.values())
 
-    def _loop(self) -> None:
-        while True:
-            with self.wake:
-                while not self.stopping and not self.waiting and not self.live:
-                    self.wake.wait()
-                if self.stopping:
-                    break
-                admitted = self._admit()
-            try:
-                self._step(admitted)
-            except Exception as err:  # a failed decode fails the requests it touched; the server keeps serving
-                for seq, request in list(self.live.items()):
-                    self._send(request, None, None, err)
-                    self._release(seq)
-        for request in [*self.live.values(), *self.waiting]:
-            self._send(request, None, None, RuntimeError("the server is shutting down"))
+    def _fail(self, admitted: list, error: BaseException) -> None:
+        for seq, request in list(self.live.items()):
+            self._send(request, None, None, error)
+            self._release(seq)
 
     def _admit(self) -> list[tuple[int, Request]]:
         """Waiting requests that get a sequence id and whose worst case fits the cells left."""
@@ -164,13 +135,6 @@ class LlamaCppBatcher:
         self._send(request, token, finish)
         if finish is None and request.cancelled:
             self._release(seq)
-
-    def _send(self, request: Request, token: int | None, finish: str | None, error: BaseException | None = None):
-        request.done = request.done or finish is not None or error is not None
-        try:
-            request.emit(token, finish, error)
-        except RuntimeError:  # the client's event loop is gone: nobody is listening any more
-            request.cancelled = True
 
     def _release(self, seq: int) -> None:
         self.lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
