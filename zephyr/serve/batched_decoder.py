@@ -55,6 +55,21 @@ class Request:
         return len(self.prompt) + self.max_tokens
 
 
+def submitted(worker: "DecoderThread", prompt_ids: list[int], sampling, stop_ids, context_length: int):
+    """Submit an API request to `worker` -> (request, queue of (token, finish, error) events) for the caller's
+    event loop; no max_tokens means up to the end of the context."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+    request = Request(list(prompt_ids), max_tokens=sampling.max_tokens or context_length - len(prompt_ids),
+                      temperature=float(sampling.temperature), top_k=int(sampling.top_k),
+                      top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
+                      emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
+    worker.submit(request)
+    return request, events
+
+
 def nucleus(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities, token ids) left after temperature, then top-k, then top-p: transformers' warper order.
 

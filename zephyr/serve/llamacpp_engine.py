@@ -9,12 +9,11 @@ request's `seed` makes its sampling reproducible whatever else shares the batch.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ..chat_template import JINJA
-from .batched_decoder import Request
+from .batched_decoder import submitted
 from .engine import Engine, IncrementalText, Prompt, Step
 from .llamacpp_batched import LlamaCppBatcher
 from .protocol import ApiError, Sampling
@@ -74,13 +73,7 @@ class LlamaCppEngine(Engine):
         return ids[0] if len(ids) == 1 else None
 
     async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        request = Request(list(prompt.ids), max_tokens=sampling.max_tokens or self.context_length - len(prompt.ids),
-                          temperature=float(sampling.temperature), top_k=int(sampling.top_k),
-                          top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
-                          emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
-        self.batcher.submit(request)
+        request, events = submitted(self.batcher, prompt.ids, sampling, stop_ids, self.context_length)
         text = IncrementalText(lambda ids: self.llm.detokenize(ids))
         count = 0
         try:

@@ -8,11 +8,10 @@ gives a reproducible reply whatever else is in the batch.
 
 from __future__ import annotations
 
-import asyncio
 from typing import AsyncIterator, Sequence
 
 from ..models import ModelConfig, load_model, load_tokenizer
-from .batched_decoder import BatchedDecoder, Request
+from .batched_decoder import BatchedDecoder, submitted
 from .engine import HFTokenizerEngine, Prompt, Step
 from .protocol import ApiError, Sampling
 
@@ -41,13 +40,7 @@ class TransformersEngine(HFTokenizerEngine):
     async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
         from tokenizers.decoders import DecodeStream
 
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-        request = Request(list(prompt.ids), max_tokens=sampling.max_tokens or self.context_length - len(prompt.ids),
-                          temperature=float(sampling.temperature), top_k=int(sampling.top_k),
-                          top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
-                          emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
-        self.decoder.submit(request)
+        request, events = submitted(self.decoder, prompt.ids, sampling, stop_ids, self.context_length)
         decoder = DecodeStream(skip_special_tokens=False)
         count = 0  # counted here: request.generated belongs to the worker thread and may already be ahead
         shown, sent = [], []  # token ids that are part of the reply, and the text streamed for them
