@@ -55,6 +55,7 @@ def main():
     parser.add_argument("--dpo_epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--work", type=Path, default=None, help="run folder (default: a new temporary one)")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder holding train_1000.jsonl and eval_200.jsonl")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
@@ -68,7 +69,8 @@ def main():
     work = args.work or Path(tempfile.mkdtemp(prefix="dpo-quality-"))
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
-    train, held_out = take(DATA / "train_1000.jsonl", args.train_pairs), take(DATA / "eval_200.jsonl", args.eval_pairs)
+    train, held_out = take(args.data / "train_1000.jsonl", args.train_pairs), take(
+        args.data / "eval_200.jsonl", args.eval_pairs)
     write_jsonl([conversation(r) for r in train], data / "sft_train.jsonl")
     write_jsonl([conversation(r) for r in held_out], data / "sft_test.jsonl")
     dpo_train = train[:args.dpo_pairs] if args.dpo_pairs > 0 else train
@@ -100,14 +102,16 @@ def main():
               "eval": summary["eval"], "seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"],
               "total_seconds": seconds, "threads": torch.get_num_threads(), "work": str(work)}
     e = summary["eval"]
+    where = f"GPU ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    result["device"] = where
     md = "\n".join([
-        "# DPO quality: gemma-3-270m (embedded), LoRA r=16, CPU", "",
+        f"# DPO quality: gemma-3-270m (embedded), LoRA r=16, {where}", "",
         f"SFT on {len(train)} UltraFeedback prompts + chosen replies, then DPO (beta {args.beta}, learning rate "
         f"{args.dpo_learning_rate}, {args.dpo_epochs} epoch(s)) on the first {len(dpo_train)} of those pairs; "
         f"evaluated on {e['pairs']} held-out pairs (eval_200.jsonl). max_length "
         f"{args.max_length}, max_prompt_length {args.max_prompt_length}"
         f"{f', max_steps {args.max_steps} per stage (a check, not the result)' if args.max_steps > 0 else ''}. "
-        f"Wall time {seconds / 60:.1f} min on {torch.get_num_threads()} threads (stages: "
+        f"Wall time {seconds / 60:.1f} min on {where} (stages: "
         f"{', '.join(f'{k} {v:.0f} s' for k, v in summary['seconds'].items())}; a stage done by an earlier "
         "invocation in the same --work folder is reused and not timed).", "",
         "| model | preference accuracy | rewards/accuracies vs SFT | rewards/margins vs SFT |",

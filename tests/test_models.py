@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from zephyr.chat_template import JINJA
-from zephyr.models import ModelConfig, load_model, load_tokenizer, resolve, resolve_dtype, template_of
+from zephyr.models import ModelConfig, cpu_has_fast_bf16, load_model, load_tokenizer, resolve, resolve_dtype, template_of
 
 
 @pytest.mark.parametrize("arch", ["mistral", "llama", "gemma3"])
@@ -68,10 +68,22 @@ def test_lora_wraps_for_training_only(tiny_model_dir):
     assert not any("lora_A" in name for name, _ in plain.named_parameters())
 
 
+def test_auto_dtype_follows_the_cpus_bf16_support(monkeypatch):
+    import zephyr.models as models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_dtype("auto") == torch.float32
+    with pytest.warns(UserWarning, match="emulated and several times slower"):
+        assert resolve_dtype("bfloat16") == torch.bfloat16
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_dtype("auto") == torch.bfloat16
+
+
 def test_dtypes_and_bad_inputs(tmp_path):
     assert resolve_dtype("bf16") == torch.bfloat16
-    assert resolve_dtype("auto") == (torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-                                     else torch.float32)
+    fast_bf16 = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_fast_bf16()
+    assert resolve_dtype("auto") == (torch.bfloat16 if fast_bf16 else torch.float32)
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         resolve_dtype("float8")
     with pytest.raises(FileNotFoundError, match="GGUF file not found"):
