@@ -31,7 +31,8 @@ DATA = REPO.parent / "shared" / "data" / "ultrafeedback_binarized_sample"
 
 def take(path: Path, n: int) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows[:n]
+    # a few UltraFeedback replies are empty (the data layer rejects those conversations): skip such pairs
+    return [r for r in rows if str(r["chosen"]).strip() and str(r["rejected"]).strip()][:n]
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
