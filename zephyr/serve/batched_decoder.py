@@ -79,6 +79,8 @@ def nucleus(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) 
     k = top_k if 0 < top_k < vocab else vocab  # top-k off: only then is the whole vocabulary sorted
     values, indices = (logits / temperature).topk(k)  # sorted, largest first
     probs = values.softmax(-1)
+    if top_p >= 1.0:  # top-p off: keep all (a float cumsum can reach 1.0 before the tail and drop it)
+        return probs, indices
     # keep the smallest prefix whose mass reaches top_p: a token stays while the mass before it is < top_p
     keep = (probs.cumsum(-1) - probs) < top_p
     probs = probs[keep]
