@@ -7,7 +7,7 @@ model.
 
 SFT trains on the pairs' prompt + chosen reply (the dSFT stand-in: the chosen replies are the better-rated
 UltraFeedback completions); DPO then trains on the pairs with the SFT model as reference (its log-probs computed
-once and cached). Both run through `zephyr run`'s stages with the demo recipes' settings (LoRA r=16, bf16),
+once and cached). Both run through `zephyr run`'s stages with the demo recipes' settings (LoRA r=16, dtype auto),
 overridden here only for the data, the lengths and, for a check, the step count. Reported on the held-out pairs:
 - preference accuracy: share of pairs where the model's summed log-prob of the chosen reply beats the rejected
   one's (any model; SFT vs DPO directly comparable);
@@ -103,7 +103,8 @@ def main():
               "eval": summary["eval"], "seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"],
               "total_seconds": seconds, "threads": torch.get_num_threads(), "work": str(work)}
     e = summary["eval"]
-    where = f"GPU ({torch.cuda.get_device_name()})" if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    where = (f"GPU ({torch.cuda.get_device_name()})" if torch.cuda.is_available()
+             else f"CPU, {torch.get_num_threads()} threads")
     result["device"] = where
     md = "\n".join([
         f"# DPO quality: gemma-3-270m (embedded), LoRA r=16, {where}", "",

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from zephyr.chat_template import JINJA
-from zephyr.models import ModelConfig, cpu_has_fast_bf16, load_model, load_tokenizer, resolve, resolve_dtype, template_of
+from zephyr.models import (ModelConfig, cpu_has_fast_bf16, load_model, load_tokenizer, resolve, resolve_dtype,
+                           template_of)
 
 
 @pytest.mark.parametrize("arch", ["mistral", "llama", "gemma3"])

@@ -116,7 +116,8 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     elif mode == "precompute":
         # before any training step (and before a resume loads the checkpoint) the policy is the reference
         where, _ = resolve(cfg.model)
-        key = cache_key(train_pairs + test_pairs, weights_fingerprint(where), cfg.dtype,
+        # the dtype the weights loaded in, not the config's word: `auto` means bf16 on one machine, fp32 on another
+        key = cache_key(train_pairs + test_pairs, weights_fingerprint(where), str(next(model.parameters()).dtype),
                         f"{cfg.chat_template}|{cfg.max_length}|{cfg.max_prompt_length}")
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
