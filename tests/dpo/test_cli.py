@@ -96,3 +96,16 @@ def test_precomputed_reference_of_train_and_test_pairs_do_not_collide(tiny_model
     first = next(r for r in records(out) if "loss" in r)
     assert abs(first["rewards/chosen"]) < 1e-4 and abs(first["rewards/rejected"]) < 1e-4
     assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
+
+
+def test_reference_cache_is_keyed_by_the_loaded_dtype_not_its_name(tiny_model_dir, tmp_path):
+    """`float32` and `fp32` load the same weights: one cache entry; `dtype: auto` must not share an entry
+    between machines where it means bf16 and fp32, so the key is the dtype the weights loaded in."""
+    model, cache = tiny_model_dir("mistral"), tmp_path / "cache"
+    common = ["--reference", "precompute", "--ref_cache_dir", str(cache), "--max_steps", "1"]
+    assert zephyr(args(model, tmp_path / "a", *common, "--dtype", "float32")) == 0
+    (entry,) = cache.glob("*.safetensors")
+    assert zephyr(args(model, tmp_path / "b", *common, "--dtype", "fp32")) == 0
+    assert list(cache.glob("*.safetensors")) == [entry]
+    assert zephyr(args(model, tmp_path / "c", *common, "--dtype", "float16")) == 0
+    assert len(list(cache.glob("*.safetensors"))) == 2
