@@ -17,6 +17,7 @@ side. Rows leave when they hit a stop id or max_tokens, or are cancelled (the cl
 from __future__ import annotations
 
 import collections
+import inspect
 import random
 import threading
 from dataclasses import dataclass, field
@@ -169,6 +170,10 @@ class BatchedDecoder(DecoderThread):
 
     def __init__(self, model, max_num_seqs: int = 32, kv_cache_tokens: int = 32768):
         self.model = model
+        # transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name warns; removal is
+        # announced for 5.40): pass the KV cache under whichever name this version's forward takes
+        forward = getattr(model, "get_base_model", lambda: model)().forward
+        self.cache_kwarg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
         self.max_num_seqs = max_num_seqs
         self.kv_cache_tokens = kv_cache_tokens
         self.device = next(model.parameters()).device
@@ -240,8 +245,8 @@ class BatchedDecoder(DecoderThread):
         # a config-less DynamicCache keeps every layer's full history (no sliding-window trimming), so rows can be
         # padded and joined uniformly; the model's mask still applies each layer's sliding window
         cache = DynamicCache()
-        logits = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, past_key_values=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        logits = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, use_cache=True,
+                            logits_to_keep=1, **{self.cache_kwarg: cache}).logits[:, -1].float()
         for layer in cache.layers:  # padding columns are masked forever after; zeros keep them harmless
             layer.keys.masked_fill_(~real[:, None, :, None], 0)
             layer.values.masked_fill_(~real[:, None, :, None], 0)
@@ -280,7 +285,7 @@ class BatchedDecoder(DecoderThread):
         # right-aligned rows: column j is real for row b when j >= width - length_b
         mask = (torch.arange(width, device=self.device)[None, :] >= (width - self.lengths)[:, None]).long()
         logits = self.model(input_ids=self.last[:, None], attention_mask=mask, position_ids=(self.lengths - 1)[:, None],
-                            past_key_values=self.cache, use_cache=True).logits[:, -1].float()
+                            use_cache=True, **{self.cache_kwarg: self.cache}).logits[:, -1].float()
         self.max_batch_seen = max(self.max_batch_seen, len(self.rows))
         finished = set()
         for index, request in enumerate(self.rows):

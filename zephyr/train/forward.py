@@ -39,9 +39,9 @@ def decoder_hidden(model: nn.Module, input_ids: torch.Tensor, position_ids: torc
     if lm.config._attn_implementation == segment_attention.NAME:  # each conversation attended on its own
         kwargs = segment_attention.forward_kwargs(lm.config, segment_attention.pieces_from_positions(position_ids),
                                                   input_ids.device)
-    out = lm.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False, past_key_values=None,
-                        **kwargs)
-    assert getattr(out, "past_key_values", None) is None, "a KV cache was built: packed rows would not be isolated"
+    out = lm.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **kwargs)
+    built = [getattr(out, name, None) for name in ("past_key_values", "cache")]  # the name before / from 5.24
+    assert built == [None, None], "a KV cache was built: packed rows would not be isolated"
     return out.last_hidden_state
 
 
