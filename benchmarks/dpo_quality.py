@@ -82,7 +82,7 @@ def main():
     recipe.mkdir(exist_ok=True)
     for name in ("sft.yaml", "dpo.yaml"):
         values = yaml.safe_load((REPO / "recipes" / "demo" / name).read_text())
-        values.update(dataset_mixer={str(data): 1.0}, test_split_size=0, save_steps=50, logging_steps=5)
+        values.update(dataset_mixer={str(data): 1.0}, test_split_size=0, save_steps=10, logging_steps=5)
         if name == "sft.yaml":
             values.update(dataset_splits=["sft_train", "sft_test"], max_seq_length=args.max_length, num_train_epochs=1)
         else:

@@ -3,7 +3,8 @@
 The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` with this command's fields).
 Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
 reference), dpo/ (adapter + card), final/ (the merged DPO model with its card, ready for `zephyr chat`),
-eval.json and samples.jsonl. A stage whose output is already complete is reused (`--reuse false` redoes all).
+eval.json and samples.jsonl. A stage whose output is already complete is reused, and a training stage that was
+killed continues from its newest checkpoint (`--reuse false` redoes all).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class RunConfig:
     recipe: str = field("recipes/demo", help="recipe folder with sft.yaml and dpo.yaml (and optionally run.yaml)")
     output_dir: str = field("runs/demo", help="where every stage writes (sft/, sft-merged/, dpo/, final/, eval.json)")
     stages: list[str] = field(list(STAGES), help="stages to run, in order: sft, dpo, eval, card, chat")
-    reuse: bool = field(True, help="skip a stage whose output is already complete (a rerun only redoes what is missing)")
+    reuse: bool = field(True, help="skip a stage whose output is already complete and continue a killed one from its "
+                                   "newest checkpoint (a rerun only redoes what is missing)")
     sft_overrides: dict[str, Any] = field({}, help="fields that replace sft.yaml's, e.g. '{\"max_steps\": 10}'")
     dpo_overrides: dict[str, Any] = field({}, help="fields that replace dpo.yaml's")
     sample_prompts: list[str] = field(DEFAULT_PROMPTS, help="user messages for the sample chats with the final model")
@@ -77,6 +79,22 @@ def stage_configs(cfg: RunConfig):
 
 def _done(folder: Path, marker: str) -> bool:
     return (folder / marker).is_file()
+
+
+def _continued(stage_cfg, reuse: bool):
+    """The stage's config, set to resume when an earlier (killed) run left a checkpoint in its output folder.
+    Redoing a stage (reuse off) removes its old checkpoints, so a later resume cannot pick up a stale one."""
+    import shutil
+
+    from .train.checkpoint import checkpoint_dirs
+
+    old = checkpoint_dirs(stage_cfg.output_dir)
+    if reuse and old:
+        return dataclasses.replace(stage_cfg, resume=True)
+    for folder in old:
+        print(f"zephyr run: removing {folder} (the stage is redone from the start)", flush=True)
+        shutil.rmtree(folder)
+    return stage_cfg
 
 
 def merged(run_dir: Path, target: Path, dtype: str) -> Path:
@@ -165,7 +183,7 @@ def run(cfg: RunConfig) -> dict:
         if cfg.reuse and _done(sft_dir, "README.md"):
             print(f"zephyr run: reusing the finished SFT run in {sft_dir}", flush=True)
         else:
-            timer.run("sft", run_sft, sft_cfg)
+            timer.run("sft", run_sft, _continued(sft_cfg, cfg.reuse))
         if not (cfg.reuse and _done(Path(dpo_cfg.model), "tokenizer_config.json")):
             reference = timer.run("sft merge", merged, sft_dir, Path(dpo_cfg.model), sft_cfg.dtype)
             if reference != Path(dpo_cfg.model):
@@ -174,7 +192,7 @@ def run(cfg: RunConfig) -> dict:
         if cfg.reuse and _done(dpo_dir, "README.md"):
             print(f"zephyr run: reusing the finished DPO run in {dpo_dir}", flush=True)
         else:
-            dpo = timer.run("dpo", run_dpo, dpo_cfg)
+            dpo = timer.run("dpo", run_dpo, _continued(dpo_cfg, cfg.reuse))
             summary["dpo_train_loss"] = dpo.result.train_loss
         if not (cfg.reuse and _done(final_dir, "tokenizer_config.json")):
             final = timer.run("dpo merge", merged, dpo_dir, final_dir, dpo_cfg.dtype)

@@ -45,3 +45,24 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
     assert "reusing the finished SFT run" in second and "reusing the finished DPO run" in second
     assert "=== zephyr run: sft ===" not in second and "=== zephyr run: dpo ===" not in second
     assert (out / "final" / "README.md").read_text().count("## Evaluation on held-out") == 1
+
+
+def test_a_killed_stage_continues_from_its_newest_checkpoint(tiny_model_dir, tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
+    out = tmp_path / "out"
+    argv = ["run", str(recipe), "--output_dir", str(out), "--stages", "sft"]
+    assert zephyr(argv + ["--sft_overrides", json.dumps({"max_steps": 2, "save_steps": 1})]) == 0
+    assert (out / "sft" / "checkpoint-2" / "trainer_state.json").is_file()
+    (out / "sft" / "README.md").unlink()  # what a run killed after its second checkpoint leaves: no card
+    capsys.readouterr()
+
+    assert zephyr(argv + ["--sft_overrides", json.dumps({"max_steps": 3, "save_steps": 1})]) == 0
+    second = capsys.readouterr().out
+    assert "resumed from" in second and "checkpoint-2 (step 2)" in second
+    state = json.loads((out / "sft" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and (out / "sft" / "README.md").is_file()
+
+    # --reuse false starts over, and drops the old checkpoints a later resume would otherwise pick up
+    assert zephyr(argv + ["--reuse", "false", "--sft_overrides", json.dumps({"max_steps": 1, "save_steps": 1})]) == 0
+    assert "resumed from" not in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "sft").glob("checkpoint-*")) == ["checkpoint-1"]

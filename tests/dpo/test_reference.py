@@ -60,6 +60,35 @@ def test_precomputed_equals_on_the_fly_and_is_reused(tiny_model_dir, tokenized, 
         assert cached.means()[name] == pytest.approx(value, abs=1e-4)
 
 
+def test_precompute_killed_midway_resumes_from_its_saved_progress(tiny_model_dir, tokenized, tmp_path,
+                                                                    monkeypatch):
+    import zephyr.dpo.reference as reference
+
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir("mistral"))
+    assert len(tokenized) >= 3
+    whole = precompute(ref, tokenized, tmp_path / "uninterrupted", "k", batch_size=1)
+    real, calls = reference.reference_logps, []
+
+    def dies_on_the_third_batch(model, batch, adapter_off=False):
+        calls.append(batch.pairs)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return real(model, batch, adapter_off)
+
+    monkeypatch.setattr(reference, "reference_logps", dies_on_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        precompute(ref, tokenized, tmp_path, "k", batch_size=1, save_every_s=0)
+    assert not (tmp_path / "k.safetensors").exists() and (tmp_path / "k.partial.safetensors").exists()
+    assert load_cached(tmp_path, "k") is None  # a partial table is never served as the cache
+
+    counting = []
+    monkeypatch.setattr(reference, "reference_logps", lambda m, b, a=False: counting.append(b.pairs) or real(m, b, a))
+    table = precompute(ref, tokenized, tmp_path, "k", batch_size=1, save_every_s=0)
+    assert sum(counting) == len(tokenized) - 2  # the two pairs saved before the kill are not redone
+    torch.testing.assert_close(table, whole)
+    assert (tmp_path / "k.safetensors").exists() and not (tmp_path / "k.partial.safetensors").exists()
+
+
 def test_cache_key_covers_data_weights_and_dtype(tiny_model_dir, tokenized, tmp_path):
     folder = tiny_model_dir("mistral")
     fp = weights_fingerprint(folder)

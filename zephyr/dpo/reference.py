@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -88,32 +89,55 @@ def load_cached(cache_dir: str | Path, key: str) -> torch.Tensor | None:
     return load_file(path)["ref_logps"] if path.exists() else None
 
 
+def _save_table(table: torch.Tensor, path: Path) -> None:
+    """Atomic write: a killed run never leaves a half-written file that a resume would trust."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".tmp")
+    save_file({"ref_logps": table}, str(staging))
+    staging.replace(path)
+
+
 def precompute(model, pairs: list[TokenizedPair], cache_dir: str | Path, key: str, batch_size: int = 8,
                layout: str = "shared", pad_id: int = 0, adapter_off: bool = False, desc: str = "reference log-probs",
-               ) -> torch.Tensor:
-    """Compute (once) and cache the reference log-probs of every pair; returns them indexed by pair index."""
-    from safetensors.torch import save_file
+               save_every_s: float = 60.0) -> torch.Tensor:
+    """Compute (once) and cache the reference log-probs of every pair; returns them indexed by pair index.
+
+    Progress is saved every `save_every_s` seconds to `<key>.partial.safetensors` (rows not yet computed are
+    NaN), so a run killed an hour into the reference pass of a large dataset resumes where it stopped."""
+    from safetensors.torch import load_file
 
     cached = load_cached(cache_dir, key)
     if cached is not None:
         return cached
-    table = torch.full((max((p.index for p in pairs), default=-1) + 1, 2), float("nan"))
-    device = next(causal_lm(model).parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for start in tqdm(range(0, len(pairs), batch_size), desc=desc, unit="batch"):
-            chunk = pairs[start:start + batch_size]
-            chosen, rejected = reference_logps(model, collate(chunk, layout, pad_id).to(device), adapter_off)
-            index = torch.tensor([p.index for p in chunk])
-            table[index, 0], table[index, 1] = chosen.cpu(), rejected.cpu()
-    finally:
-        model.train(was_training)
-    path = Path(cache_dir) / f"{key}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".tmp")
-    save_file({"ref_logps": table}, str(staging))
-    staging.replace(path)  # atomic: a killed run never leaves a half-written cache that a resume would trust
+    final, partial = Path(cache_dir) / f"{key}.safetensors", Path(cache_dir) / f"{key}.partial.safetensors"
+    size = max((p.index for p in pairs), default=-1) + 1
+    table = torch.full((size, 2), float("nan"))
+    if partial.exists():
+        saved = load_file(partial)["ref_logps"]
+        if saved.shape == table.shape:
+            table = saved
+    todo = [p for p in pairs if table[p.index].isnan().any()]
+    if len(todo) < len(pairs):
+        print(f"zephyr: resuming the reference log-probs: {len(pairs) - len(todo)} of {len(pairs)} pairs were "
+              f"computed by an earlier run ({partial})", flush=True)
+    if todo:
+        device, was_training, last_save = next(causal_lm(model).parameters()).device, model.training, time.monotonic()
+        model.eval()
+        try:
+            for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch"):
+                chunk = todo[start:start + batch_size]
+                chosen, rejected = reference_logps(model, collate(chunk, layout, pad_id).to(device), adapter_off)
+                index = torch.tensor([p.index for p in chunk])
+                table[index, 0], table[index, 1] = chosen.cpu(), rejected.cpu()
+                if time.monotonic() - last_save >= save_every_s and start + batch_size < len(todo):
+                    _save_table(table, partial)
+                    last_save = time.monotonic()
+        finally:
+            model.train(was_training)
+    _save_table(table, final)
+    partial.unlink(missing_ok=True)
     return table
 
 
