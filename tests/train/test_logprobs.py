@@ -26,22 +26,23 @@ def test_hand_computed_two_token_vocab():
     assert means.item() == pytest.approx(math.log(3.0) / 2, abs=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # fp32 runs through the reused logits buffer
 @pytest.mark.parametrize("softcap", [None, 3.0])
 @pytest.mark.parametrize("chunk", [1, 5, 64])
-def test_fused_matches_full_logits_values_and_grads(softcap, chunk):
+def test_fused_matches_full_logits_values_and_grads(softcap, chunk, dtype):
     g = torch.Generator().manual_seed(0)
-    hidden = torch.randn(13, 8, generator=g, dtype=torch.float64)
-    weight = torch.randn(50, 8, generator=g, dtype=torch.float64)
+    hidden = torch.randn(13, 8, generator=g, dtype=dtype)
+    weight = torch.randn(50, 8, generator=g, dtype=dtype)
     targets = torch.randint(0, 50, (13,), generator=g)
-    upstream = torch.randn(13, generator=g, dtype=torch.float64)
+    upstream = torch.randn(13, generator=g, dtype=dtype)
     h1, w1 = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     h2, w2 = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
     ours, our_means = token_logps(h1, w1, targets, chunk_size=chunk, softcap=softcap)
     ref, ref_means = _reference(h2, w2, targets, softcap)
     torch.testing.assert_close(ours, ref.float(), atol=1e-5, rtol=0)
     torch.testing.assert_close(our_means, ref_means.float(), atol=1e-5, rtol=0)
-    (ours.double() * upstream).sum().backward()
-    (ref.double() * upstream).sum().backward()
+    (ours.to(dtype) * upstream).sum().backward()
+    (ref.to(dtype) * upstream).sum().backward()
     torch.testing.assert_close(h1.grad, h2.grad, atol=1e-5, rtol=0)
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=0)
 

@@ -40,8 +40,10 @@ def decoder_hidden(model: nn.Module, input_ids: torch.Tensor, position_ids: torc
         kwargs = segment_attention.forward_kwargs(lm.config, segment_attention.pieces_from_positions(position_ids),
                                                   input_ids.device)
     out = lm.base_model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **kwargs)
-    built = [getattr(out, name, None) for name in ("past_key_values", "cache")]  # the name before / from 5.24
-    assert built == [None, None], "a KV cache was built: packed rows would not be isolated"
+    # the output's cache field is `cache` from transformers 5.24, `past_key_values` before (reading the old name
+    # on a new output logs a deprecation warning, so read the field the output class has)
+    name = "cache" if "cache" in getattr(out, "__dataclass_fields__", {}) else "past_key_values"
+    assert getattr(out, name, None) is None, "a KV cache was built: packed rows would not be isolated"
     return out.last_hidden_state
 
 

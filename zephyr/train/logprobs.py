@@ -30,12 +30,41 @@ def _capped(z: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch
     return t * softcap, t
 
 
-# at most this many logits (fp32) exist at once: 2^25 = 128 MB; with Gemma's 262k vocabulary, 128 tokens a chunk
-LOGIT_BUDGET = 1 << 25
+# at most this many logits (fp32) exist at once: 2^27 = 512 MB; with Gemma's 262k vocabulary, 512 tokens a chunk
+# (measured on a 2-core CPU: 512-token chunks make the head 1.7x faster than 128-token ones, which re-read the
+# whole 671 MB weight four times as often)
+LOGIT_BUDGET = 1 << 27
 
 
 def _tokens_per_chunk(chunk_size: int, vocab: int) -> int:
     return max(1, min(chunk_size, LOGIT_BUDGET // max(vocab, 1)))
+
+
+def _chunk_probs(h, weight, targets, buffer, softcap):
+    """One chunk, vocabulary-major: z^T = W h^T as [V, n] (on CPU ~1.3x faster than h W^T, and the reductions
+    run over the leading dimension, vectorised across the chunk's tokens). Returns (z[target], mean z, lse,
+    g, tanh) where g = softmax(z) is written over the logits in place (no second [V, n] tensor)."""
+    n = h.shape[0]
+    if weight.dtype == torch.float32 and buffer is not None:
+        z = torch.mm(weight, h.t(), out=buffer.view(-1)[:weight.shape[0] * n].view(weight.shape[0], n))
+    else:
+        z = torch.mm(weight, h.t()).float()
+    z, t = _capped(z, softcap)
+    cols = torch.arange(n, device=h.device)
+    picked, mean = z[targets, cols], z.mean(0)
+    top = z.amax(0, keepdim=True)
+    total = z.sub_(top).exp_().sum(0, keepdim=True)
+    lse = (top + total.log()).squeeze(0)
+    return picked, mean, lse, z.div_(total), t
+
+
+def _logp_grad(probs, targets, t):
+    """d logp(target) / d z = onehot(target) - softmax(z), times the soft-cap derivative; in place, [V, n]."""
+    g = probs.neg_()
+    g[targets, torch.arange(g.shape[1], device=g.device)] += 1
+    if t is not None:
+        g.mul_(1 - t * t)
+    return g
 
 
 class _FusedLinearLogProb(torch.autograd.Function):
@@ -44,46 +73,38 @@ class _FusedLinearLogProb(torch.autograd.Function):
         n = hidden.shape[0]
         logps = hidden.new_empty(n, dtype=torch.float32)
         means = hidden.new_empty(n, dtype=torch.float32)
-        lses = hidden.new_empty(n, dtype=torch.float32)
         need_dh, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dhidden = torch.empty_like(hidden) if need_dh else None
+        # one logits buffer for every chunk: a fresh 0.5 GB tensor per chunk costs page faults on the CPU
+        buffer = hidden.new_empty(weight.shape[0] * min(chunk_size, n), dtype=torch.float32)
         for start in range(0, n, chunk_size):
             h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-            logits, t = _capped((h @ weight.T).float(), softcap)
-            lse = torch.logsumexp(logits, dim=-1)
-            logps[start:start + chunk_size] = logits.gather(1, y[:, None]).squeeze(1) - lse
-            means[start:start + chunk_size] = logits.mean(-1)
-            lses[start:start + chunk_size] = lse
-            if need_dh:  # d logp / d z = onehot(y) - softmax(z), times the soft-cap derivative (in place: memory)
-                g = logits.sub_(lse[:, None]).exp_().neg_()
-                g.scatter_add_(1, y[:, None], torch.ones_like(g[:, :1]))
-                if t is not None:
-                    g.mul_(1 - t * t)
-                dhidden[start:start + chunk_size] = (g.to(weight.dtype) @ weight).to(hidden.dtype)
+            picked, mean, lse, probs, t = _chunk_probs(h, weight, y, buffer, softcap)
+            logps[start:start + chunk_size], means[start:start + chunk_size] = picked - lse, mean
+            if need_dh:
+                g = _logp_grad(probs, y, t)
+                dhidden[start:start + chunk_size] = (g.t().to(weight.dtype) @ weight).to(hidden.dtype)
         ctx.chunk_size, ctx.softcap = chunk_size, softcap
         ctx.save_for_backward(dhidden if need_dh else None, hidden if need_dw else None,
-                              weight if need_dw else None, targets, lses)
+                              weight if need_dw else None, targets)
         ctx.mark_non_differentiable(means)
         return logps, means
 
     @staticmethod
     def backward(ctx, grad_logps, grad_means):
-        dhidden, hidden, weight, targets, lses = ctx.saved_tensors
+        dhidden, hidden, weight, targets = ctx.saved_tensors
         grad_hidden = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_hidden = dhidden * grad_logps[:, None].to(dhidden.dtype)
         if ctx.needs_input_grad[1]:  # recompute each chunk's softmax once: dW = sum_n g_n (onehot - p_n) h_n^T
             grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             step = ctx.chunk_size
+            buffer = hidden.new_empty(weight.shape[0] * min(step, hidden.shape[0]), dtype=torch.float32)
             for start in range(0, hidden.shape[0], step):
                 h, y = hidden[start:start + step], targets[start:start + step]
-                logits, t = _capped((h @ weight.T).float(), ctx.softcap)
-                g = logits.sub_(lses[start:start + step, None]).exp_().neg_()
-                g.scatter_add_(1, y[:, None], torch.ones_like(g[:, :1]))
-                if t is not None:
-                    g.mul_(1 - t * t)
-                g.mul_(grad_logps[start:start + step, None].float())
-                grad_weight.addmm_(g.T, h.float())
+                _, _, _, probs, t = _chunk_probs(h, weight, y, buffer, ctx.softcap)
+                g = _logp_grad(probs, y, t).mul_(grad_logps[start:start + step][None, :].float())
+                grad_weight.addmm_(g, h.float())
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None
 
