@@ -230,9 +230,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                        help="weights of both trainers (default: per model; bf16 is emulated, so slow, on AVX2 CPUs)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--tag", default="", help="suffix of the results files")
     base_args = parser.parse_args()
     args = base_args
+    if args.dtype:
+        word = {"float32": "fp32", "bfloat16": "bf16"}[args.dtype]
+        for spec in MODELS.values():
+            spec["label"] = spec["label"].replace("bf16", word).replace("fp32", word)
+            spec["dtype"] = args.dtype
     torch.set_num_threads(args.threads)
     import transformers
     import trl
@@ -271,8 +279,9 @@ def main() -> None:
         pass
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sft_vs_trl.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    (out / "sft_vs_trl.md").write_text(markdown(results, meta))
+    stem = "sft_vs_trl" + (f"_{args.tag}" if args.tag else "")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    (out / f"{stem}.md").write_text(markdown(results, meta))
     print(markdown(results, meta))
 
 
