@@ -123,6 +123,14 @@ def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
         tokenizer = load_tokenizer(model_cfg)
         pairs, _ = tokenize_pairs(splits.test, tokenizer, model_cfg.chat_template, dpo_cfg.max_length,
                                   dpo_cfg.max_prompt_length)
+        if name == "sft" and dpo_cfg.reference_mode() == "precompute":
+            reused = _reference_scores(dc.replace(dpo_cfg, chat_template=model_cfg.chat_template), splits, pairs,
+                                       tokenizer)
+            if reused is not None:  # the SFT model is the DPO reference: its log-probs are already on disk
+                scores[name] = reused
+                print(f"zephyr run: SFT log-probs of the {len(pairs)} held-out pairs read from the DPO stage's "
+                      "reference cache", flush=True)
+                continue
         model = load_model(model_cfg, tokenizer)
         scores[name] = score_pairs(model, pairs, batch_size, tokenizer.pad_token_id, desc=f"scoring {name} model")
         del model
@@ -131,6 +139,28 @@ def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
               "dpo": {"preference_accuracy": preference_accuracy(scores["dpo"]),
                       **reward_metrics(scores["dpo"], scores["sft"], dpo_cfg.beta)}}
     return result
+
+
+def _reference_scores(dpo_cfg, splits, test_pairs, tokenizer):
+    """The held-out pairs' reference (SFT) log-probs from the DPO stage's precomputed cache, or None. The DPO
+    stage computed them for train + test pairs in one index space (test indices after the train ones)."""
+    import dataclasses as dc
+
+    import torch
+
+    from .dpo.evaluate import PairScores
+    from .dpo.tokenize import tokenize_pairs
+    from .dpo.train import cached_reference
+    from .models import resolve_dtype
+
+    train_pairs, _ = tokenize_pairs(splits.train, tokenizer, dpo_cfg.chat_template, dpo_cfg.max_length,
+                                    dpo_cfg.max_prompt_length, desc="tokenizing train pairs")
+    shifted = [dc.replace(p, index=p.index + len(splits.train)) for p in test_pairs]
+    table = cached_reference(dpo_cfg, train_pairs + shifted, resolve_dtype(dpo_cfg.dtype))
+    if table is None:
+        return None
+    rows = table[torch.tensor([p.index for p in shifted], dtype=torch.long)]
+    return PairScores(rows[:, 0].clone(), rows[:, 1].clone())
 
 
 def eval_section(result: dict) -> str:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from zephyr.cli import main as zephyr
@@ -38,6 +39,8 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
     assert len((out / "samples.jsonl").read_text().splitlines()) == 2
     first = capsys.readouterr().out
     assert "=== zephyr run: summary ===" in first and "preference accuracy SFT" in first
+    # the SFT model is the DPO reference, whose held-out log-probs the DPO stage already computed
+    assert "read from the DPO stage's reference cache" in first
 
     # a second run reuses the finished SFT and DPO runs and does not train again
     assert zephyr(argv + ["--stages", "sft,dpo,eval,card"]) == 0
@@ -45,6 +48,15 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
     assert "reusing the finished SFT run" in second and "reusing the finished DPO run" in second
     assert "=== zephyr run: sft ===" not in second and "=== zephyr run: dpo ===" not in second
     assert (out / "final" / "README.md").read_text().count("## Evaluation on held-out") == 1
+
+    # without the cache (another cache folder) the SFT model is scored again: the same figures
+    argv[argv.index("--dpo_overrides") + 1] = json.dumps({"ref_cache_dir": str(tmp_path / "empty-cache")})
+    assert zephyr(argv + ["--stages", "eval"]) == 0
+    assert "reference cache" not in capsys.readouterr().out
+    again = json.loads((out / "eval.json").read_text())
+    assert again["sft"]["preference_accuracy"] == result["sft"]["preference_accuracy"]
+    for name, value in result["dpo"].items():
+        assert again["dpo"][name] == pytest.approx(value, abs=1e-4), name
 
 
 def test_a_killed_stage_continues_from_its_newest_checkpoint(tiny_model_dir, tmp_path, capsys):

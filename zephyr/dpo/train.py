@@ -15,7 +15,8 @@ from .card import write_dpo_card
 from .config import DPOConfig
 from .layout import collate
 from .logprobs import install_scoring
-from .reference import attach, cache_key, frozen_copy, precompute, reference_logps, weights_fingerprint
+from .reference import (attach, cache_key, frozen_copy, load_cached, precompute, reference_logps,
+                        weights_fingerprint)
 from .step import DPOSettings, pair_outputs
 from .tokenize import TokenizedPair, TruncationReport, tokenize_pairs
 
@@ -83,9 +84,23 @@ def _cache_dir(cfg: DPOConfig) -> Path:
     return Path(cfg.ref_cache_dir) if cfg.ref_cache_dir else cache_root() / "ref_logps"
 
 
+def reference_table_key(cfg: DPOConfig, pairs: list[TokenizedPair], dtype: torch.dtype) -> str:
+    """The precomputed reference cache's key for the train + test pairs (one index space) of this config."""
+    from ..models import resolve
+
+    where, _ = resolve(cfg.model)
+    return cache_key(pairs, weights_fingerprint(where), str(dtype),
+                     f"{cfg.chat_template}|{cfg.max_length}|{cfg.max_prompt_length}")
+
+
+def cached_reference(cfg: DPOConfig, pairs: list[TokenizedPair], dtype: torch.dtype) -> torch.Tensor | None:
+    """The reference log-probs a precompute run of this config left on disk, or None."""
+    return load_cached(_cache_dir(cfg), reference_table_key(cfg, pairs, dtype))
+
+
 def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     from ..data import load_preference_splits
-    from ..models import load_model, load_tokenizer, resolve
+    from ..models import load_model, load_tokenizer
     from ..train.trainer import Trainer
 
     from ..errors import ConfigError
@@ -115,10 +130,8 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
         ref_model = frozen_copy(model)
     elif mode == "precompute":
         # before any training step (and before a resume loads the checkpoint) the policy is the reference
-        where, _ = resolve(cfg.model)
         # the dtype the weights loaded in, not the config's word: `auto` means bf16 on one machine, fp32 on another
-        key = cache_key(train_pairs + test_pairs, weights_fingerprint(where), str(next(model.parameters()).dtype),
-                        f"{cfg.chat_template}|{cfg.max_length}|{cfg.max_prompt_length}")
+        key = reference_table_key(cfg, train_pairs + test_pairs, next(model.parameters()).dtype)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
         ref_table = precompute(model, train_pairs + test_pairs, _cache_dir(cfg), key,
