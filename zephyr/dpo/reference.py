@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -90,11 +91,12 @@ def load_cached(cache_dir: str | Path, key: str) -> torch.Tensor | None:
 
 
 def _save_table(table: torch.Tensor, path: Path) -> None:
-    """Atomic write: a killed run never leaves a half-written file that a resume would trust."""
+    """Atomic write: a killed run never leaves a half-written file that a resume would trust. The staging name is
+    per process: under `accelerate launch` every process computes and writes the same table."""
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
+    staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     save_file({"ref_logps": table}, str(staging))
     staging.replace(path)
 
