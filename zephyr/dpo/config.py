@@ -30,7 +30,7 @@ class DPOConfig(TrainConfig, DataConfig, ModelConfig):
     reference: str = field("auto", help="reference log-probs: auto (adapter with LoRA, else copy), copy (frozen second model), adapter (LoRA policy with the adapter off), precompute (once, cached on disk), none (reference-free losses)")
     ref_cache_dir: str = field("", help="where precomputed reference log-probs are cached (default: ~/.cache/zephyr/ref_logps)")
     layout: str = field("shared", help="shared (prompt encoded once per pair, packed rows), packed (chosen and rejected as separate packed sequences), padded (TRL's: right-padded rows), auto (shared)")
-    logit_chunk_size: int = field(0, help="completion tokens per lm_head chunk (0: about 64M logits at a time, from the vocabulary size)")
+    logit_chunk_size: int = field(0, help="completion tokens per lm_head chunk (0: 128M logits, 512 MB fp32, at a time: 512 tokens for a 262k vocabulary)")
 
     def __post_init__(self):
         from ..errors import ConfigError

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..train import segment_attention
-from ..train.logprobs import token_logps, token_logps_checkpointed
+from ..train.logprobs import LOGIT_BUDGET, token_logps, token_logps_checkpointed
 from .layout import PairBatch, allowed
 
 
@@ -36,8 +36,9 @@ def causal_lm(model):
 
 
 def default_chunk(vocab_size: int) -> int:
-    """Tokens per head chunk: ~64M logits (256 MB fp32) at a time; 256 tokens for Gemma 3's 262k vocabulary."""
-    return max(16, (1 << 26) // max(vocab_size, 1))
+    """Tokens per head chunk: the fused kernel's logit budget (128M logits, 512 MB fp32) at a time; 512 tokens
+    for Gemma 3's 262k vocabulary, as in SFT."""
+    return max(16, LOGIT_BUDGET // max(vocab_size, 1))
 
 
 def _attention_kwargs(lm, batch: PairBatch) -> dict:
