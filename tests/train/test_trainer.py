@@ -181,3 +181,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_model_dir):
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
+
+
+def test_evaluation_shows_a_progress_bar(tmp_path, tiny_model_dir, capsys):
+    examples = _examples(512, 6)
+    items = [[[i]] for i in range(6)]
+    trainer = Trainer(_config(tmp_path, progress_bar=True), TokenScorer(_model(tiny_model_dir("mistral"))), nll_loss,
+                      items[:2], lambda item: collate_rows(item, examples, 0), eval_items=items[2:])
+    result = trainer.evaluate()
+    assert result["eval_loss"] > 0
+    err = capsys.readouterr().err
+    assert "eval:" in err and "/4 [" in err  # a bar over the 4 eval batches (leave=False clears it at the end)

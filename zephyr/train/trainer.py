@@ -225,7 +225,8 @@ class Trainer:
         per_process = math.ceil(len(self.eval_items) / acc.num_processes)
         mine = list(range(acc.process_index, len(self.eval_items), acc.num_processes))
         loss_sum, targets, sums = 0.0, 0.0, {}
-        for k in range(per_process):
+        for k in tqdm(range(per_process), desc="eval", unit="batch", dynamic_ncols=True, leave=False,
+                      disable=not (self.config.progress_bar and acc.is_main_process)):
             weight = 1.0 if k < len(mine) else 0.0
             batch = self._to_device(self.collate(self.eval_items[mine[k] if weight else 0]))
             value, n, metric_sums = self.loss_fn(self.model, batch)
