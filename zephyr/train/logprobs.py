@@ -40,18 +40,21 @@ def _tokens_per_chunk(chunk_size: int, vocab: int) -> int:
     return max(1, min(chunk_size, LOGIT_BUDGET // max(vocab, 1)))
 
 
-def _chunk_probs(h, weight, targets, buffer, softcap):
-    """One chunk, vocabulary-major: z^T = W h^T as [V, n] (on CPU ~1.3x faster than h W^T, and the reductions
-    run over the leading dimension, vectorised across the chunk's tokens). Returns (z[target], mean z, lse,
-    g, tanh) where g = softmax(z) is written over the logits in place (no second [V, n] tensor)."""
+def _chunk_logits(h, weight, buffer, softcap):
+    """One chunk's logits, vocabulary-major: z^T = W h^T as [V, n] fp32 (on CPU ~1.3x faster than h W^T, and the
+    reductions run over the leading dimension, vectorised across the chunk's tokens); also tanh for a soft-cap."""
     n = h.shape[0]
     if weight.dtype == torch.float32 and buffer is not None:
         z = torch.mm(weight, h.t(), out=buffer.view(-1)[:weight.shape[0] * n].view(weight.shape[0], n))
     else:
         z = torch.mm(weight, h.t()).float()
-    z, t = _capped(z, softcap)
-    cols = torch.arange(n, device=h.device)
-    picked, mean = z[targets, cols], z.mean(0)
+    return _capped(z, softcap)
+
+
+def _chunk_probs(h, weight, targets, buffer, softcap):
+    """-> (z[target], mean z, lse, softmax(z) written over the logits in place, tanh)."""
+    z, t = _chunk_logits(h, weight, buffer, softcap)
+    picked, mean = z[targets, torch.arange(h.shape[0], device=h.device)], z.mean(0)
     top = z.amax(0, keepdim=True)
     total = z.sub_(top).exp_().sum(0, keepdim=True)
     lse = (top + total.log()).squeeze(0)
@@ -73,6 +76,7 @@ class _FusedLinearLogProb(torch.autograd.Function):
         n = hidden.shape[0]
         logps = hidden.new_empty(n, dtype=torch.float32)
         means = hidden.new_empty(n, dtype=torch.float32)
+        lses = hidden.new_empty(n, dtype=torch.float32)
         need_dh, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dhidden = torch.empty_like(hidden) if need_dh else None
         # one logits buffer for every chunk: a fresh 0.5 GB tensor per chunk costs page faults on the CPU
@@ -81,18 +85,19 @@ class _FusedLinearLogProb(torch.autograd.Function):
             h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
             picked, mean, lse, probs, t = _chunk_probs(h, weight, y, buffer, softcap)
             logps[start:start + chunk_size], means[start:start + chunk_size] = picked - lse, mean
+            lses[start:start + chunk_size] = lse
             if need_dh:
                 g = _logp_grad(probs, y, t)
                 dhidden[start:start + chunk_size] = (g.t().to(weight.dtype) @ weight).to(hidden.dtype)
         ctx.chunk_size, ctx.softcap = chunk_size, softcap
         ctx.save_for_backward(dhidden if need_dh else None, hidden if need_dw else None,
-                              weight if need_dw else None, targets)
+                              weight if need_dw else None, targets, lses)
         ctx.mark_non_differentiable(means)
         return logps, means
 
     @staticmethod
     def backward(ctx, grad_logps, grad_means):
-        dhidden, hidden, weight, targets = ctx.saved_tensors
+        dhidden, hidden, weight, targets, lses = ctx.saved_tensors
         grad_hidden = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_hidden = dhidden * grad_logps[:, None].to(dhidden.dtype)
@@ -102,7 +107,8 @@ class _FusedLinearLogProb(torch.autograd.Function):
             buffer = hidden.new_empty(weight.shape[0] * min(step, hidden.shape[0]), dtype=torch.float32)
             for start in range(0, hidden.shape[0], step):
                 h, y = hidden[start:start + step], targets[start:start + step]
-                _, _, _, probs, t = _chunk_probs(h, weight, y, buffer, ctx.softcap)
+                z, t = _chunk_logits(h, weight, buffer, ctx.softcap)  # softmax from the forward's lse
+                probs = z.sub_(lses[None, start:start + step]).exp_()
                 g = _logp_grad(probs, y, t).mul_(grad_logps[start:start + step][None, :].float())
                 grad_weight.addmm_(g, h.float())
             grad_weight = grad_weight.to(weight.dtype)
