@@ -3,7 +3,10 @@
     python benchmarks/dpo_vs_trl.py                      # both models, results in benchmarks/results/
     python benchmarks/dpo_vs_trl.py --models tiny --rounds 1 --steps 2 --warmup 1   # a quick check
 
-Models: a tiny Mistral (hidden 256, 4 layers, fp32, full fine-tuning, frozen reference copy on both sides) and
+Models: a tiny Mistral (hidden 256, 4 layers, fp32, full fine-tuning, frozen reference copy on both sides; a
+byte-level BPE tokenizer of Mistral's vocabulary size, 32,000, trained on the benchmark's own text, so that tokens
+are about as long as a real tokenizer's and the LM head has its real width; `--tiny_vocab 512` gives the small
+test tokenizer instead, whose near-byte tokens make rows long and the head negligible) and
 the embedded gemma-3-270m (LoRA r=16, bf16 weights, precomputed reference log-probs on both sides). Data: the
 UltraFeedback sample of ../shared/data, tokenised once by us and fed to both trainers as token ids, in the same
 order (no shuffling), so both do the same work. Each measurement runs in a fresh subprocess (so peak memory is
@@ -32,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ultrafeedback_binarized_sample" / "train_1000.jsonl"
 MODELS = {
-    "tiny": {"desc": "tiny Mistral (hidden 256, 4 layers), full fine-tuning, fp32", "lora": False, "dtype": "float32"},
+    "tiny": {"desc": "tiny Mistral (hidden 256, 4 layers, vocab {vocab}), full fine-tuning, fp32", "lora": False,
+             "dtype": "float32"},
     "gemma": {"desc": "gemma-3-270m (embedded), LoRA r=16, bf16, precomputed reference", "lora": True,
               "dtype": "bfloat16"},
 }
@@ -89,6 +93,18 @@ class StepClock:
         self.times.append(time.perf_counter())
         if step == self.warmup:
             self.memory.start()
+
+
+def corpus_texts(path: Path):
+    """Every prompt and reply of a preference file: the text the tiny model's tokenizer is trained on."""
+    for line in path.open(encoding="utf-8"):
+        record = json.loads(line)
+        for key in ("prompt", "chosen", "rejected"):
+            value = record.get(key)
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, list):
+                yield from (m["content"] for m in value if isinstance(m, dict) and isinstance(m.get("content"), str))
 
 
 def load_pairs(args, tokenizer, template):
@@ -227,7 +243,7 @@ def measure(args, impl: str, model: str, model_path: str, cache: str) -> dict:
 def summarise(runs: list[dict], args) -> dict:
     out = {}
     for model in args.model_list:
-        row = {"desc": MODELS[model]["desc"], "batch": args.batches[model]}
+        row = {"desc": MODELS[model]["desc"].format(vocab=f"{args.tiny_vocab:,}"), "batch": args.batches[model]}
         for impl in ("ours", "trl"):
             mine = [r for r in runs if r["model"] == model and r["impl"] == impl]
             row[impl] = {k: statistics.median(r[k] for r in mine)
@@ -274,6 +290,9 @@ def main():
     parser.add_argument("--max_length", type=int, default=1024)
     parser.add_argument("--max_prompt_length", type=int, default=512)
     parser.add_argument("--layout", default="shared")
+    parser.add_argument("--tiny_vocab", type=int, default=32000,
+                        help="the tiny model's vocabulary: its tokenizer is trained on --data to this size (Mistral's: "
+                             "32000); 512 = the tests' fixed-text tokenizer")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even when a GPU is present")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -293,7 +312,9 @@ def main():
     from zephyr.tiny import tiny_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="dpo-bench-"))
-    paths = {"tiny": str(tiny_checkpoint("mistral", work / "tiny", hidden=256, layers=4)), "gemma": "embedded"}
+    corpus = None if args.tiny_vocab <= 512 else list(corpus_texts(args.data))
+    paths = {"tiny": str(tiny_checkpoint("mistral", work / "tiny", hidden=256, layers=4, vocab_size=args.tiny_vocab,
+                                         corpus=corpus)), "gemma": "embedded"}
     runs = []
     for round_ in range(args.rounds):
         for model in args.model_list:

@@ -1,11 +1,13 @@
 """Tiny models and tokenizers built from a config, for tests and benchmarks (no hub needed).
 
 `tiny_checkpoint("mistral", folder)` writes a randomly initialised Mistral/Llama/Gemma3 causal LM with a
-small byte-level BPE tokenizer (trained on the spot on a fixed text) that knows the Zephyr special tokens.
+small byte-level BPE tokenizer (trained on the spot on a fixed text, or on the text given) that knows the
+Zephyr special tokens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -21,8 +23,10 @@ system user assistant <|user|> <|assistant|> <|system|> im_start im_end
 """ * 4
 
 
-def tiny_tokenizer(vocab_size: int = 512):
-    """A fast byte-level BPE tokenizer that, like Mistral's, puts <s> in front of encoded text."""
+def tiny_tokenizer(vocab_size: int = 512, corpus: Iterable[str] | None = None):
+    """A fast byte-level BPE tokenizer that, like Mistral's, puts <s> in front of encoded text. Trained on `corpus`
+    when given (benchmarks: a full-size vocabulary whose tokens are as long as a real tokenizer's), else on a
+    fixed paragraph (tests: a few hundred tokens, trained in milliseconds)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -31,7 +35,7 @@ def tiny_tokenizer(vocab_size: int = 512):
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    core.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    core.train_from_iterator(_CORPUS.splitlines() if corpus is None else corpus, trainer=trainer)
     bos = core.token_to_id("<s>")
     core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                         special_tokens=[("<s>", bos)])
@@ -58,12 +62,12 @@ def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, h
 
 
 def tiny_checkpoint(arch: str, folder: str | Path, hidden: int = 64, layers: int = 2, seed: int = 0,
-                    vocab_size: int = 512) -> Path:
+                    vocab_size: int = 512, corpus: Iterable[str] | None = None) -> Path:
     """Write a tiny randomly initialised checkpoint (safetensors + tokenizer) and return its folder."""
     from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
-    tokenizer = tiny_tokenizer(vocab_size)
+    tokenizer = tiny_tokenizer(vocab_size, corpus)
     config = tiny_config(arch, len(tokenizer), hidden=hidden, layers=layers)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
