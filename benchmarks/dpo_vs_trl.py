@@ -35,9 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ultrafeedback_binarized_sample" / "train_1000.jsonl"
 MODELS = {
-    "tiny": {"desc": "tiny Mistral (hidden 256, 4 layers, vocab {vocab}), full fine-tuning, fp32", "lora": False,
+    "tiny": {"desc": "tiny Mistral (hidden 256, 4 layers, vocab {vocab}), full fine-tuning, {dtype}", "lora": False,
              "dtype": "float32"},
-    "gemma": {"desc": "gemma-3-270m (embedded), LoRA r=16, bf16, precomputed reference", "lora": True,
+    "gemma": {"desc": "gemma-3-270m (embedded), LoRA r=16, {dtype}, precomputed reference", "lora": True,
               "dtype": "bfloat16"},
 }
 
@@ -129,7 +129,7 @@ def worker(args) -> dict:
     torch.set_num_threads(args.threads)
     spec = MODELS[args.model]
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
-    cfg = DPOConfig(model=args.model_path, dtype=spec["dtype"], use_lora=spec["lora"], lora_r=16, lora_alpha=32,
+    cfg = DPOConfig(model=args.model_path, dtype=args.dtype or spec["dtype"], use_lora=spec["lora"], lora_r=16, lora_alpha=32,
                     lora_dropout=0.0, reference="precompute" if spec["lora"] else "copy", layout=args.layout,
                     ref_cache_dir=args.cache, per_device_train_batch_size=args.batch, beta=0.1,
                     learning_rate=1e-6, lr_scheduler_type="constant", warmup_ratio=0.0,
@@ -232,6 +232,8 @@ def measure(args, impl: str, model: str, model_path: str, cache: str) -> dict:
            "--max_prompt_length", str(args.max_prompt_length), "--data", str(args.data), "--layout", args.layout]
     if args.cpu:
         cmd.append("--cpu")
+    if args.dtype:
+        cmd += ["--dtype", args.dtype]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TQDM_DISABLE": "1", "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -243,7 +245,9 @@ def measure(args, impl: str, model: str, model_path: str, cache: str) -> dict:
 def summarise(runs: list[dict], args) -> dict:
     out = {}
     for model in args.model_list:
-        row = {"desc": MODELS[model]["desc"].format(vocab=f"{args.tiny_vocab:,}"), "batch": args.batches[model]}
+        dtype = {"float32": "fp32", "bfloat16": "bf16"}.get(args.dtype or MODELS[model]["dtype"], args.dtype)
+        row = {"desc": MODELS[model]["desc"].format(vocab=f"{args.tiny_vocab:,}", dtype=dtype),
+               "batch": args.batches[model]}
         for impl in ("ours", "trl"):
             mine = [r for r in runs if r["model"] == model and r["impl"] == impl]
             row[impl] = {k: statistics.median(r[k] for r in mine)
@@ -290,6 +294,8 @@ def main():
     parser.add_argument("--max_length", type=int, default=1024)
     parser.add_argument("--max_prompt_length", type=int, default=512)
     parser.add_argument("--layout", default="shared")
+    parser.add_argument("--dtype", default="", choices=["", "float32", "bfloat16"],
+                        help="weights' dtype for every model (default: fp32 for tiny, bf16 for gemma)")
     parser.add_argument("--tiny_vocab", type=int, default=32000,
                         help="the tiny model's vocabulary: its tokenizer is trained on --data to this size (Mistral's: "
                              "32000); 512 = the tests' fixed-text tokenizer")
