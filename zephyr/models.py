@@ -139,7 +139,10 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     if config.use_lora and for_training:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(config))
+        with warnings.catch_warnings():
+            # peft reads transformers 5's deprecated `is_gradient_checkpointing`: a warning no user can act on
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(model, lora_config(config))
     return model
 
 
