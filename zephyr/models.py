@@ -21,7 +21,7 @@ class ModelConfig:
 
     model: str = field(EMBEDDED, help="hub id, local folder, .gguf file, or 'embedded' (google/gemma-3-270m shipped on PyPI)")
     revision: str = field("main", help="hub revision (branch, tag or commit) when `model` is a hub id")
-    dtype: str = field("auto", help="auto (bf16 where the hardware supports it, fp32 on CPU), float32, bfloat16, float16")
+    dtype: str = field("auto", help="auto (bf16 where the hardware computes in it: a GPU with bf16, a CPU with AVX512-BF16/AMX; else fp32), float32, bfloat16, float16")
     attn_implementation: str = field("sdpa", help="attention kernel: sdpa, eager, flash_attention_2, ...")
     trust_remote_code: bool = field(False, help="run model code shipped with a hub checkpoint (off: safetensors + library code only)")
     chat_template: str = field("auto", help="zephyr (<|user|> ... </s>), chatml (<|im_start|> ... <|im_end|>), or auto (the checkpoint's own if it is one of these, else zephyr)")
