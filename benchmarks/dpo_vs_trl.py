@@ -7,7 +7,8 @@ Models: a tiny Mistral (hidden 256, 4 layers, fp32, full fine-tuning, frozen ref
 byte-level BPE tokenizer of Mistral's vocabulary size, 32,000, trained on the benchmark's own text, so that tokens
 are about as long as a real tokenizer's and the LM head has its real width; `--tiny_vocab 512` gives the small
 test tokenizer instead, whose near-byte tokens make rows long and the head negligible) and
-the embedded gemma-3-270m (LoRA r=16, bf16 weights, precomputed reference log-probs on both sides). Data: the
+the embedded gemma-3-270m (LoRA r=16, bf16 weights unless `--dtype float32`, precomputed reference log-probs on
+both sides). Data: the
 UltraFeedback sample of ../shared/data, tokenised once by us and fed to both trainers as token ids, in the same
 order (no shuffling), so both do the same work. Each measurement runs in a fresh subprocess (so peak memory is
 its own); rounds alternate which implementation goes first. Timed: the optimizer steps after `--warmup`
@@ -129,8 +130,8 @@ def worker(args) -> dict:
     torch.set_num_threads(args.threads)
     spec = MODELS[args.model]
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
-    cfg = DPOConfig(model=args.model_path, dtype=args.dtype or spec["dtype"], use_lora=spec["lora"], lora_r=16, lora_alpha=32,
-                    lora_dropout=0.0, reference="precompute" if spec["lora"] else "copy", layout=args.layout,
+    cfg = DPOConfig(model=args.model_path, dtype=args.dtype or spec["dtype"], use_lora=spec["lora"], lora_r=16,
+                    lora_alpha=32, lora_dropout=0.0, reference="precompute" if spec["lora"] else "copy", layout=args.layout,
                     ref_cache_dir=args.cache, per_device_train_batch_size=args.batch, beta=0.1,
                     learning_rate=1e-6, lr_scheduler_type="constant", warmup_ratio=0.0,
                     max_steps=args.warmup + args.steps, logging_steps=1, save_steps=0, report_to=[],
