@@ -97,15 +97,14 @@ class StepClock:
 
 
 def corpus_texts(path: Path):
-    """Every prompt and reply of a preference file: the text the tiny model's tokenizer is trained on."""
-    for line in path.open(encoding="utf-8"):
-        record = json.loads(line)
-        for key in ("prompt", "chosen", "rejected"):
-            value = record.get(key)
-            if isinstance(value, str):
-                yield value
-            elif isinstance(value, list):
-                yield from (m["content"] for m in value if isinstance(m, dict) and isinstance(m.get("content"), str))
+    """Every prompt and reply of a preference file, read by the project's data layer: the text the tiny model's
+    tokenizer is trained on."""
+    from zephyr.data import DataConfig, load_preference_splits
+
+    for row in load_preference_splits(DataConfig(dataset_mixer={str(path): 1.0}, test_split_size=0)).train:
+        yield from (message["content"] for message in row["prompt"])
+        yield row["chosen"]
+        yield row["rejected"]
 
 
 def load_pairs(args, tokenizer, template):
@@ -131,7 +130,8 @@ def worker(args) -> dict:
     spec = MODELS[args.model]
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     cfg = DPOConfig(model=args.model_path, dtype=args.dtype or spec["dtype"], use_lora=spec["lora"], lora_r=16,
-                    lora_alpha=32, lora_dropout=0.0, reference="precompute" if spec["lora"] else "copy", layout=args.layout,
+                    lora_alpha=32, lora_dropout=0.0, reference="precompute" if spec["lora"] else "copy",
+                    layout=args.layout,
                     ref_cache_dir=args.cache, per_device_train_batch_size=args.batch, beta=0.1,
                     learning_rate=1e-6, lr_scheduler_type="constant", warmup_ratio=0.0,
                     max_steps=args.warmup + args.steps, logging_steps=1, save_steps=0, report_to=[],
