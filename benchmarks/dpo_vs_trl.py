@@ -96,24 +96,27 @@ class StepClock:
             self.memory.start()
 
 
-def corpus_texts(path: Path):
-    """Every prompt and reply of a preference file, read by the project's data layer: the text the tiny model's
-    tokenizer is trained on."""
+def preference_rows(path: Path) -> list[dict]:
+    """All pairs of a preference file as the data layer reads them: {prompt: [messages], chosen, rejected}."""
     from zephyr.data import DataConfig, load_preference_splits
 
-    for row in load_preference_splits(DataConfig(dataset_mixer={str(path): 1.0}, test_split_size=0)).train:
+    return load_preference_splits(DataConfig(dataset_mixer={str(path): 1.0}, test_split_size=0)).train
+
+
+def corpus_texts(path: Path):
+    """Every prompt and reply of a preference file: the text the tiny model's tokenizer is trained on."""
+    for row in preference_rows(path):
         yield from (message["content"] for message in row["prompt"])
         yield row["chosen"]
         yield row["rejected"]
 
 
 def load_pairs(args, tokenizer, template):
-    from zephyr.data import DataConfig, load_preference_splits
     from zephyr.dpo.tokenize import tokenize_pairs
 
-    splits = load_preference_splits(DataConfig(dataset_mixer={str(args.data): 1.0}, test_split_size=0))
     needed = (args.warmup + args.steps) * args.batch
-    pairs, _ = tokenize_pairs(splits.train[:needed], tokenizer, template, args.max_length, args.max_prompt_length)
+    rows = preference_rows(args.data)[:needed]
+    pairs, _ = tokenize_pairs(rows, tokenizer, template, args.max_length, args.max_prompt_length)
     if len(pairs) < needed:
         raise SystemExit(f"only {len(pairs)} pairs for {needed} needed")
     for i, p in enumerate(pairs):
@@ -136,7 +139,8 @@ def worker(args) -> dict:
                     learning_rate=1e-6, lr_scheduler_type="constant", warmup_ratio=0.0,
                     max_steps=args.warmup + args.steps, logging_steps=1, save_steps=0, report_to=[],
                     progress_bar=False, output_dir=tempfile.mkdtemp(), max_length=args.max_length,
-                    max_prompt_length=args.max_prompt_length, chat_template="zephyr", max_seq_length=2 * args.max_length)
+                    max_prompt_length=args.max_prompt_length, chat_template="zephyr",
+                    max_seq_length=2 * args.max_length)
     from zephyr.models import load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
