@@ -155,7 +155,7 @@ def worker(args) -> dict:
     clock = StepClock(args.warmup, memory)
     losses = (run_ours if args.impl == "ours" else run_trl)(args, cfg, tokenizer, pairs, batches, clock, device)
     peak = memory.stop()
-    seconds = clock.times[-1] - clock.times[args.warmup - 1] if args.warmup else clock.times[-1] - clock.times[0]
+    seconds = clock.times[-1] - clock.times[args.warmup - 1]
     return {"impl": args.impl, "model": args.model, "device": device, "threads": args.threads, "batch": args.batch,
             "steps": args.steps, "seconds": seconds, "s_per_step": seconds / args.steps,
             "tokens_per_s": tokens / seconds, "pairs_per_s": len(timed) / seconds, "peak_memory_gb": peak,
@@ -293,7 +293,9 @@ def main():
     parser.add_argument("--models", default="tiny,gemma")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps first (at least 1: the clock and the memory window start at the end "
+                             "of the last one)")
     parser.add_argument("--batch", type=int, default=0, help="pairs per step (0: 8 for tiny, 4 for gemma)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max_length", type=int, default=1024)
@@ -314,6 +316,8 @@ def main():
     parser.add_argument("--model_path")
     parser.add_argument("--cache")
     args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: timing and peak memory start at the end of the last warmup step")
     if args.worker:
         args.impl = args.worker
         print(json.dumps(worker(args)), flush=True)
