@@ -88,8 +88,7 @@ def main():
         else:
             values.update(dataset_splits=["pairs_train", "pairs_test"], max_length=args.max_length,
                           max_prompt_length=args.max_prompt_length, beta=args.beta,
-                          learning_rate=args.dpo_learning_rate, max_seq_length=2 * args.max_length,
-                          num_train_epochs=args.dpo_epochs)
+                          learning_rate=args.dpo_learning_rate, num_train_epochs=args.dpo_epochs)
         if args.max_steps > 0:
             values["max_steps"] = args.max_steps
         (recipe / name).write_text(yaml.safe_dump(values, sort_keys=False))

@@ -139,8 +139,7 @@ def worker(args) -> dict:
                     learning_rate=1e-6, lr_scheduler_type="constant", warmup_ratio=0.0,
                     max_steps=args.warmup + args.steps, logging_steps=1, save_steps=0, report_to=[],
                     progress_bar=False, output_dir=tempfile.mkdtemp(), max_length=args.max_length,
-                    max_prompt_length=args.max_prompt_length, chat_template="zephyr",
-                    max_seq_length=2 * args.max_length)
+                    max_prompt_length=args.max_prompt_length, chat_template="zephyr")
     from zephyr.models import load_tokenizer
 
     tokenizer = load_tokenizer(cfg)

@@ -83,11 +83,11 @@ def model_source(name: str, workdir: Path) -> str:
 
 
 def model_config(name: str, source: str):
-    from zephyr.models import ModelConfig
+    from zephyr.models import LoraModelConfig
 
     spec = MODELS[name]
-    return ModelConfig(model=source, dtype=spec["dtype"], chat_template="zephyr", use_lora=spec["lora"], lora_r=16,
-                       lora_alpha=32, lora_dropout=0.05)
+    return LoraModelConfig(model=source, dtype=spec["dtype"], chat_template="zephyr", use_lora=spec["lora"], lora_r=16,
+                           lora_alpha=32, lora_dropout=0.05)
 
 
 def tokenized(tokenizer, convs, seq_len):
@@ -111,7 +111,7 @@ def run_ours(name, source, convs, args, workdir) -> dict:
         model = load_model(mcfg, tokenizer, for_training=True)
         cfg = TrainConfig(output_dir=str(workdir / "ours"), learning_rate=MODELS[name]["lr"], lr_scheduler_type="cosine",
                           warmup_ratio=0.1, max_steps=args.steps, per_device_train_batch_size=args.batch,
-                          max_seq_length=args.seq_len, logging_steps=1, save_steps=0, report_to=[],
+                          logging_steps=1, save_steps=0, report_to=[],
                           progress_bar=False, seed=args.seed)
         trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, items,
                           lambda item: collate_rows(item, examples, tokenizer.pad_token_id or 0))

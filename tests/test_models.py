@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from zephyr.chat_template import JINJA
-from zephyr.models import (ModelConfig, cpu_has_fast_bf16, load_model, load_tokenizer, resolve, resolve_dtype,
-                           template_of)
+from zephyr.models import (LoraModelConfig, ModelConfig, cpu_has_fast_bf16, load_model, load_tokenizer, resolve,
+                           resolve_dtype, template_of)
 
 
 @pytest.mark.parametrize("arch", ["mistral", "llama", "gemma3"])
@@ -60,7 +60,7 @@ def test_pad_token_is_set_when_missing(tiny_model_dir, tmp_path):
 
 
 def test_lora_wraps_for_training_only(tiny_model_dir):
-    config = ModelConfig(model=str(tiny_model_dir("llama")), use_lora=True, lora_r=4)
+    config = LoraModelConfig(model=str(tiny_model_dir("llama")), use_lora=True, lora_r=4)
     tokenizer = load_tokenizer(config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

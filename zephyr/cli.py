@@ -6,8 +6,11 @@ the CLI stays cheap (torch and transformers load only for the command that needs
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
+from functools import partial
+from typing import Callable
 
 from .errors import ZephyrError
 
@@ -27,42 +30,57 @@ COMMANDS = {
 }
 
 
-def usage() -> str:
-    lines = ["usage: zephyr <command> [--config RECIPE.yaml] [--FIELD VALUE ...]", "", "commands:"]
-    lines += [f"  {name:<9} {meaning}" for name, (_, meaning) in COMMANDS.items()]
-    lines += ["", "`zephyr <command> --help` lists every field with its default and meaning."]
+Table = dict[str, tuple[Callable[[list[str]], int | None], str]]  # name -> (main(argv), one-line meaning)
+
+
+def usage(table: Table, prog: str) -> str:
+    lines = [f"usage: {prog} <command> ... [--config RECIPE.yaml] [--FIELD VALUE ...]", "", "commands:"]
+    width = max(len(name) for name in table) + 2
+    lines += [f"  {name:<{width}}{meaning}" for name, (_, meaning) in table.items()]
+    lines += ["", f"`{prog} <command> --help` lists every field with its default and meaning."]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def dispatch(table: Table, argv: list[str] | None = None, prog: str = "zephyr") -> int:
+    """Run `table[argv[0]]` on the rest of argv; a user error prints its message (no traceback) and returns 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
+        print(usage(table, prog))
         return 0
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        import difflib
-
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        print(f"zephyr: unknown command '{name}'.{hint}\n\n{usage()}", file=sys.stderr)
+    if name not in table:
+        close = difflib.get_close_matches(name, table, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(f"{prog}: unknown command '{name}'{hint}\n\n{usage(table, prog)}", file=sys.stderr)
         return 2
-    module_name = COMMANDS[name][0]
+    try:
+        return int(table[name][0](rest) or 0)
+    except SystemExit as done:  # `--help` prints the fields and exits
+        if isinstance(done.code, int):
+            return done.code
+        raise
+    except ZephyrError as err:
+        print(f"{prog} {name}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog} {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_module(module_name: str, argv: list[str]) -> int | None:
+    """Import a command's module only when it runs, and call its `main(argv)`."""
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name and module_name.startswith(err.name):
-            print(f"zephyr: '{name}' is not available in this build ({module_name} missing)", file=sys.stderr)
-            return 2
+            raise ZephyrError(f"not available in this build ({module_name} missing)") from None
         raise
-    try:
-        return int(module.main(rest) or 0)
-    except ZephyrError as err:
-        print(f"zephyr {name}: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nzephyr {name}: interrupted", file=sys.stderr)
-        return 130
+    return module.main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch({name: (partial(run_module, module), meaning) for name, (module, meaning) in COMMANDS.items()},
+                    argv)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import yaml
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+BOOL_WORDS = {True: ("true", "1", "yes", "on"), False: ("false", "0", "no", "off")}
 
 
 def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
@@ -29,6 +30,14 @@ def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kwargs)
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclasses.dataclass
+class SeedConfig:
+    """The one seed of a stage; a base of every config that draws random numbers, so it is declared once."""
+
+    seed: int = field(42, help="seed of everything random: data shuffling, hold-out and sampling, UltraFeedback "
+                               "binarization, adapter init, dropout and the batch order")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -45,7 +54,11 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 
 
 def coerce(name: str, value: Any, tp: Any) -> Any:
-    """Turn a YAML or command-line value into the field's declared type, or raise ConfigError naming the field."""
+    """Turn a YAML or command-line value into the field's declared type, or raise ConfigError naming the field.
+
+    A list field takes a YAML list, a JSON list (`'["a", "b"]'`) or one plain string, which is one item: the
+    command line gives several items as separate words (`--tasks a b`), never as one comma-joined word.
+    """
     inner, optional = _unwrap_optional(tp)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if optional or inner is Any:
@@ -57,9 +70,9 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             if isinstance(value, bool):
                 return value
             text = str(value).lower()
-            if text in ("true", "1", "yes", "on"):
+            if text in BOOL_WORDS[True]:
                 return True
-            if text in ("false", "0", "no", "off"):
+            if text in BOOL_WORDS[False]:
                 return False
             raise ValueError(value)
         if inner in (int, float, str):
@@ -70,7 +83,9 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             return inner(value)
         if origin in (list, tuple):
             if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith("[") else [v for v in value.split(",") if v]
+                value = json.loads(value) if value.strip().startswith("[") else [value]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(value)
             (item_tp,) = typing.get_args(inner)[:1] or (Any,)
             return [coerce(name, v, item_tp) if item_tp is not Any else v for v in value]
         if origin is dict:
@@ -98,8 +113,13 @@ def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
     return ConfigError(f"unknown field '{key}' in {where}{hint}")
 
 
+def _required(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
 def from_dict(cls: type[T], values: dict[str, Any], where: str = "recipe") -> T:
-    """Build `cls` from a mapping, rejecting unknown keys with the nearest valid name."""
+    """Build `cls` from a mapping, rejecting unknown keys with the nearest valid name and naming missing ones."""
     hints = _field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -107,6 +127,9 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "recipe") -> T:
         if key not in hints:
             raise _unknown(key, names, where)
         kwargs[key] = coerce(key, value, hints[key])
+    missing = [name for name in _required(cls) if name not in kwargs]
+    if missing:
+        raise ConfigError(f"field '{missing[0]}' is required")
     return cls(**kwargs)
 
 
@@ -125,10 +148,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def format_help(cls: type, prog: str) -> str:
+def _positionals(positional: str | Sequence[str] | None) -> list[str]:
+    if positional is None:
+        return []
+    return [positional] if isinstance(positional, str) else list(positional)
+
+
+def usage_line(cls: type, prog: str, positional: str | Sequence[str] | None = None) -> str:
+    """`usage: PROG INPUT OUTPUT [--config RECIPE.yaml] [--FIELD VALUE ...]`; an optional positional in [ ]."""
+    required = _required(cls)
+    words = [name.upper() if name in required else f"[{name.upper()}]" for name in _positionals(positional)]
+    return " ".join(["usage:", prog, *words, "[--config RECIPE.yaml] [--FIELD VALUE ...]"])
+
+
+def format_help(cls: type, prog: str, positional: str | Sequence[str] | None = None) -> str:
     """Every field with its type, default and one-line meaning."""
     doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-    lines = [f"usage: {prog} [--config RECIPE.yaml] [--FIELD VALUE ...]", "", doc, "", "fields (YAML key or --flag):"]
+    lines = [usage_line(cls, prog, positional), "", doc, "",
+             "fields (YAML key or --flag; a list is --FIELD A B C, or a list in the recipe):"]
     hints = _field_types(cls)
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -139,64 +176,89 @@ def format_help(cls: type, prog: str) -> str:
     return "\n".join(lines)
 
 
-def parse_args(cls: type[T], argv: list[str] | None = None, prog: str = "zephyr",
-               positional: str | None = None) -> T:
-    """`[--config recipe.yaml] [POSITIONAL] [--key value | --key=value | --flag] ...` -> cls.
+def _recipe_subset(values: dict[str, Any], names: list[str], path: str) -> dict[str, Any]:
+    """A recipe's keys that are fields of this command; the others belong to other stages, but a near-miss
+    of a field is a typo and says so."""
+    kept = {}
+    for key, value in values.items():
+        if key in names:
+            kept[key] = value
+            continue
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.85)
+        if close:
+            raise ConfigError(f"{path}: unknown field '{key}'; did you mean '{close[0]}'?")
+    return kept
 
-    `positional` names the field that a bare argument fills (e.g. the recipe folder or model path).
+
+def parse_args(cls: type[T], argv: list[str] | None = None, prog: str = "zephyr",
+               positional: str | Sequence[str] | None = None, recipe_subset: bool = False) -> T:
+    """`[POSITIONAL ...] [--config recipe.yaml] [--key value | --key=value | --flag | --list a b c] ...` -> cls.
+
+    `positional` names the field (or, in order, the fields) that bare arguments fill, e.g. the model path; a
+    positional field without a default must be given. A list field takes every word up to the next `--key`
+    (or one JSON list). `recipe_subset`: the recipe may hold other stages' fields, which are ignored.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        print(format_help(cls, prog))
+        print(format_help(cls, prog, positional))
         raise SystemExit(0)
     hints = _field_types(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    positionals = _positionals(positional)
     recipe: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
+    bare: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
+        i += 1
         if not arg.startswith("--"):
-            if positional is None or positional in overrides:
+            if len(bare) == len(positionals):
                 raise ConfigError(f"unexpected argument '{arg}'")
-            overrides[positional] = arg
-            i += 1
+            bare.append(arg)
             continue
         key, eq, value = arg[2:].partition("=")
         key = key.replace("-", "_")
         if key == "config":
             if not eq:
-                i += 1
                 if i >= len(argv):
                     raise ConfigError("--config needs a YAML path")
-                value = argv[i]
-            recipe.update(load_yaml(value))
-            i += 1
+                value, i = argv[i], i + 1
+            values = load_yaml(value)
+            recipe.update(_recipe_subset(values, names, value) if recipe_subset else values)
             continue
         if key not in hints:
             raise _unknown(key, names, "command line")
-        if not eq:
-            inner, _ = _unwrap_optional(hints[key])
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if inner is bool and (nxt is None or nxt.startswith("--") or nxt.lower() not in
-                                  ("true", "false", "1", "0", "yes", "no", "on", "off")):
-                value = "true"
+        if eq:
+            overrides[key] = value
+            continue
+        inner, _ = _unwrap_optional(hints[key])
+        if inner is bool:  # a bare flag is true; a following true/false word is its value
+            if i < len(argv) and argv[i].lower() in BOOL_WORDS[True] + BOOL_WORDS[False]:
+                overrides[key], i = argv[i], i + 1
             else:
-                if nxt is None:
-                    raise ConfigError(f"--{key} needs a value")
-                value = nxt
+                overrides[key] = "true"
+        elif typing.get_origin(inner) in (list, tuple):
+            words = []
+            while i < len(argv) and not argv[i].startswith("--"):
+                words.append(argv[i])
                 i += 1
-        overrides[key] = value
-        i += 1
+            if not words:
+                raise ConfigError(f"--{key} needs at least one value")
+            overrides[key] = words[0] if len(words) == 1 else words
+        else:
+            if i >= len(argv):
+                raise ConfigError(f"--{key} needs a value")
+            overrides[key], i = argv[i], i + 1
     for key in recipe:
         if key not in hints:
             raise _unknown(key, names, "recipe")
-    return from_dict(cls, {**recipe, **overrides})
+    given = dict(zip(positionals, bare))
+    missing = [name for name in positionals if name in _required(cls) and name not in {**recipe, **overrides, **given}]
+    if missing:
+        raise ConfigError(f"{usage_line(cls, prog, positional)}: {missing[0].upper()} is missing; see {prog} --help")
+    return from_dict(cls, {**recipe, **overrides, **given})
 
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
-
-
-def save_yaml(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

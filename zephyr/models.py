@@ -25,6 +25,12 @@ class ModelConfig:
     attn_implementation: str = field("sdpa", help="attention kernel: sdpa, eager, flash_attention_2, ...")
     trust_remote_code: bool = field(False, help="run model code shipped with a hub checkpoint (off: safetensors + library code only)")
     chat_template: str = field("auto", help="zephyr (<|user|> ... </s>), chatml (<|im_start|> ... <|im_end|>), or auto (the checkpoint's own if it is one of these, else zephyr)")
+
+
+@dataclasses.dataclass
+class LoraModelConfig(ModelConfig):
+    """How to load the model for training: ModelConfig plus the LoRA / QLoRA fields (training stages only)."""
+
     use_lora: bool = field(False, help="train a LoRA adapter instead of all weights")
     lora_r: int = field(16, help="LoRA rank")
     lora_alpha: int = field(32, help="LoRA scaling numerator (scale = alpha / r)")
@@ -111,7 +117,8 @@ def template_of(tokenizer, requested: str = "auto") -> str:
 
 
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
-    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked."""
+    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if a training
+    config (LoraModelConfig) asks for it."""
     from transformers import AutoModelForCausalLM
 
     where, gguf_file = resolve(config.model)
@@ -126,7 +133,8 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         kwargs["use_safetensors"] = True  # never pickled .bin weights
         if not Path(where).exists():
             kwargs["revision"] = config.revision
-    if config.load_in_4bit:
+    lora = config if isinstance(config, LoraModelConfig) else None
+    if lora and lora.load_in_4bit:
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -136,7 +144,7 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if config.use_lora and for_training:
+    if lora and lora.use_lora and for_training:
         from peft import get_peft_model
 
         with warnings.catch_warnings():
@@ -146,7 +154,7 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     return model
 
 
-def lora_config(config: ModelConfig):
+def lora_config(config: LoraModelConfig):
     from peft import LoraConfig
 
     targets: Any = config.lora_target_modules

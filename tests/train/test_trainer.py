@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from zephyr.models import ModelConfig, lora_config
+from zephyr.models import LoraModelConfig, lora_config
 from zephyr.train.trainer import enable_checkpointing
 from zephyr.train import TokenScorer, TrainConfig, Trainer, Tokenized, collate_rows, latest_checkpoint, read_metrics
 
@@ -35,7 +35,7 @@ def _model(folder, lora: bool = False):
         from peft import get_peft_model
 
         torch.manual_seed(0)
-        model = get_peft_model(model, lora_config(ModelConfig(use_lora=True, lora_r=4, lora_dropout=0.1)))
+        model = get_peft_model(model, lora_config(LoraModelConfig(use_lora=True, lora_r=4, lora_dropout=0.1)))
     return model
 
 

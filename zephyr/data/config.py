@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import field
+from ..config import SeedConfig, field
 from .decontaminate import DEFAULT_NGRAM
 
 
 @dataclasses.dataclass
-class DataConfig:
+class DataConfig(SeedConfig):
     """Which datasets to mix, how to split them, and how to clean them."""
 
     dataset_mixer: dict[str, float] = field(
@@ -22,7 +22,6 @@ class DataConfig:
     test_split_size: float = field(
         0.05, help="held-out share of a source's training rows when it has no test split (>= 1: a row count; "
                    "0: none)")
-    seed: int = field(42, help="seed for shuffling, hold-out, sampling and UltraFeedback binarization")
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping at the first one")
     chat_filter: bool = field(False, help="clean dialogues as for raw UltraChat: truecase, drop 'as an AI' replies, "
                                           "drop empty or one-sided dialogues")

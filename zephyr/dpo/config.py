@@ -10,7 +10,7 @@ import dataclasses
 
 from ..config import field
 from ..data.config import DataConfig
-from ..models import ModelConfig
+from ..models import LoraModelConfig
 from ..train.config import TrainConfig
 from .layout import LAYOUTS
 from .losses import LOSSES
@@ -18,19 +18,24 @@ from .reference import MODES
 
 
 @dataclasses.dataclass
-class DPOConfig(TrainConfig, DataConfig, ModelConfig):
+class DPOConfig(TrainConfig, DataConfig, LoraModelConfig):
     """dDPO: preference optimisation of a chat model on chosen/rejected pairs."""
 
     beta: float = field(0.1, help="strength of the KL tie to the reference (zephyr-7b-beta paper 0.1, handbook 0.01; IPO: its tau; SimPO: its beta, ~2)")
     loss_type: str = field("sigmoid", help="sigmoid (DPO; with label_smoothing = cDPO), ipo, hinge (SLiC), robust, simpo (reference-free)")
     label_smoothing: float = field(0.0, help="assumed rate of flipped preference labels (cDPO with sigmoid, robust DPO; < 0.5)")
     simpo_gamma: float = field(0.5, help="SimPO target reward margin gamma")
-    max_length: int = field(1024, help="longest prompt + completion in tokens; completions are cut on the right to fit")
+    max_length: int = field(1024, help="longest prompt + completion in tokens; completions are cut on the right to "
+                                       "fit; a packed row holds 2 x max_length tokens, so one whole pair always fits")
     max_prompt_length: int = field(512, help="longest prompt in tokens; longer prompts lose their beginning")
     reference: str = field("auto", help="reference log-probs: auto (adapter with LoRA, else copy), copy (frozen second model), adapter (LoRA policy with the adapter off), precompute (once, cached on disk), none (reference-free losses)")
     ref_cache_dir: str = field("", help="where precomputed reference log-probs are cached (default: ~/.cache/zephyr/ref_logps)")
     layout: str = field("shared", help="shared (prompt encoded once per pair, packed rows), packed (chosen and rejected as separate packed sequences), padded (TRL's: right-padded rows), auto (shared)")
-    logit_chunk_size: int = field(0, help="completion tokens per lm_head chunk (0: 128M logits, 512 MB fp32, at a time: 512 tokens for a 262k vocabulary)")
+
+    @property
+    def row_tokens(self) -> int:
+        """Tokens per packed row: a pair (prompt + chosen + rejected) of max_length completions always fits."""
+        return 2 * self.max_length
 
     def __post_init__(self):
         from ..errors import ConfigError

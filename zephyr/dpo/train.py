@@ -47,7 +47,7 @@ class DPOObjective:
                                     cfg.logit_chunk_size or None)
 
     def collate(self, item: list[TokenizedPair]) -> dict:
-        batch = collate(item, self.layout, self.pad_id, self.cfg.max_seq_length)
+        batch = collate(item, self.layout, self.pad_id, self.cfg.row_tokens)
         if self.ref_table is not None:
             attach(batch, self.ref_table)
         return {"pairs": batch, "n_targets": batch.pairs, "n_tokens": batch.real_tokens}

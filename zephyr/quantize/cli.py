@@ -6,14 +6,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from ..cli import dispatch
 from ..config import field, parse_args
 from ..errors import ConfigError
-
-USAGE = """usage: zephyr quantize gguf MODEL_DIR [--type q8_0|f16|q4_k_m] [--output_dir DIR] [...]
-       zephyr quantize awq  MODEL_DIR [--calibration FILE] [--group_size 128] [--output_dir DIR] [...]
-
-`zephyr quantize gguf --help` / `zephyr quantize awq --help` list every field."""
-
 
 @dataclasses.dataclass
 class CheckConfig:
@@ -117,14 +112,11 @@ def run_awq(argv: list[str]) -> int:
     return 0
 
 
+FORMATS = {
+    "gguf": (run_gguf, "MODEL_DIR  " + GgufConfig.__doc__.splitlines()[0]),
+    "awq": (run_awq, "MODEL_DIR  " + AwqConfig.__doc__.splitlines()[0]),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    kind, rest = argv[0], argv[1:]
-    if kind == "gguf":
-        return run_gguf(rest)
-    if kind == "awq":
-        return run_awq(rest)
-    raise ConfigError(f"unknown quantization '{kind}'; choose gguf or awq\n\n{USAGE}")
+    return dispatch(FORMATS, argv, prog="zephyr quantize")

@@ -6,13 +6,21 @@ import dataclasses
 
 from ..config import field
 from ..data import DataConfig
-from ..models import ModelConfig
+from ..errors import ConfigError
+from ..models import LoraModelConfig
 from ..train import TrainConfig
+
+LAYOUTS = ("auto", "rows", "flat")
 
 
 @dataclasses.dataclass
-class SFTConfig(TrainConfig, DataConfig, ModelConfig):
+class SFTConfig(TrainConfig, DataConfig, LoraModelConfig):
     """dSFT: fine-tune a base model on dialogues (loss on assistant tokens only, packed rows)."""
 
+    max_seq_length: int = field(2048, help="tokens per packed row; longer conversations are truncated and counted")
     packing: bool = field(True, help="pack several conversations per row of max_seq_length tokens (isolated by position ids)")
     layout: str = field("auto", help="rows (B x L, CPU sdpa/eager), flat (1 x B*L, flash-attention varlen), or auto")
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import field
+from ..config import SeedConfig, field
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(SeedConfig):
     """Optimisation, schedule, checkpoints and logging (shared by SFT and DPO)."""
 
     output_dir: str = field("runs/out", help="where checkpoints, metrics.jsonl, the final model and its card go")
@@ -21,19 +21,19 @@ class TrainConfig:
     warmup_ratio: float = field(0.1, help="fraction of the optimizer steps spent warming up linearly from 0")
     num_train_epochs: float = field(1.0, help="passes over the training data (ignored when max_steps > 0)")
     max_steps: int = field(-1, help="stop after this many optimizer steps (> 0 overrides num_train_epochs)")
-    per_device_train_batch_size: int = field(16, help="micro-batch per device: packed rows of max_seq_length tokens (SFT) or pairs (DPO)")
+    per_device_train_batch_size: int = field(16, help="micro-batch per device: packed rows (SFT) or pairs (DPO)")
     per_device_eval_batch_size: int = field(8, help="eval micro-batch per device, same unit as the train one")
     gradient_accumulation_steps: int = field(1, help="micro-batches per optimizer step; exact: the loss is normalised over the whole step")
-    max_seq_length: int = field(2048, help="longest token sequence (a packed row in SFT); longer conversations are truncated and counted")
     weight_decay: float = field(0.0, help="AdamW decoupled weight decay")
     adam_beta1: float = field(0.9, help="AdamW beta1")
     adam_beta2: float = field(0.999, help="AdamW beta2")
     adam_epsilon: float = field(1e-8, help="AdamW epsilon")
     max_grad_norm: float = field(1.0, help="clip the global gradient norm to this (0 = no clipping)")
-    seed: int = field(42, help="seed for weights init of adapters, dropout and the data order")
     mixed_precision: str = field("no", help="accelerate autocast: no, bf16 or fp16 (weights keep the model dtype)")
     gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass to save memory")
-    logit_chunk_size: int = field(2048, help="target tokens per lm_head chunk: full-vocabulary logits are never held for more")
+    logit_chunk_size: int = field(0, help="tokens per lm_head chunk, so full-vocabulary logits are never held for more "
+                                          "(0: from the logit budget, 128M logits at a time: 512 tokens for a 262k "
+                                          "vocabulary; > 0: at most this many)")
     logging_steps: int = field(5, help="log train loss, lr, grad norm, tokens/s every N optimizer steps")
     eval_steps: int = field(0, help="evaluate on the test split every N steps (0: at the end of each epoch)")
     save_steps: int = field(100, help="write a checkpoint every N steps (0: only at the end)")

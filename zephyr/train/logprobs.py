@@ -37,7 +37,9 @@ LOGIT_BUDGET = 1 << 27
 
 
 def _tokens_per_chunk(chunk_size: int, vocab: int) -> int:
-    return max(1, min(chunk_size, LOGIT_BUDGET // max(vocab, 1)))
+    """The logit budget's token count, capped by a positive `chunk_size` (0: the budget alone)."""
+    budget = LOGIT_BUDGET // max(vocab, 1)
+    return max(1, min(chunk_size, budget) if chunk_size > 0 else budget)
 
 
 def _chunk_logits(h, weight, buffer, softcap):
