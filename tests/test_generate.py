@@ -12,7 +12,8 @@ import pytest
 
 from zephyr.cli import main as cli
 from zephyr.errors import DataError
-from zephyr.generate import GenerateConfig, finished_rows, read_conversations, run
+from zephyr.data.io import finished_rows
+from zephyr.generate import GenerateConfig, read_conversations, run
 
 
 def write_jsonl(path, rows):

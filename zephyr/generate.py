@@ -2,23 +2,22 @@
 
 Input lines: {"messages": [...]} (a conversation ending with a user turn), or {"prompt": "text"}.
 Output lines: the input row plus "index" (its 0-based row) and "reply"; "messages" gains the reply.
-Each batch is flushed and fsync'ed, so after a kill the next run skips the rows already written and a
-torn last line is cut away. A row's replies depend only on the seed and its batch, not on earlier runs.
+Each batch is appended and fsync'ed (`data.io.appending`), so after a kill the next run skips the rows already
+written and a torn last line is cut away. A row's replies depend only on the seed and its batch, not on earlier runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from .chat_template import validate
+from .chat_template import ConversationError, validate
 from .config import field, parse_args
-from .chat_template import ConversationError
-from .errors import DataError
+from .data.io import Where, appending, finished_rows, read_rows
+from .errors import ConfigError, DataError
 from .generation import SamplingConfig, batched, generate_batch
 
 
@@ -31,94 +30,63 @@ class GenerateConfig(SamplingConfig):
     batch_size: int = field(8, help="conversations generated together")
     skip_invalid: bool = field(False, help="skip (and count) bad input lines instead of stopping at the first")
 
+    def __post_init__(self):
+        if not self.input or not self.output:
+            raise ConfigError("both --input and --output are needed")
+
 
 def read_conversations(path: str, skip_invalid: bool = False) -> tuple[list[tuple[dict, list[dict]]], int]:
     """-> ([(row, messages)], number of skipped lines). Errors name the file, line and field."""
     rows, skipped = [], 0
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError as err:
-        raise DataError("file not found", path) from err
-    with handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise DataError("each line must be a JSON object", path, line_no)
-                if "messages" in row:
-                    messages = row["messages"]
-                elif isinstance(row.get("prompt"), str):
-                    messages = [{"role": "user", "content": row["prompt"]}]
-                else:
-                    raise DataError("missing (need 'messages' or a string 'prompt')", path, line_no, "messages")
-                try:
-                    validate(messages)
-                except ConversationError as err:
-                    raise DataError(err.problem, path, line_no, "messages") from err
-                if messages[-1]["role"] != "user":
-                    raise DataError("the last message must be a user turn to reply to", path, line_no, "messages")
-            except json.JSONDecodeError as err:
-                error = DataError(f"not valid JSON ({err.msg} at column {err.colno})", path, line_no)
-                if not skip_invalid:
-                    raise error from err
-                skipped += 1
-                continue
-            except DataError:
-                if not skip_invalid:
-                    raise
-                skipped += 1
-                continue
-            rows.append((row, messages))
+    for where, row in read_rows(path):
+        try:
+            rows.append((row, conversation(row, where)))
+        except DataError:
+            if not skip_invalid:
+                raise
+            skipped += 1
     return rows, skipped
 
 
-def finished_rows(path: Path) -> set[int]:
-    """Indices already written; a torn last line from a kill is removed so appending stays valid JSONL."""
-    if not path.exists():
-        return set()
-    done, good_bytes = set(), 0
-    with open(path, "rb") as handle:
-        for raw in handle:
-            try:
-                done.add(int(json.loads(raw)["index"]))
-            except (ValueError, KeyError, TypeError):
-                break
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        with open(path, "r+b") as handle:
-            handle.truncate(good_bytes)
-    return done
+def conversation(row: Any, where: Where) -> list[dict]:
+    """The conversation to reply to: the row's `messages`, or its `prompt` as one user turn."""
+    if isinstance(row, DataError):
+        raise row
+    if not isinstance(row, dict):
+        raise where.error("each line must be a JSON object")
+    if "messages" in row:
+        messages = row["messages"]
+    elif isinstance(row.get("prompt"), str):
+        messages = [{"role": "user", "content": row["prompt"]}]
+    else:
+        raise where.error("missing (need 'messages' or a string 'prompt')", "messages")
+    try:
+        validate(messages)
+    except ConversationError as err:
+        raise where.error(err.problem, "messages") from err
+    if messages[-1]["role"] != "user":
+        raise where.error("the last message must be a user turn to reply to", "messages")
+    return messages
 
 
 def run(config: GenerateConfig) -> dict:
     from .models import load_model, load_tokenizer
 
-    if not config.input or not config.output:
-        raise DataError("both --input and --output are needed")
     rows, skipped = read_conversations(config.input, config.skip_invalid)
     output = Path(config.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     done = finished_rows(output)
     todo = [i for i in range(len(rows)) if i not in done]
     report = {"rows": len(rows), "skipped_invalid": skipped, "already_done": len(rows) - len(todo), "generated": 0}
     if todo:
         tokenizer = load_tokenizer(config)
         model = load_model(config, tokenizer).eval()
-        with open(output, "a", encoding="utf-8") as handle, tqdm(total=len(todo), desc="generate",
-                                                                 unit="conv") as bar:
+        with appending(output) as append, tqdm(total=len(todo), desc="generate", unit="conv") as bar:
             for start, chunk in batched(todo, config.batch_size):
                 # seed by the batch's first row so a resumed run reproduces an uninterrupted one
                 replies = generate_batch(model, tokenizer, [rows[i][1] for i in chunk], config,
                                          config.chat_template, seed=config.seed + chunk[0])
-                for i, reply in zip(chunk, replies):
-                    row, messages = rows[i]
-                    record = {**row, "index": i, "messages": [*messages, {"role": "assistant", "content": reply}],
-                              "reply": reply}
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+                append({**rows[i][0], "index": i, "messages": [*rows[i][1], {"role": "assistant", "content": reply}],
+                        "reply": reply} for i, reply in zip(chunk, replies))
                 report["generated"] += len(chunk)
                 bar.update(len(chunk))
     return report

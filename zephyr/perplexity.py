@@ -8,7 +8,6 @@ differ only by the weights.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from .chat_template import render_text
+from .data.io import read_objects
 from .errors import DataError
 
 DEMO_HELDOUT = Path(__file__).parent / "demo_data" / "sft_test.jsonl"  # never trained on by the demo recipe
@@ -28,19 +28,17 @@ def load_eval_text(path: str | Path | None, template: str, eos_token: str) -> st
         raise DataError("held-out text not found", str(path))
     if path.suffix != ".jsonl":
         return path.read_text()
-    parts = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"not valid JSON: {err.msg}", str(path), line_no) from err
-        messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list):
-            raise DataError("expected a 'messages' list", str(path), line_no, "messages")
-        parts.append(render_text(messages, template, "", eos_token).text)
-    return "".join(parts)
+    return "".join(conversation_texts(path, template, eos_token))
+
+
+def conversation_texts(path: Path, template: str, eos_token: str) -> list[str]:
+    """Each row's 'messages' rendered with the chat template, in file order."""
+    texts = []
+    for where, row in read_objects(path):
+        if not isinstance(row.get("messages"), list):
+            raise where.error("expected a 'messages' list", "messages")
+        texts.append(render_text(row["messages"], template, "", eos_token).text)
+    return texts
 
 
 def windows(ids: Sequence[int], window: int, bos_id: int | None, max_tokens: int) -> list[list[int]]:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..config import field, parse_args
+from ..data.io import appending, finished_rows, read_objects
 from ..errors import ConfigError
-from ..generate import GenerateConfig, finished_rows, read_conversations
+from ..generate import GenerateConfig, read_conversations
 from ..generate import run as generate
 from ..generation import Sampling
 from .judge import JudgeConfig, check_judge, make_judge, rate
@@ -31,10 +31,17 @@ class AIFConfig(JudgeConfig, Sampling):
     """AI feedback: answer prompts with several models, rate the answers with a judge, binarize into pairs."""
 
     prompts: str = field("", help="JSONL of prompts: {'prompt': '...'} or {'messages': [... ending with a user turn]}")
-    models: list[str] = field(["embedded"], help="models that answer (hub ids, folders, .gguf, 'embedded'); comma-separated")
+    models: list[str] = field(["embedded"], help="models that answer (hub ids, folders, .gguf, 'embedded'): --models A B ...")
     output_dir: str = field("runs/aif", help="where completions, ratings, pairs and the report go")
     batch_size: int = field(8, help="prompts answered together")
     skip_invalid: bool = field(False, help="skip (and count) bad prompt lines instead of stopping")
+
+    def __post_init__(self):
+        if not self.prompts:
+            raise ConfigError("--prompts is needed (a JSONL file of prompts)")
+        if len(self.models) < 2:
+            raise ConfigError("AIF needs at least two answering models (--models A B ...) to form a preference")
+        check_judge(self)
 
 
 def answer(config: AIFConfig, out: Path) -> list[Path]:
@@ -53,13 +60,13 @@ def judge_all(config: AIFConfig, completion_files: list[Path], out: Path) -> Pat
     """Rate every completion; one raw UltraFeedback row per prompt appended to rated.jsonl (resumable)."""
     by_model = []
     for path in completion_files:
-        by_model.append({row["index"]: row for row in map(json.loads, path.read_text().splitlines())})
+        by_model.append({row["index"]: row for _, row in read_objects(path)})
     indices = sorted(set.intersection(*(set(rows) for rows in by_model)))
     rated = out / "rated.jsonl"
     done = finished_rows(rated)
     todo = [i for i in indices if i not in done]
     judge = make_judge(config) if todo else None
-    with open(rated, "a", encoding="utf-8") as handle:
+    with appending(rated) as append:
         for i in tqdm(todo, desc="judge", unit="prompt"):
             instruction = by_model[0][i]["messages"][-2]["content"]
             responses = [rows[i]["reply"] for rows in by_model]
@@ -68,10 +75,7 @@ def judge_all(config: AIFConfig, completion_files: list[Path], out: Path) -> Pat
                                                        rate(judge, [(instruction, r) for r in responses])):
                 completions.append({"model": model, "response": response, "annotations": annotations(ratings),
                                     "judge_output": text})
-            handle.write(json.dumps({"index": i, "instruction": instruction, "completions": completions},
-                                    ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            append([{"index": i, "instruction": instruction, "completions": completions}])
     return rated
 
 
@@ -89,11 +93,6 @@ def binarize_file(rated: Path, pairs_path: Path, seed: int, counts: Counter) -> 
 
 
 def run(config: AIFConfig) -> dict:
-    if not config.prompts:
-        raise ConfigError("--prompts is needed (a JSONL file of prompts)")
-    if len(config.models) < 2:
-        raise ConfigError("AIF needs at least two answering models (--models a,b,...) to form a preference")
-    check_judge(config)  # before any generation work
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts: Counter = Counter()

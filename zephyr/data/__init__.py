@@ -13,11 +13,12 @@ Normalised forms used by every later stage:
 from .binarize import binarize_row
 from .config import DataConfig
 from .decontaminate import DEFAULT_NGRAM, EvalIndex, read_eval_prompts
-from .io import Where, read_rows, write_rows
+from .io import Where, appending, finished_rows, read_objects, read_rows, write_rows
 from .mixer import Report, Splits, load_chat_splits, load_preference_splits
 from .ultrachat_filter import filter_dialogue, truecase
 
 __all__ = [
-    "DEFAULT_NGRAM", "DataConfig", "EvalIndex", "Report", "Splits", "Where", "binarize_row", "filter_dialogue",
-    "load_chat_splits", "load_preference_splits", "read_eval_prompts", "read_rows", "truecase", "write_rows",
+    "DEFAULT_NGRAM", "DataConfig", "EvalIndex", "Report", "Splits", "Where", "appending", "binarize_row",
+    "filter_dialogue", "finished_rows", "load_chat_splits", "load_preference_splits", "read_eval_prompts",
+    "read_objects", "read_rows", "truecase", "write_rows",
 ]

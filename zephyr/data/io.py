@@ -1,4 +1,5 @@
-"""Read rows from JSONL / JSON / Parquet / CSV files or a Hugging Face dataset id, and write JSONL/Parquet.
+"""Read rows from JSONL / JSON / Parquet / CSV files or a Hugging Face dataset id; write JSONL/JSON/Parquet
+whole (`write_rows`, atomic) or append to a resumable JSONL output (`appending`, `finished_rows`).
 
 Every row comes with a `Where` (file + 1-based line for JSONL/CSV, file + row index for JSON/Parquet/hub) so
 that a bad row can be reported precisely. The line-based formats are parsed here rather than through
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -60,6 +63,17 @@ def read_rows(path: str | Path) -> Iterator[tuple[Where, Any]]:
         raise DataError("file not found", str(path))
     reader = {"jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "csv": _read_csv}[fmt]
     yield from reader(path)
+
+
+def read_objects(path: str | Path) -> Iterator[tuple[Where, dict]]:
+    """Yield (where, row) for every row of a local file, each a JSON object; the first row that is malformed or
+    not an object raises a DataError naming the file, line and problem."""
+    for where, row in read_rows(path):
+        if isinstance(row, DataError):
+            raise row
+        if not isinstance(row, dict):
+            raise where.error("each line must be a JSON object")
+        yield where, row
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[Where, Any]]:
@@ -201,3 +215,38 @@ def write_rows(rows: Iterable[dict], path: str | Path) -> int:
     finally:
         partial.unlink(missing_ok=True)
     return count
+
+
+def finished_rows(path: str | Path, key: str = "index") -> set[int]:
+    """The `key` of every complete row of a resumable JSONL output; a torn last line (a kill in mid-write) is
+    cut away so that appending keeps the file valid JSONL."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    done, good_bytes = set(), 0
+    with open(path, "rb") as handle:
+        for raw in handle:
+            try:
+                done.add(int(json.loads(raw)[key]))
+            except (ValueError, KeyError, TypeError):
+                break
+            good_bytes += len(raw)
+    if good_bytes < path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.truncate(good_bytes)
+    return done
+
+
+@contextmanager
+def appending(path: str | Path) -> Iterator[Callable[[Iterable[dict]], None]]:
+    """`with appending(path) as append: append(rows)`: each call adds the rows as JSONL lines and fsyncs them,
+    so a kill loses at most the call in progress (whose torn line `finished_rows` removes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        def append(rows: Iterable[dict]) -> None:
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        yield append

@@ -6,11 +6,11 @@ The two outputs are shown in a random order per instruction (seeded) because jud
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
-from pathlib import Path
+
+from ..data.io import read_hub, read_objects
 
 HUB_ID = "tatsu-lab/alpaca_eval"
 
@@ -32,16 +32,11 @@ Which output is better? Answer with a single letter: A or B."""
 
 def load_instructions(path: str | None = None) -> list[dict]:
     """Rows with `instruction`, the reference `output` and its `generator` (AlpacaEval's json layout)."""
-    if path:
-        rows = json.loads(Path(path).read_text(encoding="utf-8"))
-    else:
-        from datasets import load_dataset
-
-        rows = [dict(r) for r in load_dataset(HUB_ID, "alpaca_eval", split="eval")]
-    for i, row in enumerate(rows):
+    rows = list(read_objects(path) if path else read_hub(HUB_ID, "eval", "alpaca_eval"))
+    for where, row in rows:
         if not isinstance(row.get("instruction"), str) or not isinstance(row.get("output"), str):
-            raise ValueError(f"AlpacaEval row {i} needs string 'instruction' and 'output' fields")
-    return rows
+            raise where.error("needs string 'instruction' and 'output' fields", "instruction")
+    return [row for _, row in rows]
 
 
 def parse_preference(text: str) -> str | None:

@@ -3,7 +3,7 @@
     zephyr eval mt_bench    --model runs/demo/dpo --judge_url http://127.0.0.1:8000/v1 --judge_model gpt-4
     zephyr eval alpaca_eval --model runs/demo/dpo --judge_url ... [--data alpaca_eval.json]
     zephyr eval ifeval      --model runs/demo/dpo [--data input_data.jsonl]
-    zephyr eval lm_eval     --model runs/demo/dpo --tasks arc_easy,hellaswag [--num_fewshot 0]
+    zephyr eval lm_eval     --model runs/demo/dpo --tasks arc_easy hellaswag [--num_fewshot 0]
 
 Output folder: answers.jsonl, judgements.jsonl (judged benchmarks), report.json; the report is printed.
 Without --data, each benchmark loads its hub copy.
@@ -17,13 +17,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..aif.judge import JudgeConfig, make_judge
+from ..aif.judge import JudgeConfig, check_judge, make_judge
 from ..config import field, parse_args
+from ..data.io import write_rows
 from ..errors import ConfigError
 from ..generation import SamplingConfig, batched, generate_batch
 from . import alpaca_eval, ifeval, mt_bench
 
 BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval", "lm_eval")
+JUDGED = ("mt_bench", "alpaca_eval")
 
 
 @dataclasses.dataclass
@@ -36,9 +38,17 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     output_dir: str = field("runs/eval", help="where answers, judgements and report.json go")
     limit: int = field(0, help="evaluate only the first N items (0 = all)")
     batch_size: int = field(8, help="prompts generated together")
-    tasks: list[str] = field([], help="lm_eval: harness task names, comma-separated (e.g. arc_easy,hellaswag)")
+    tasks: list[str] = field([], help="lm_eval: harness task names (e.g. --tasks arc_easy hellaswag)")
     num_fewshot: int | None = field(None, help="lm_eval: few-shot examples (default: each task's own)")
     include_path: str = field("", help="lm_eval: folder of extra task YAMLs")
+
+    def __post_init__(self):
+        if self.benchmark not in BENCHMARKS:
+            raise ConfigError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+        if self.benchmark == "lm_eval" and not self.tasks:
+            raise ConfigError("lm_eval needs --tasks (harness task names)")
+        if self.benchmark in JUDGED:
+            check_judge(self)  # fail on a bad judge before generating
 
 
 def make_generator(config: EvalConfig):
@@ -59,16 +69,10 @@ def make_generator(config: EvalConfig):
     return generate
 
 
-def write_jsonl(path: Path, rows) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-
-
 def run(config: EvalConfig, generate=None) -> dict:
-    if config.benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {config.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
     if config.benchmark == "lm_eval":
         return run_lm_eval(config)
-    judge = make_judge(config) if config.benchmark != "ifeval" else None  # fail on a bad judge before generating
+    judge = make_judge(config) if config.benchmark in JUDGED else None
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     generate = generate or make_generator(config)
@@ -76,24 +80,24 @@ def run(config: EvalConfig, generate=None) -> dict:
     if config.benchmark == "mt_bench":
         questions = mt_bench.load_questions(config.data or None)[:limit]
         answers = mt_bench.answer_questions(generate, questions)
-        write_jsonl(out / "answers.jsonl", [{"question_id": q, "turns": a} for q, a in answers.items()])
+        write_rows(({"question_id": q, "turns": a} for q, a in answers.items()), out / "answers.jsonl")
         judgements, report = mt_bench.judge_answers(judge, questions, answers,
                                                     mt_bench.load_references(config.references or None))
     elif config.benchmark == "alpaca_eval":
         rows = alpaca_eval.load_instructions(config.data or None)[:limit]
         outputs = generate([[{"role": "user", "content": r["instruction"]}] for r in rows])
-        write_jsonl(out / "answers.jsonl", [{"instruction": r["instruction"], "output": o}
-                                            for r, o in zip(rows, outputs)])
+        write_rows(({"instruction": r["instruction"], "output": o} for r, o in zip(rows, outputs)),
+                   out / "answers.jsonl")
         judgements, report = alpaca_eval.judge_outputs(judge, rows, outputs, config.seed)
     else:
         rows = ifeval.load_prompts(config.data or None)[:limit]
         responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
         checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
-        write_jsonl(out / "answers.jsonl", [{"key": r.get("key"), "prompt": r["prompt"], "response": response,
-                                             "instructions": c} for r, response, c in zip(rows, responses, checked)])
+        write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
+                    for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
         judgements, report = [], ifeval.summarize(checked)
     if judgements:
-        write_jsonl(out / "judgements.jsonl", judgements)
+        write_rows(judgements, out / "judgements.jsonl")
     report = {"benchmark": config.benchmark, "model": config.model,
               "judge": getattr(judge, "name", None), **report}
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -104,8 +108,6 @@ def run_lm_eval(config: EvalConfig) -> dict:
     from ..models import resolve
     from .lm_eval_tasks import evaluate, summarize
 
-    if not config.tasks:
-        raise ConfigError("lm_eval needs --tasks (comma-separated harness task names)")
     where, gguf_file = resolve(config.model)
     if gguf_file:
         raise ConfigError("lm_eval runs on a transformers checkpoint folder, not a .gguf file")

@@ -8,23 +8,18 @@ marks only that instruction unscored, and the report says how many.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from ..data.io import read_hub, read_objects
 
 HUB_ID = "google/IFEval"
 
 
 def load_prompts(path: str | None = None) -> list[dict]:
-    if path:
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:
-        from datasets import load_dataset
-
-        rows = [dict(r) for r in load_dataset(HUB_ID, split="train")]
-    for row in rows:
+    """input_data.jsonl rows (key, prompt, instruction_id_list, kwargs), from `path` or the hub copy."""
+    rows = list(read_objects(path) if path else read_hub(HUB_ID, "train"))
+    for where, row in rows:
         if len(row["instruction_id_list"]) != len(row["kwargs"]):
-            raise ValueError(f"IFEval prompt {row.get('key')}: instruction_id_list and kwargs differ in length")
-    return rows
+            raise where.error("instruction_id_list and kwargs differ in length", "kwargs")
+    return [row for _, row in rows]
 
 
 def check(row: dict, response: str) -> list[dict]:

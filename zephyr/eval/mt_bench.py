@@ -7,10 +7,10 @@ the rest greedy).
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
-from pathlib import Path
+
+from ..data.io import read_hub, read_objects
 
 HUB_ID = "HuggingFaceH4/mt_bench_prompts"
 TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "stem": 0.1, "humanities": 0.1,
@@ -27,30 +27,23 @@ Grade the assistant's answer to the {which} question."""
 
 
 def load_questions(path: str | None = None) -> list[dict]:
-    """question.jsonl rows: question_id, category, turns[2], optional reference[2]."""
-    if path:
-        rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    else:  # the hub copy of the 80 questions
-        from datasets import load_dataset
-
-        rows = [dict(r) for r in load_dataset(HUB_ID, split="train")]
-        for row in rows:
-            row.setdefault("turns", row.get("prompt"))
-    for row in rows:
+    """question.jsonl rows: question_id, category, turns[2], optional reference[2]; from `path` or the hub."""
+    rows = list(read_objects(path) if path else read_hub(HUB_ID, "train"))
+    for where, row in rows:
+        row.setdefault("turns", row.get("prompt"))  # the hub copy names them `prompt`
         if len(row.get("turns") or []) != 2:
-            raise ValueError(f"MT-Bench question {row.get('question_id')} must have two turns")
-    return rows
+            raise where.error(f"MT-Bench question {row.get('question_id')} must have two turns", "turns")
+    return [row for _, row in rows]
 
 
 def load_references(path: str | None) -> dict[int, list[str]]:
     """Reference answers (FastChat layout: {question_id, choices[0].turns}) by question id."""
-    if not path:
-        return {}
     refs = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
+    for where, row in read_objects(path) if path else ():
+        try:
             refs[int(row["question_id"])] = row["choices"][0]["turns"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise where.error("expected FastChat's {question_id, choices: [{turns}]}", "choices") from None
     return refs
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..chat_template import render_text
+from ..perplexity import conversation_texts
 from ..errors import DataError, ZephyrError
 from .sidecar import LLM_COMPRESSOR, ensure
 
@@ -27,17 +27,8 @@ def calibration_texts(path: str | Path | None, template: str, eos_token: str, li
     path = Path(path) if path else DEMO_CALIBRATION
     if not path.exists():
         raise DataError("calibration file not found", str(path))
-    texts: list[str] = []
     if path.suffix == ".jsonl":
-        for line_no, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                messages = json.loads(line)["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise DataError(f"expected a JSON object with 'messages' ({err})", str(path), line_no,
-                                "messages") from err
-            texts.append(render_text(messages, template, "", eos_token).text)
+        texts = conversation_texts(path, template, eos_token)
     else:
         texts = [p.strip() for p in path.read_text().split("\n\n") if p.strip()]
     if not texts:
