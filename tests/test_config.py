@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from zephyr.config import ConfigError, field, format_help, parse_args
+from zephyr.config import ConfigError, field, parse_args
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ def test_yaml_then_command_line(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("learning_rate: 5.0e-7\nnum_train_epochs: 3\ndataset_mixer: {x: 0.5, y: 1}\n")
     config = parse_args(Example, ["--config", str(recipe), "--num_train_epochs", "2", "--use-lora",
-                                  "--targets=q_proj,v_proj", "--max_steps", "10"])
+                                  "--targets", "q_proj", "v_proj", "--max_steps", "10"])
     assert config.learning_rate == 5e-7
     assert config.num_train_epochs == 2
     assert config.use_lora is True
@@ -80,7 +80,9 @@ def test_help_lists_every_field_with_default_and_meaning(capsys):
         parse_args(Example, ["--help"], prog="zephyr example")
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert out == format_help(Example, "zephyr example") + "\n"
+    assert out.startswith("usage: zephyr example [--config RECIPE.yaml] [--FIELD VALUE ...]\n\nAn example stage.\n")
+    assert "  --learning_rate float  (default: 2e-05)\n      peak learning rate\n" in out
+    assert "  --max_steps int | None  (default: None)\n" in out
     for f in dataclasses.fields(Example):
         assert f"--{f.name} " in out and f.metadata["help"] in out
     assert "(default: 2e-05)" in out and "(default: ['all-linear'])" in out
@@ -89,3 +91,59 @@ def test_help_lists_every_field_with_default_and_meaning(capsys):
 def test_positional_field():
     config = parse_args(Example, ["somewhere", "--num_train_epochs", "4"], positional="output_dir")
     assert config.output_dir == "somewhere" and config.num_train_epochs == 4
+
+
+@pytest.mark.parametrize("argv, targets", [
+    (["--targets", "q_proj", "v_proj", "--num_train_epochs", "2"], ["q_proj", "v_proj"]),
+    (["--targets", "q_proj"], ["q_proj"]),
+    (["--targets=q_proj"], ["q_proj"]),
+    (["--targets", '["q_proj", "v_proj"]'], ["q_proj", "v_proj"]),
+    (["--targets", "a,b"], ["a,b"]),  # one convention: a comma is part of the value
+])
+def test_lists_are_space_separated_words_or_one_json_list(argv, targets):
+    assert parse_args(Example, argv).targets == targets
+
+
+def test_recipe_list_and_empty_list(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("targets: [q_proj, k_proj]\n")
+    assert parse_args(Example, ["--config", str(recipe)]).targets == ["q_proj", "k_proj"]
+    assert parse_args(Example, ["--targets", "[]"]).targets == []
+    with pytest.raises(ConfigError, match="--targets needs at least one value"):
+        parse_args(Example, ["--targets", "--max_steps", "1"])
+
+
+@dataclasses.dataclass
+class Copy:
+    """Copy a file."""
+
+    source: str = field(help="file to read")
+    destination: str = field(help="file to write")
+    lines: list[str] = field([], help="lines to keep")
+
+
+def test_several_positionals_and_required_fields(capsys):
+    config = parse_args(Copy, ["a.txt", "b.txt", "--lines", "1", "2"], positional=["source", "destination"])
+    assert (config.source, config.destination, config.lines) == ("a.txt", "b.txt", ["1", "2"])
+    with pytest.raises(ConfigError, match=r"usage: copy SOURCE DESTINATION .*: DESTINATION is missing"):
+        parse_args(Copy, ["a.txt"], prog="copy", positional=["source", "destination"])
+    with pytest.raises(ConfigError, match="unexpected argument 'c.txt'"):
+        parse_args(Copy, ["a.txt", "b.txt", "c.txt"], positional=["source", "destination"])
+    with pytest.raises(ConfigError, match="field 'destination' is required"):
+        parse_args(Copy, ["--source", "a.txt"])
+    with pytest.raises(SystemExit):
+        parse_args(Copy, ["--help"], prog="copy", positional=["source", "destination"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: copy SOURCE DESTINATION [--config RECIPE.yaml]") and "(default: '(required)')" in out
+
+
+def test_recipe_subset_ignores_other_stages_fields_but_not_typos(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 1.0e-5\nlines: [x]\n")
+    config = parse_args(Copy, ["--config", str(recipe), "a", "b"], positional=["source", "destination"],
+                        recipe_subset=True)
+    assert config.lines == ["x"]
+    recipe.write_text("line: [x]\n")  # a near-miss of `lines` is a typo, not another stage's field
+    with pytest.raises(ConfigError, match="did you mean 'lines'"):
+        parse_args(Copy, ["--config", str(recipe), "a", "b"], positional=["source", "destination"],
+                   recipe_subset=True)
