@@ -52,7 +52,10 @@ def test_mt_bench_answers_two_turns_with_category_temperatures(shared_data):
 
 
 def test_mt_bench_judging_and_report(shared_data):
-    questions = mt_bench.load_questions(str(shared_data / "mt_bench" / "question.jsonl"))[:16]
+    every = mt_bench.load_questions(str(shared_data / "mt_bench" / "question.jsonl"))
+    # two questions of each of the 8 categories, so math, reasoning and coding (graded with references) are in
+    questions = [q for category in mt_bench.TEMPERATURE
+                 for q in [q for q in every if q["category"] == category][:2]]
     references = mt_bench.load_references(str(shared_data / "mt_bench" / "reference_answer" / "gpt-4.jsonl"))
     answers = {q["question_id"]: ["short", "a longer second answer"] for q in questions}
     # the judge gives 6 to first-turn grades and 8 to second-turn ones, and fails on question 81's turn 2
@@ -64,7 +67,9 @@ def test_mt_bench_judging_and_report(shared_data):
     assert report["score"] == round((16 * 6 + 15 * 8) / 31, 3)
     with_reference = [p for p in judge.prompts if "### Reference answer" in p]
     needs = [q for q in questions if q["category"] in mt_bench.NEEDS_REFERENCE and q["question_id"] in references]
-    assert len(with_reference) == 2 * len(needs)
+    assert len(needs) == 6 and len(with_reference) == 2 * len(needs)
+    for q in needs:  # each reference-graded prompt carries that question's own reference answer
+        assert sum(references[q["question_id"]][0] in p for p in with_reference) == 2
 
 
 def test_alpaca_eval_win_rate_is_position_fair(shared_data):
