@@ -9,7 +9,7 @@ import pytest
 
 from zephyr.data import DataConfig, load_chat_splits, load_preference_splits
 from zephyr.errors import ConfigError, DataError
-from zephyr.models import ModelConfig
+from zephyr.models import LoraModelConfig
 
 ACCOUNTED = ("invalid_skipped", "dropped_by_rules", "duplicate_of_test", "decontaminated", "not_sampled", "train",
              "test")
@@ -132,11 +132,11 @@ def test_hub_path_uses_load_dataset(make, monkeypatch):
 
 
 def test_combines_with_model_config():
-    clash = {f.name for f in dataclasses.fields(DataConfig)} & {f.name for f in dataclasses.fields(ModelConfig)}
+    clash = {f.name for f in dataclasses.fields(DataConfig)} & {f.name for f in dataclasses.fields(LoraModelConfig)}
     assert not clash
 
     @dataclasses.dataclass
-    class StageConfig(ModelConfig, DataConfig):
+    class StageConfig(LoraModelConfig, DataConfig):
         learning_rate: float = 1e-5
 
     stage = StageConfig(dataset_mixer={"x.jsonl": 1.0}, lora_r=8)
