@@ -43,7 +43,7 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
     assert "read from the DPO stage's reference cache" in first
 
     # a second run reuses the finished SFT and DPO runs and does not train again
-    assert zephyr(argv + ["--stages", "sft,dpo,eval,card"]) == 0
+    assert zephyr(argv + ["--stages", "sft", "dpo", "eval", "card"]) == 0
     second = capsys.readouterr().out
     assert "reusing the finished SFT run" in second and "reusing the finished DPO run" in second
     assert "=== zephyr run: sft ===" not in second and "=== zephyr run: dpo ===" not in second
