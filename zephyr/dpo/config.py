@@ -50,6 +50,7 @@ class DPOConfig(TrainConfig, DataConfig, LoraModelConfig):
             raise ConfigError("field 'beta' must be > 0")
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError("field 'label_smoothing' must be in [0, 0.5)")
+        self.reference_mode()  # raises for a reference the loss or the LoRA setting cannot use
 
     def reference_mode(self) -> str:
         """The concrete reference strategy `auto` stands for."""
