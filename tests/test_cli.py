@@ -89,7 +89,7 @@ def test_dispatch_help_unknown_and_user_errors(capsys):
 @pytest.mark.parametrize("argv, listed", [
     ([], ["sft", "dpo", "quantize"]),
     (["data"], ["binarize", "INPUT OUTPUT", "mix", "OUTPUT_DIR"]),
-    (["quantize", "--help"], ["gguf", "awq", "MODEL_DIR"]),
+    (["quantize", "--help"], ["gguf", "awq", "[MODEL]"]),
 ])
 def test_every_level_uses_the_dispatcher(argv, listed, capsys):
     assert main(argv) == 0

@@ -1,7 +1,10 @@
-"""Stage configuration: a dataclass per stage, filled from a YAML recipe, then `--key value` overrides.
+"""Command configuration: a dataclass per command, filled from a YAML recipe, then `--key value` overrides.
 
 The precedence is alignment-handbook's: dataclass defaults < YAML recipe < command line.
 Every field carries a one-line `help` in its metadata, which `--help` prints with the default.
+`parse_args` is the one parser of every command: bare arguments fill the command's positional fields, and a
+list field takes space-separated words (`--tasks a b`) on the command line and a YAML list in a recipe.
+A field is declared in one class only; configs share fields by sharing a base (tests/test_cli.py checks it).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ def field(default: Any = dataclasses.MISSING, help: str = "", **kwargs) -> Any:
 
 @dataclasses.dataclass
 class SeedConfig:
-    """The one seed of a stage; a base of every config that draws random numbers, so it is declared once."""
+    """The seed of a training or data stage: TrainConfig and DataConfig both inherit it, so the stage configs
+    that combine them have one `seed`."""
 
     seed: int = field(42, help="seed of everything random: data shuffling, hold-out and sampling, UltraFeedback "
                                "binarization, adapter init, dropout and the batch order")

@@ -1,4 +1,4 @@
-"""`DataConfig`: which data a stage trains and evaluates on. Stage configs inherit it next to ModelConfig."""
+"""`DataConfig`: which data a stage trains and evaluates on. Stage configs inherit it next to TrainConfig."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`zephyr quantize gguf|awq MODEL_DIR`: write a quantized model, check it, and record it on the model card."""
+"""`zephyr quantize gguf|awq [MODEL]`: write a quantized model, check it, and record it on the model card."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from ..cli import dispatch
 from ..config import field, parse_args
 from ..errors import ConfigError
+
 
 @dataclasses.dataclass
 class CheckConfig:
@@ -113,8 +114,8 @@ def run_awq(argv: list[str]) -> int:
 
 
 FORMATS = {
-    "gguf": (run_gguf, "MODEL_DIR  " + GgufConfig.__doc__.splitlines()[0]),
-    "awq": (run_awq, "MODEL_DIR  " + AwqConfig.__doc__.splitlines()[0]),
+    "gguf": (run_gguf, "[MODEL]  " + GgufConfig.__doc__.splitlines()[0]),
+    "awq": (run_awq, "[MODEL]  " + AwqConfig.__doc__.splitlines()[0]),
 }
 
 
