@@ -8,7 +8,7 @@ import yaml
 
 from zephyr.cli import main as zephyr
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def tiny_recipe(folder: Path, model: Path) -> Path:
