@@ -1,6 +1,6 @@
 """`zephyr dpo` end to end on a tiny model: trains, logs every metric, writes the card; LoRA with a precomputed
-reference; and a run killed after a checkpoint resumes to the same numbers as an uninterrupted one, reusing
-the cached reference log-probs."""
+reference, whose held-out log-probs land in the run's folder; and a run killed after a checkpoint resumes to the
+same numbers as an uninterrupted one, reusing the cached reference log-probs."""
 
 import json
 import os
@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from zephyr.cli import main as zephyr
+from zephyr.dpo.evaluate import REFERENCE_SCORES
 from zephyr.dpo.step import METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,6 +65,10 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
     assert (whole / "adapter_model.safetensors").exists() and not (whole / "model.safetensors").exists()
     (cached,) = cache.glob("*.safetensors")
     stamp = cached.stat().st_mtime_ns
+    # the held-out pairs' reference log-probs, by position in the test split: the cached table's last 8 rows
+    table, held_out = load_file(cached)["ref_logps"], load_file(whole / REFERENCE_SCORES)
+    assert held_out["index"].tolist() == list(range(8))
+    assert torch.equal(held_out["chosen"], table[-8:, 0]) and torch.equal(held_out["rejected"], table[-8:, 1])
 
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -78,6 +85,8 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
     assert list(killed.glob("checkpoint-*")), "no checkpoint before the kill"
     assert zephyr(args(model, killed, *common, "--resume", "true")) == 0
     assert cached.stat().st_mtime_ns == stamp and len(list(cache.glob("*.safetensors"))) == 1  # reused
+    resumed = load_file(killed / REFERENCE_SCORES)
+    assert all(torch.equal(resumed[name], held_out[name]) for name in held_out)
 
     a, b = records(whole), records(killed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
