@@ -48,8 +48,9 @@ def test_results_table_rows_and_extra_columns():
 
 def test_a_stage_card_from_its_trainer_and_result(tmp_path):
     """What a stage gives (description, its hyperparameters and columns) lands in the card with the shared parts."""
-    cfg = SimpleNamespace(**vars(TrainConfig(max_steps=-1)), model="embedded", hub_model_id="",
-                          output_dir=str(tmp_path / "run-a"), dataset_mixer={"zephyr/demo_data": 1.0}, use_lora=True)
+    cfg = SimpleNamespace(**{**vars(TrainConfig(max_steps=-1)), "model": "embedded", "hub_model_id": "",
+                             "output_dir": str(tmp_path / "run-a"), "dataset_mixer": {"zephyr/demo_data": 1.0},
+                             "use_lora": True})
     Path(cfg.output_dir).mkdir()
     trainer = SimpleNamespace(accelerator=SimpleNamespace(distributed_type="DistributedType.MULTI_GPU",
                                                           num_processes=2), steps_per_epoch=4)

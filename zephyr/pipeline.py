@@ -3,8 +3,9 @@
 The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` with this command's fields).
 Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
 reference), dpo/ (adapter + card + the reference's log-probs of the held-out pairs, which the evaluation reads),
-final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json and samples.jsonl. A stage whose output is already complete is reused, and a training stage that was
-killed continues from its newest checkpoint (`--reuse false` redoes all).
+final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json and samples.jsonl. A stage
+whose output is already complete is reused, and a training stage that was killed continues from its newest
+checkpoint (`--reuse false` redoes all).
 """
 
 from __future__ import annotations
