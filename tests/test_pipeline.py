@@ -26,6 +26,7 @@ def tiny_recipe(folder: Path, model: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch):
     recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
     out = tmp_path / "out"
@@ -75,6 +76,7 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch
         assert again["dpo"][name] == pytest.approx(value, abs=1e-4), name
 
 
+@pytest.mark.slow
 def test_a_killed_stage_continues_from_its_newest_checkpoint(tiny_model_dir, tmp_path, capsys):
     recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
     out = tmp_path / "out"

@@ -35,6 +35,7 @@ def records(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_full_run_logs_metrics_and_writes_card(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     assert zephyr(args(tiny_model_dir("mistral"), out, "--max_steps", "4", "--eval_steps", "2")) == 0
@@ -55,6 +56,7 @@ def test_bad_field_is_a_user_error(capsys):
     assert "loss_type" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
     model = tiny_model_dir("llama")
     cache = tmp_path / "cache"
@@ -96,6 +98,7 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
                 assert y[key] == pytest.approx(x[key], abs=1e-5), (x["step"], key)
 
 
+@pytest.mark.slow
 def test_precomputed_reference_of_train_and_test_pairs_do_not_collide(tiny_model_dir, tmp_path):
     """Train and test pairs share the reference table: before any update the policy is the reference, so the
     first step's rewards are zero - not another split's log-probs looked up by a clashing index."""
@@ -107,6 +110,7 @@ def test_precomputed_reference_of_train_and_test_pairs_do_not_collide(tiny_model
     assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
 
 
+@pytest.mark.slow
 def test_reference_cache_is_keyed_by_the_loaded_dtype_not_its_name(tiny_model_dir, tmp_path):
     """`float32` and `fp32` load the same weights: one cache entry; `dtype: auto` must not share an entry
     between machines where it means bf16 and fp32, so the key is the dtype the weights loaded in."""

@@ -76,6 +76,7 @@ def _cfg(model_dir, data_dir, out, **overrides):
     return SFTConfig(**values)
 
 
+@pytest.mark.slow
 def test_cli_trains_and_writes_model_checkpoint_and_card(tmp_path, data_dir, tiny_model_dir, capsys):
     out = tmp_path / "run"
     recipe = tmp_path / "sft.yaml"
@@ -108,6 +109,7 @@ class Kill(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_stage_kill_and_resume_matches_uninterrupted(tmp_path, data_dir, tiny_model_dir):
     folder = tiny_model_dir("gemma3")
     run_sft(_cfg(folder, data_dir, tmp_path / "straight", use_lora=True, lora_r=4))
