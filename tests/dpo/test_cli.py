@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from zephyr.cli import main as zephyr
-from zephyr.dpo.step import METRIC_NAMES
+from zephyr.dpo.loss_metrics import METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = ("| Training Loss | Epoch | Step | Validation Loss | Rewards/chosen | Rewards/rejected | Rewards/accuracies "

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from zephyr.train.forward import TokenScorer, decoder_hidden
+from zephyr.train.scoring import TokenScorer, decoder_hidden
 from zephyr.train.packing import PackStats, Tokenized, best_fit_decreasing, collate_rows, pack, truncate
 
 
