@@ -17,6 +17,12 @@ def test_best_fit_decreasing_hand_example():
     assert sorted(i for b in bins for i in b) == list(range(6))
 
 
+def test_an_oversized_item_is_refused_or_gets_a_bin_of_its_own():
+    with pytest.raises(ValueError, match="capacity"):
+        best_fit_decreasing([12, 3, 5], 10)
+    assert best_fit_decreasing([12, 3, 5], 10, oversized_alone=True) == [[0], [2, 1]]
+
+
 def test_best_fit_never_overflows_and_is_nearly_full():
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(1, 300, (500,), generator=g).tolist()
