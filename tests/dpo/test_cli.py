@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from zephyr.cli import main as zephyr
 from zephyr.dpo.evaluate import REFERENCE_SCORES
-from zephyr.dpo.step import METRIC_NAMES
+from zephyr.dpo.loss_metrics import METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = ("| Training Loss | Epoch | Step | Validation Loss | Rewards/chosen | Rewards/rejected | Rewards/accuracies "

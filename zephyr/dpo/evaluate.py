@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .layout import collate
-from .logprobs import score
+from .layout import collate, completion_logps
 from .tokenize import TokenizedPair
 
 REFERENCE_SCORES = "reference_test.safetensors"  # in a DPO run's output folder
@@ -43,7 +42,7 @@ def score_pairs(model, pairs: list[TokenizedPair], batch_size: int = 8, pad_id: 
     try:
         for start in tqdm(range(0, len(pairs), batch_size), desc=desc, unit="batch"):
             batch = collate(pairs[start:start + batch_size], layout, pad_id).to(device)
-            c, r = score(model, batch).logps.float().cpu().chunk(2)
+            c, r = completion_logps(model, batch).logps.float().cpu().chunk(2)
             chosen.append(c)
             rejected.append(r)
     finally:

@@ -15,15 +15,14 @@ import torch
 
 from ..data.sources import resolve_sources
 from ..embedded import cache_root
+from ..train.scoring import TokenScorer
 from .card import write_dpo_card
 from .config import DPOConfig
 from .evaluate import REFERENCE_SCORES, PairScores, write_pair_scores
 from .layout import collate
-from .logprobs import install_scoring
-from .reference import (attach, cache_key, frozen_copy, load_cached, precompute, reference_logps,
+from .loss_metrics import DPOSettings, pair_outputs
+from .reference import (attach, cache_key, data_fingerprint, frozen_copy, precompute, reference_logps,
                         weights_fingerprint)
-from .reference import data_fingerprint
-from .step import DPOSettings, pair_outputs
 from .tokenize import TokenizedPair, TruncationReport, tokenize_pairs
 
 
@@ -49,8 +48,7 @@ class DPOObjective:
         self.cfg, self.pad_id, self.mode = cfg, pad_id, mode
         self.layout = resolve_layout(cfg.layout)
         self.ref_model, self.ref_table = ref_model, ref_table
-        self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
-                                    cfg.logit_chunk_size or None)
+        self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
 
     def collate(self, item: list[TokenizedPair]) -> dict:
         batch = collate(item, self.layout, self.pad_id, self.cfg.max_seq_length)
@@ -58,21 +56,18 @@ class DPOObjective:
             attach(batch, self.ref_table)
         return {"pairs": batch, "n_targets": batch.pairs, "n_tokens": batch.real_tokens}
 
-    def reference(self, batch):
+    def reference(self, policy, batch):
+        """(chosen, rejected) reference log-probs of `batch` for this run's reference mode."""
         if self.mode == "copy":
             device = batch.input_ids.device
             if next(self.ref_model.parameters()).device != device:
                 self.ref_model.to(device)
             return reference_logps(self.ref_model, batch)
         if self.mode == "adapter":
-            return self._adapter_reference(batch)
+            return reference_logps(policy, batch, adapter_off=True)
         return None  # precompute (on the batch) or reference-free
 
-    def _adapter_reference(self, batch):
-        return reference_logps(self._policy, batch, adapter_off=True)
-
     def loss_fn(self, model, batch: dict):
-        self._policy = model
         pairs = batch["pairs"].to(next(model.parameters()).device)
         losses, sums = pair_outputs(model, pairs, self.settings, self.reference)
         n = pairs.pairs
@@ -141,7 +136,7 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the global RNG: seed before creating them
     model = load_model(cfg, tokenizer, for_training=True)
-    install_scoring(model)
+    model = TokenScorer(model, chunk_size=cfg.logit_chunk_size)  # the policy scores through it
     mode = cfg.reference_mode()
     ref_model = ref_table = None
     # the dtype the weights loaded in, not the config's word: `auto` means bf16 on one machine, fp32 on another
