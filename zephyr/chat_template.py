@@ -152,9 +152,10 @@ def render_with_tokenizer(messages: Sequence[dict], tokenizer, add_generation_pr
         if not full.startswith(through):
             end = next((k for k, (a, b) in enumerate(zip(through, full)) if a != b), min(len(through), len(full)))
             for token in tokenizer.all_special_tokens:  # never end inside a special token's text
-                start = through.rfind(token, 0, end)
-                if start >= 0 and start < end < start + len(token):
-                    end = start
+                for rendering in (through, full):
+                    start = rendering.find(token, max(0, end - len(token) + 1))
+                    if 0 <= start < end:
+                        end = start
         end = len(through[:end].rstrip())
         if not (through.startswith(before) and full.startswith(before) and end > len(before)):
             raise ConversationError(f"the tokenizer's chat template does not render message {i} (assistant) after "
