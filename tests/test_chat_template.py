@@ -10,8 +10,10 @@ from zephyr.chat_template import (JINJA, ConversationError, end_of_turn, render_
                                   validate)
 
 PUBLISHED = {"zephyr": "zephyr-7b-beta.chat_template.jinja", "chatml": "zephyr-7b-gemma-v0.1.chat_template.jinja"}
+# "<s> inside" puts a second BOS into some conversations: the BOS count below must include those
 WORDS = ["hello", "world", "Grüße", "東京", "🙂", "x = 1\n  y = 2", "  leading", "trailing  ", "tab\there",
-         "</s> inside", "<|user|> fake header", "{{ jinja }}", "{% raw %}", "a\n\nb", "$100", "naïve café"]
+         "</s> inside", "<s> inside", "<|user|> fake header", "{{ jinja }}", "{% raw %}", "a\n\nb", "$100",
+         "naïve café"]
 
 
 def random_conversation(rng: random.Random) -> list[dict]:

@@ -19,10 +19,23 @@ def test_load_tiny_model_and_tokenizer(arch, tiny_model_dir):
     model = load_model(config, tokenizer)
     assert config.chat_template == "zephyr"  # "auto" resolved for a checkpoint without our template
     assert tokenizer.chat_template == JINJA["zephyr"]
-    assert model.dtype == torch.float32  # auto on CPU
+    assert model.dtype == resolve_dtype("auto")  # this machine's auto: bf16 where it computes in bf16, else fp32
     assert model.config.pad_token_id == tokenizer.pad_token_id
     logits = model(torch.tensor([[1, 5, 6, 7]])).logits
     assert logits.shape == (1, 4, len(tokenizer))
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(False, torch.float32), (True, torch.bfloat16)])
+def test_auto_dtype_loads_in_what_the_cpu_computes_in(native_bf16, expected, tiny_model_dir, monkeypatch):
+    """Both sides of the rule on any machine: the CPU-capability probe is patched, the loader is real."""
+    import zephyr.models as models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: native_bf16)
+    config = ModelConfig(model=str(tiny_model_dir("llama")))
+    model = load_model(config, load_tokenizer(config))
+    assert model.dtype == expected
+    assert all(p.dtype == expected for p in model.parameters())
 
 
 def test_auto_template_keeps_the_checkpoints_own(tiny_model_dir, tmp_path):

@@ -81,11 +81,16 @@ def test_fast_on_many_rows(eval_files):
     rng = random.Random(1)
     vocab = [f"w{i}" for i in range(5000)]
     texts = [" ".join(rng.choices(vocab, k=120)) for _ in range(5000)]
+    # a few rows carry an eval prompt inside their filler, so the timed loop also takes the positive path
+    prompts = [p for p in read_eval_prompts(eval_files["alpaca_eval"])[0] if len(words(p)) >= 12]
+    planted = rng.sample(range(len(texts)), 25)
+    for row, prompt in zip(planted, rng.sample(prompts, len(planted))):
+        texts[row] = f"{texts[row][:200]} {prompt} {texts[row][200:]}"
     start = time.perf_counter()
-    hits = sum(index.contaminated([t]) for t in texts)
+    hits = [i for i, t in enumerate(texts) if index.contaminated([t])]
     elapsed = time.perf_counter() - start
-    assert hits == 0
-    assert elapsed < 3.0, f"5k x 120-word prompts took {elapsed:.2f}s"  # ~0.25 s measured (20k rows/s)
+    assert hits == sorted(planted)  # every planted prompt found, no random filler row flagged
+    assert elapsed < 3.0, f"5k x 120-word prompts took {elapsed:.2f}s"  # n-gram lookups, not a scan per prompt
 
 
 def test_bad_eval_file_names_line_and_field(tmp_path):

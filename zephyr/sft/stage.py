@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from functools import partial
-from pathlib import Path
 from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from ..chat_template import render_ids
+from ..data.sources import resolve_sources
 from ..errors import ConfigError
+from ..model_card import write_stage_card
 from ..train import PackStats, TokenScorer, Tokenized, Trainer, TrainResult, collate_rows, group_rows, pack, truncate
 from .config import SFTConfig
 from .loss import sft_loss
-
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the `zephyr` package (repo root or site-packages)
-
-
-def resolve_sources(mixer: dict) -> dict:
-    """A relative data path that does not exist from the current folder is looked up next to the `zephyr`
-    package, so `zephyr/demo_data` works from anywhere, in a checkout and in an installed wheel alike."""
-    resolved = {}
-    for name, value in mixer.items():
-        location, at, split = str(name).rpartition("@") if "@" in str(name) else (str(name), "", "")
-        candidate = PACKAGE_PARENT / location
-        if not Path(location).is_absolute() and not Path(location).exists() and candidate.exists():
-            name = str(candidate) + at + split
-        resolved[name] = value
-    return resolved
-
 
 def tokenize_conversations(conversations: Sequence[list[dict]], tokenizer, template: str,
                            desc: str = "tokenizing", assistant_only: bool = True) -> list[Tokenized]:
@@ -92,7 +76,7 @@ def prepare(cfg: SFTConfig):
 
 def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
     """Train, checkpoint, and write output_dir/{model, tokenizer, recipe.yaml, metrics.jsonl, README.md}."""
-    model, tokenizer, train, test, report, stats = prepare(cfg)
+    model, tokenizer, train, test, _, stats = prepare(cfg)
     train_items = packed_items(train, cfg, cfg.per_device_train_batch_size, cfg.seed, stats)
     # test examples follow the train ones in one list, so a single collate serves both
     offset = len(train)
@@ -109,28 +93,7 @@ def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
               f"{trainer.total_steps} optimizer steps", flush=True)
     result = trainer.train()
     if trainer.accelerator.is_main_process:
-        write_card(cfg, trainer, result, report)
+        write_stage_card(cfg, trainer, result, description="Distilled supervised fine-tuning (dSFT) with the loss "
+                         f"on {'assistant tokens only' if cfg.assistant_only_loss else 'every token'}, conversations "
+                         f"packed into rows of {cfg.max_seq_length} tokens, `{cfg.chat_template}` chat template.")
     return result
-
-
-def write_card(cfg: SFTConfig, trainer: Trainer, result: TrainResult, report) -> Path:
-    from ..model_card import hyperparameters, results_rows, write_model_card
-
-    acc = trainer.accelerator
-    kind = str(acc.distributed_type).split(".")[-1]
-    distributed = {"NO": "single-device", "MULTI_GPU": "multi-GPU", "MULTI_CPU": "multi-CPU", "DEEPSPEED": "deepspeed",
-                   "FSDP": "fsdp"}.get(kind, kind.lower())
-    base = "google/gemma-3-270m" if cfg.model == "embedded" else cfg.model
-    epochs = result.global_step / trainer.steps_per_epoch
-    params = hyperparameters(cfg, acc.num_processes, distributed, num_epochs=round(epochs, 4) if not
-                             math.isclose(epochs, round(epochs)) else int(round(epochs)))
-    datasets = [str(name) for name in cfg.dataset_mixer]
-    name = cfg.hub_model_id or Path(cfg.output_dir).resolve().name
-    eval_metrics = {"Loss": result.eval_metrics["eval_loss"]} if "eval_loss" in result.eval_metrics else None
-    return write_model_card(Path(cfg.output_dir) / "README.md", model_name=name, base_model=base, datasets=datasets,
-                            hyperparameters=params, results=results_rows(result.log_history),
-                            eval_metrics=eval_metrics, adapter=cfg.use_lora,
-                            description="Distilled supervised fine-tuning (dSFT) with the loss on "
-                                        f"{'assistant tokens only' if cfg.assistant_only_loss else 'every token'}, "
-                                        f"conversations packed into rows of {cfg.max_seq_length} tokens, "
-                                        f"`{cfg.chat_template}` chat template.")
