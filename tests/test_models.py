@@ -157,11 +157,12 @@ def test_auto_keeps_a_llama2_template_and_renders_with_it(tiny_model_dir, tmp_pa
     assert tokenizer.chat_template == LLAMA2_TEMPLATE  # not overwritten by the zephyr fallback
     ids, mask = render_ids(TWO_TURNS, tokenizer, config.chat_template)
     assert ids == list(tokenizer.apply_chat_template(TWO_TURNS, tokenize=True, return_dict=True)["input_ids"])
-    assert tokenizer.decode(ids).startswith("<s>[INST] <<SYS>>\nAnswer briefly.\n<</SYS>>\n\nWhat is 17 times 23? [/INST]")
+    first_turn = "<s>[INST] <<SYS>>\nAnswer briefly.\n<</SYS>>\n\nWhat is 17 times 23? [/INST]"
+    assert tokenizer.decode(ids).startswith(first_turn)
     # the mask is each reply with its end of turn, nothing of the [INST] turns
     assert tokenizer.decode([t for t, m in zip(ids, mask) if m]) == " It is 391. </s> 408. </s>"
     prompt, _ = render_ids(TWO_TURNS[:2], tokenizer, config.chat_template, add_generation_prompt=True)
-    assert tokenizer.decode(prompt) == "<s>[INST] <<SYS>>\nAnswer briefly.\n<</SYS>>\n\nWhat is 17 times 23? [/INST]"
+    assert tokenizer.decode(prompt) == first_turn
     assert end_of_turn(config.chat_template, tokenizer.eos_token) == "</s>"
 
 

@@ -100,7 +100,8 @@ def test_every_card_value_matches_the_recipe_and_its_launch(card):
         "gradient_accumulation_steps": accumulation == cfg.gradient_accumulation_steps,
         "total_train_batch_size": int(card_values["total_train_batch_size"]) ==
         processes * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
-        "total_eval_batch_size": int(card_values["total_eval_batch_size"]) == processes * cfg.per_device_eval_batch_size,
+        "total_eval_batch_size": int(card_values["total_eval_batch_size"]) ==
+        processes * cfg.per_device_eval_batch_size,
         "lr_scheduler_type": card_values["lr_scheduler_type"] == SCHEDULERS[cfg.lr_scheduler_type],
         "lr_scheduler_warmup_ratio": float(card_values["lr_scheduler_warmup_ratio"]) == cfg.warmup_ratio,
         "num_epochs": float(card_values["num_epochs"]) == cfg.num_train_epochs and cfg.max_steps <= 0,
@@ -140,7 +141,8 @@ def test_assistant_only_loss_sets_the_mask(tokenizer):
     from zephyr.sft.stage import tokenize_conversations
     from zephyr.train import collate_rows
 
-    conversation = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is 17 times 23?"},
+    conversation = [{"role": "system", "content": "Answer briefly."},
+                    {"role": "user", "content": "What is 17 times 23?"},
                     {"role": "assistant", "content": "It is 391."}]
     ids, assistant_mask = render_ids(conversation, tokenizer, "zephyr")
     (replies,) = tokenize_conversations([conversation], tokenizer, "zephyr")

@@ -24,7 +24,8 @@ def test_names_none_all_and_what_to_install(monkeypatch):
         check_report_to(["none", "jsonl"])
     monkeypatch.setattr(metrics_log, "installed", lambda name: name == "jsonl")
     assert check_report_to("all") == ["jsonl"]
-    with pytest.raises(ConfigError, match=r"wandb is not installed; pip install wandb \(or pip install \"zephyr\[track\]\"\)"):
+    with pytest.raises(ConfigError, match=r"wandb is not installed; pip install wandb \(or pip install "
+                                          r"\"zephyr\[track\]\"\)"):
         check_report_to(["jsonl", "wandb"])
     with pytest.raises(ConfigError, match="tensorboard and wandb are not installed; pip install tensorboard wandb"):
         MetricsLog("unused", ["tensorboard", "wandb"])
