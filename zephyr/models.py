@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .chat_template import JINJA, TEMPLATE_NAMES, set_chat_template
+from .chat_template import CHECKPOINT, JINJA, TEMPLATE_NAMES, set_chat_template
 from .config import field
 
 EMBEDDED = "embedded"
@@ -79,8 +79,9 @@ def resolve_dtype(name: str) -> torch.dtype:
 def load_tokenizer(config: ModelConfig):
     from transformers import AutoTokenizer
 
-    if config.chat_template not in (*TEMPLATE_NAMES, "auto"):
-        raise ValueError(f"unknown chat_template {config.chat_template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    if config.chat_template not in (*TEMPLATE_NAMES, CHECKPOINT, "auto"):
+        raise ValueError(f"unknown chat_template {config.chat_template!r}; choose one of "
+                         f"{', '.join((*TEMPLATE_NAMES, CHECKPOINT, 'auto'))}")
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     if gguf_file:
@@ -92,6 +93,9 @@ def load_tokenizer(config: ModelConfig):
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     # "auto" is resolved in place so that later stages render with the same template the tokenizer carries
     config.chat_template = template_of(tokenizer, config.chat_template)
+    if config.chat_template == CHECKPOINT and not tokenizer.chat_template:
+        raise ValueError(f"chat_template {CHECKPOINT!r}: {config.model} carries no chat template; choose "
+                         f"{' or '.join(TEMPLATE_NAMES)}")
     if config.chat_template == "chatml":
         missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in tokenizer.get_vocab()]
         if missing:
@@ -101,13 +105,15 @@ def load_tokenizer(config: ModelConfig):
 
 
 def template_of(tokenizer, requested: str = "auto") -> str:
-    """The template name to render with: the requested one, or the one the tokenizer already carries."""
+    """The template to render with: the requested one; for `auto`, the tokenizer's own (by name when it is one
+    of ours, else `checkpoint`: rendered by the tokenizer itself), or zephyr when it carries none."""
     if requested != "auto":
         return requested
+    own = tokenizer.chat_template
     for name, jinja in JINJA.items():
-        if tokenizer.chat_template == jinja:
+        if own == jinja:
             return name
-    return "zephyr"
+    return CHECKPOINT if own else "zephyr"
 
 
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):

@@ -17,12 +17,13 @@ from .config import SFTConfig
 from .loss import sft_loss
 
 def tokenize_conversations(conversations: Sequence[list[dict]], tokenizer, template: str,
-                           desc: str = "tokenizing") -> list[Tokenized]:
-    """Chat-template each conversation into ids + assistant mask (every assistant turn is trained on)."""
+                           desc: str = "tokenizing", assistant_only: bool = True) -> list[Tokenized]:
+    """Chat-template each conversation into ids + loss mask: every assistant turn, or every token when
+    `assistant_only` is false (collate_rows never predicts a conversation's first token from the one before)."""
     out = []
     for index, messages in enumerate(tqdm(conversations, desc=desc, unit="conv", leave=False)):
         ids, mask = render_ids(messages, tokenizer, template, index=index)
-        out.append(Tokenized(ids, mask))
+        out.append(Tokenized(ids, mask if assistant_only else [1] * len(ids)))
     return out
 
 
@@ -59,10 +60,12 @@ def prepare(cfg: SFTConfig):
         raise ConfigError("the training split is empty after mixing; check dataset_mixer and dataset_splits")
     tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
     stats = PackStats()
-    train = truncate(tokenize_conversations(splits.train, tokenizer, cfg.chat_template, "tokenizing train"),
+    train = truncate(tokenize_conversations(splits.train, tokenizer, cfg.chat_template, "tokenizing train",
+                                            cfg.assistant_only_loss),
                      cfg.max_seq_length, stats)
     eval_stats = PackStats()
-    test = truncate(tokenize_conversations(splits.test, tokenizer, cfg.chat_template, "tokenizing test"),
+    test = truncate(tokenize_conversations(splits.test, tokenizer, cfg.chat_template, "tokenizing test",
+                                           cfg.assistant_only_loss),
                     cfg.max_seq_length, eval_stats)
     from accelerate.utils import set_seed
 
@@ -91,6 +94,6 @@ def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
     result = trainer.train()
     if trainer.accelerator.is_main_process:
         write_stage_card(cfg, trainer, result, description="Distilled supervised fine-tuning (dSFT) with the loss "
-                         f"on assistant tokens only, conversations packed into rows of {cfg.max_seq_length} "
-                         f"tokens, `{cfg.chat_template}` chat template.")
+                         f"on {'assistant tokens only' if cfg.assistant_only_loss else 'every token'}, conversations "
+                         f"packed into rows of {cfg.max_seq_length} tokens, `{cfg.chat_template}` chat template.")
     return result
