@@ -110,10 +110,36 @@ def template_of(tokenizer, requested: str = "auto") -> str:
     return "zephyr"
 
 
+def quantization_config(config: ModelConfig):
+    """QLoRA's 4-bit base (Dettmers et al., 2023): NF4 weights, double-quantized scales, bf16 compute."""
+    from .errors import ConfigError
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ConfigError("field 'load_in_4bit' needs bitsandbytes: pip install 'zephyr[qlora]'") from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
-    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked."""
+    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked.
+
+    With `load_in_4bit` the base is quantized to NF4 while loading, and for training it is prepared the way
+    QLoRA is (peft's `prepare_model_for_kbit_training`): every base weight frozen and the unquantized ones
+    (embeddings, norms, head) upcast to fp32. Gradient checkpointing is left to the trainer, which uses the
+    non-reentrant kind: that one needs no gradient-requiring inputs, so peft's input hook is not installed.
+    """
     from transformers import AutoModelForCausalLM
 
+    if config.load_in_4bit and for_training and not config.use_lora:
+        from .errors import ConfigError
+
+        raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
+                          "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
+    quantization = quantization_config(config) if config.load_in_4bit else None  # errors before any download
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(config.dtype),
@@ -126,22 +152,21 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         kwargs["use_safetensors"] = True  # never pickled .bin weights
         if not Path(where).exists():
             kwargs["revision"] = config.revision
-    if config.load_in_4bit:
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if config.use_lora and for_training:
-        from peft import get_peft_model
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
         with warnings.catch_warnings():
             # peft reads transformers 5's deprecated `is_gradient_checkpointing`: a warning no user can act on
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            if quantization is not None:
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             model = get_peft_model(model, lora_config(config))
     return model
 
