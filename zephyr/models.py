@@ -124,6 +124,17 @@ def quantization_config(config: ModelConfig):
                               bnb_4bit_compute_dtype=torch.bfloat16)
 
 
+def keep_4bit_weights_differentiable(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its inference kernel at the first
+    eval-mode forward without gradients (an evaluation) and keeps it packed; that kernel has no backward, so
+    every later training step would drop the gradient through the base layers (bitsandbytes 0.50, a tiny
+    Mistral: the first layer's LoRA gradient moved by 87% of its norm after one evaluation). Training models
+    keep the differentiable dequantize-and-matmul path."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked.
 
@@ -166,6 +177,7 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
             # peft reads transformers 5's deprecated `is_gradient_checkpointing`: a warning no user can act on
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             if quantization is not None:
+                keep_4bit_weights_differentiable(model)
                 model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             model = get_peft_model(model, lora_config(config))
     return model
