@@ -113,6 +113,24 @@ def test_qlora_sft_trains_the_adapter_and_exports_a_plain_merged_model(tiny_mode
     assert generated.shape == (1, len(IDS) + 4)
 
 
+def test_qlora_dpo_trains_with_the_adapter_off_as_reference(tiny_model_dir, tmp_path):
+    """The dpo-qlora recipe's mode: one 4-bit model, the reference is the same model with its adapter off."""
+    bitsandbytes()
+    from zephyr.cli import main as zephyr
+    from zephyr.train import read_metrics
+
+    out = tmp_path / "dpo"
+    mixer = json.dumps({"zephyr/demo_data/pairs_train.jsonl": 1.0})
+    assert zephyr(["dpo", "--model", str(tiny_model_dir("mistral")), "--dtype", "float32", "--use_lora", "true",
+                   "--load_in_4bit", "true", "--dataset_mixer", mixer, "--test_split_size", "0",
+                   "--max_train_samples", "8", "--output_dir", str(out), "--per_device_train_batch_size", "4",
+                   "--learning_rate", "1e-3", "--max_steps", "2", "--logging_steps", "1", "--report_to", "jsonl",
+                   "--progress_bar", "false", "--gradient_checkpointing", "true"]) == 0
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "model.safetensors").exists()
+
+
 def test_an_evaluation_does_not_cut_the_base_layers_out_of_backward(tiny_model_dir):
     """bitsandbytes repacks 4-bit weights for its CPU inference kernel (no backward) at an eval-mode forward
     on AVX512-BF16 CPUs; a training model must give the same gradients before and after one."""

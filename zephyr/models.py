@@ -165,6 +165,10 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
             kwargs["revision"] = config.revision
     if quantization is not None:
         kwargs["quantization_config"] = quantization
+        if torch.cuda.is_available():  # quantize on this process's GPU, as the handbook does, not on the CPU
+            import os
+
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
