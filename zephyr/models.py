@@ -116,10 +116,47 @@ def template_of(tokenizer, requested: str = "auto") -> str:
     return CHECKPOINT if own else "zephyr"
 
 
+def quantization_config(config: ModelConfig):
+    """QLoRA's 4-bit base (Dettmers et al., 2023): NF4 weights, double-quantized scales, bf16 compute."""
+    from .errors import ConfigError
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ConfigError("field 'load_in_4bit' needs bitsandbytes: pip install 'zephyr[qlora]'") from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def keep_4bit_weights_differentiable(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its inference kernel at the first
+    eval-mode forward without gradients (an evaluation) and keeps it packed; that kernel has no backward, so
+    every later training step would drop the gradient through the base layers (bitsandbytes 0.50, a tiny
+    Mistral: the first layer's LoRA gradient moved by 87% of its norm after one evaluation). Training models
+    keep the differentiable dequantize-and-matmul path."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
-    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked."""
+    """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if asked.
+
+    With `load_in_4bit` the base is quantized to NF4 while loading, and for training it is prepared the way
+    QLoRA is (peft's `prepare_model_for_kbit_training`): every base weight frozen and the unquantized ones
+    (embeddings, norms, head) upcast to fp32. Gradient checkpointing is left to the trainer, which uses the
+    non-reentrant kind: that one needs no gradient-requiring inputs, so peft's input hook is not installed.
+    """
     from transformers import AutoModelForCausalLM
 
+    if config.load_in_4bit and for_training and not config.use_lora:
+        from .errors import ConfigError
+
+        raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
+                          "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
+    quantization = quantization_config(config) if config.load_in_4bit else None  # errors before any download
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(config.dtype),
@@ -132,22 +169,26 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         kwargs["use_safetensors"] = True  # never pickled .bin weights
         if not Path(where).exists():
             kwargs["revision"] = config.revision
-    if config.load_in_4bit:
-        from transformers import BitsAndBytesConfig
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        if torch.cuda.is_available():  # quantize on this process's GPU, as the handbook does, not on the CPU
+            import os
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if config.use_lora and for_training:
-        from peft import get_peft_model
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
         with warnings.catch_warnings():
             # peft reads transformers 5's deprecated `is_gradient_checkpointing`: a warning no user can act on
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            if quantization is not None:
+                keep_4bit_weights_differentiable(model)
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             model = get_peft_model(model, lora_config(config))
     return model
 
