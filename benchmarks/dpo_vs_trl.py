@@ -164,15 +164,15 @@ def worker(args) -> dict:
 def run_ours(args, cfg, tokenizer, pairs, batches, clock, device):
     import torch
 
-    from zephyr.dpo.logprobs import install_scoring
     from zephyr.dpo.reference import cache_key, frozen_copy, precompute, weights_fingerprint
     from zephyr.dpo.train import DPOObjective
     from zephyr.models import load_model, resolve
+    from zephyr.train.scoring import TokenScorer
     from zephyr.train.trainer import Trainer
 
     torch.manual_seed(0)
     model = load_model(cfg, tokenizer, for_training=True).to(device)
-    install_scoring(model)
+    model = TokenScorer(model, chunk_size=cfg.logit_chunk_size)
     mode = cfg.reference_mode()
     ref_model = frozen_copy(model) if mode == "copy" else None
     table = None

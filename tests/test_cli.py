@@ -26,7 +26,7 @@ CONFIGS = {
     "quantize": ["zephyr.quantize.cli:GgufConfig", "zephyr.quantize.cli:AwqConfig"],
     "serve": ["zephyr.serve.cli:ServeConfig"],
 }
-LORA = {"use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "load_in_4bit"}
+LORA = {"use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"}
 
 
 def config_class(spec: str) -> type:

@@ -115,3 +115,77 @@ def test_dtypes_and_bad_inputs(tmp_path):
     assert resolve("google/gemma-3-270m") == ("google/gemma-3-270m", None)
     with pytest.raises(ValueError, match="unknown chat_template"):
         load_tokenizer(ModelConfig(model=str(tmp_path), chat_template="llama3"))
+
+
+# Llama-2-chat's template as its checkpoints ship it: [INST] turns, the system prompt folded into the first one
+LLAMA2_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if loop.index0 == 0 and system_message != false %}"
+    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
+)
+TWO_TURNS = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is 17 times 23?"},
+             {"role": "assistant", "content": "It is 391."}, {"role": "user", "content": "And 17 times 24?"},
+             {"role": "assistant", "content": "408."}]
+
+
+def checkpoint_with_template(tiny_model_dir, folder, template):
+    """The tiny llama checkpoint with `template` saved in its tokenizer."""
+    from transformers import AutoTokenizer
+
+    base = tiny_model_dir("llama")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(folder)
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((base / name).read_bytes())
+    return folder
+
+
+def test_auto_keeps_a_llama2_template_and_renders_with_it(tiny_model_dir, tmp_path):
+    from zephyr.chat_template import end_of_turn, render_ids
+
+    config = ModelConfig(model=str(checkpoint_with_template(tiny_model_dir, tmp_path, LLAMA2_TEMPLATE)))
+    tokenizer = load_tokenizer(config)
+    assert config.chat_template == "checkpoint" and template_of(tokenizer) == "checkpoint"
+    assert tokenizer.chat_template == LLAMA2_TEMPLATE  # not overwritten by the zephyr fallback
+    ids, mask = render_ids(TWO_TURNS, tokenizer, config.chat_template)
+    assert ids == list(tokenizer.apply_chat_template(TWO_TURNS, tokenize=True, return_dict=True)["input_ids"])
+    first_turn = "<s>[INST] <<SYS>>\nAnswer briefly.\n<</SYS>>\n\nWhat is 17 times 23? [/INST]"
+    assert tokenizer.decode(ids).startswith(first_turn)
+    # the mask is each reply with its end of turn, nothing of the [INST] turns
+    assert tokenizer.decode([t for t, m in zip(ids, mask) if m]) == " It is 391. </s> 408. </s>"
+    prompt, _ = render_ids(TWO_TURNS[:2], tokenizer, config.chat_template, add_generation_prompt=True)
+    assert tokenizer.decode(prompt) == first_turn
+    assert end_of_turn(config.chat_template, tokenizer.eos_token) == "</s>"
+
+
+def test_a_recipes_named_template_replaces_the_checkpoints(tiny_model_dir, tmp_path):
+    folder = checkpoint_with_template(tiny_model_dir, tmp_path, LLAMA2_TEMPLATE)
+    config = ModelConfig(model=str(folder), chat_template="zephyr")
+    assert load_tokenizer(config).chat_template == JINJA["zephyr"] and config.chat_template == "zephyr"
+
+
+def test_checkpoint_template_needs_a_template(tiny_model_dir):
+    with pytest.raises(ValueError, match="carries no chat template"):
+        load_tokenizer(ModelConfig(model=str(tiny_model_dir("llama")), chat_template="checkpoint"))
+
+
+def test_checkpoint_template_that_closes_the_last_turn_differently(tiny_model_dir, tmp_path):
+    """A ChatML variant (no BOS) with an EOS after the final reply: an earlier reply's mask stops at its
+    <|im_end|>, before the newline and the next turn's header."""
+    from zephyr.chat_template import render_ids
+
+    variant = JINJA["chatml"].replace("{{ bos_token }}", "")
+    config = ModelConfig(model=str(checkpoint_with_template(tiny_model_dir, tmp_path, variant)))
+    tokenizer = load_tokenizer(config)
+    assert config.chat_template == "checkpoint"
+    ids, mask = render_ids(TWO_TURNS, tokenizer, config.chat_template)
+    assert ids == list(tokenizer.apply_chat_template(TWO_TURNS, tokenize=True, return_dict=True)["input_ids"])
+    assert tokenizer.decode([t for t, m in zip(ids, mask) if m]) == "It is 391.<|im_end|>408.<|im_end|>\n</s>"

@@ -4,7 +4,8 @@ zephyr  (zephyr-7b-alpha/beta):   <|system|>\\n{sys}</s>\\n<|user|>\\n{msg}</s>\
 chatml  (zephyr-7b-gemma):        <bos><|im_start|>user\\n{msg}<|im_end|>\\n<|im_start|>assistant\\n{reply}<|im_end|>\\n<eos>
 
 `render_text` gives exactly what `tokenizer.apply_chat_template` gives with the published Jinja strings
-(tests/test_chat_template.py checks it against them). `render_ids` turns a conversation into
+(tests/test_chat_template.py checks it against them). Any other template a checkpoint carries (Llama-2's
+`[INST]`, ...) is rendered by the tokenizer itself under the name `checkpoint`. `render_ids` turns a conversation into
 `(input_ids, assistant_mask)`: the mask is 1 on each assistant reply and its end-of-turn token, 0 elsewhere.
 """
 
@@ -17,6 +18,7 @@ from .errors import ZephyrError
 
 ROLES = ("system", "user", "assistant")
 TEMPLATE_NAMES = ("zephyr", "chatml")
+CHECKPOINT = "checkpoint"  # the tokenizer's own Jinja template (Llama-2 [INST], ...), rendered by apply_chat_template
 
 # Jinja equivalents of the published templates (authored here; the rendering is what is checked, not the text).
 # trim_blocks/lstrip_blocks are how transformers renders templates, so no stray newlines from the tags.
@@ -125,7 +127,41 @@ def render_text(messages: Sequence[dict], template: str = "zephyr", bos_token: s
 
 def end_of_turn(template: str, eos_token: str) -> str:
     """The string that closes an assistant turn: generation stops on it."""
-    return eos_token if template == "zephyr" else "<|im_end|>"
+    return "<|im_end|>" if template == "chatml" else eos_token
+
+
+def render_with_tokenizer(messages: Sequence[dict], tokenizer, add_generation_prompt: bool = False,
+                          index: int | None = None) -> Rendered:
+    """Render with the tokenizer's own template; each assistant reply's span runs from the end of the
+    conversation before it (generation prompt included) to the end of the conversation through it, trailing
+    whitespace excluded. A template that closes the last turn differently (an extra EOS) is cut where the two
+    renderings part, never inside a special token."""
+    if not tokenizer.chat_template:
+        raise ConversationError("chat_template 'checkpoint': the tokenizer carries no chat template", index)
+
+    def text(part: Sequence[dict], generation_prompt: bool) -> str:
+        return tokenizer.apply_chat_template(list(part), tokenize=False, add_generation_prompt=generation_prompt)
+
+    full = text(messages, add_generation_prompt)
+    spans: list[tuple[int, int]] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before, through = text(messages[:i], True), text(messages[:i + 1], False)
+        end = len(through)
+        if not full.startswith(through):
+            end = next((k for k, (a, b) in enumerate(zip(through, full)) if a != b), min(len(through), len(full)))
+            for token in tokenizer.all_special_tokens:  # never end inside a special token's text
+                for rendering in (through, full):
+                    start = rendering.find(token, max(0, end - len(token) + 1))
+                    if 0 <= start < end:
+                        end = start
+        end = len(through[:end].rstrip())
+        if not (through.startswith(before) and full.startswith(before) and end > len(before)):
+            raise ConversationError(f"the tokenizer's chat template does not render message {i} (assistant) after "
+                                    "the conversation before it; choose chat_template zephyr or chatml", index)
+        spans.append((len(before), end))
+    return Rendered(full, spans)
 
 
 def adds_bos(tokenizer) -> bool:
@@ -148,12 +184,16 @@ def render_ids(messages: Sequence[dict], tokenizer, template: str = "zephyr", ad
 
     The ids are the tokenizer's own encoding of the rendered text (identical to
     `apply_chat_template(tokenize=True)`), with a BOS in front when the tokenizer itself adds one to text
-    (Mistral, Gemma) and the template has not already put it there. The mask is 1 on every token that starts
-    inside an assistant reply or its end-of-turn marker, so nothing of the prompt, role headers or next turn.
+    (Mistral, Gemma) and the template has not already put it there; with `checkpoint` (the tokenizer's own
+    template) exactly `apply_chat_template`'s ids. The mask is 1 on every token that starts inside an assistant
+    reply or its end-of-turn marker, so nothing of the prompt, role headers or next turn.
     """
     validate(messages, index)
-    rendered = render_text(messages, template, tokenizer.bos_token or "", tokenizer.eos_token or "",
-                           add_generation_prompt)
+    if template == CHECKPOINT:
+        rendered = render_with_tokenizer(messages, tokenizer, add_generation_prompt, index)
+    else:
+        rendered = render_text(messages, template, tokenizer.bos_token or "", tokenizer.eos_token or "",
+                               add_generation_prompt)
     encoding = tokenizer(rendered.text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoding["input_ids"])
     mask = [0] * len(ids)
@@ -164,7 +204,7 @@ def render_ids(messages: Sequence[dict], tokenizer, template: str = "zephyr", ad
             s += 1
         if s < len(spans) and spans[s][0] <= start < spans[s][1]:
             mask[t] = 1
-    if adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
+    if template != CHECKPOINT and adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
         ids.insert(0, tokenizer.bos_token_id)
         mask.insert(0, 0)
     return ids, mask
@@ -177,5 +217,7 @@ def prompt_ids(messages: Sequence[dict], tokenizer, template: str = "zephyr") ->
 
 
 def set_chat_template(tokenizer, template: str) -> None:
-    """Install the Jinja template on a tokenizer so that saved checkpoints and servers render the same text."""
-    tokenizer.chat_template = JINJA[template]
+    """Install the Jinja template on a tokenizer so that saved checkpoints and servers render the same text
+    (`checkpoint` keeps the tokenizer's own)."""
+    if template != CHECKPOINT:
+        tokenizer.chat_template = JINJA[template]

@@ -1,5 +1,13 @@
 """Model cards in the style of the published Zephyr cards (zephyr-7b-sft-full, zephyr-7b-beta), filled from a run.
 
+A training stage writes its card with one call, adding only what is its own:
+
+    write_stage_card(cfg, trainer, result, description="Distilled supervised fine-tuning ...")
+    write_stage_card(cfg, trainer, result, description="...", extra_hyperparameters={"beta": 0.1},
+                     extra_columns={"Rewards/chosen": "eval_rewards/chosen", ...})
+
+Underneath, any card from its parts:
+
     write_model_card(out / "README.md", model_name="zephyr-demo-sft", base_model="google/gemma-3-270m",
                      datasets=["zephyr/demo_data"], hyperparameters=hyperparameters(cfg, num_devices, ...),
                      results=results_rows(log_history), eval_metrics={"Loss": 1.23})
@@ -12,10 +20,14 @@ adds its own (DPO: Rewards/chosen, Rewards/rejected, ... mapped from its eval me
 from __future__ import annotations
 
 import importlib.metadata
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
 BASE_COLUMNS = {"Training Loss": "loss", "Epoch": "epoch", "Step": "step", "Validation Loss": "eval_loss"}
+# accelerate's DistributedType -> the published cards' word
+DISTRIBUTED_TYPES = {"NO": "single-device", "MULTI_GPU": "multi-GPU", "MULTI_CPU": "multi-CPU",
+                     "DEEPSPEED": "deepspeed", "FSDP": "fsdp"}
 
 
 def _number(value: Any) -> str:
@@ -120,3 +132,32 @@ def write_model_card(path: str | Path, **kwargs) -> Path:
     path = Path(path)
     path.write_text(render_model_card(**kwargs))
     return path
+
+
+def write_stage_card(cfg: Any, trainer: Any, result: Any, description: str,
+                     extra_hyperparameters: dict[str, Any] | None = None,
+                     extra_columns: dict[str, str] | None = None) -> Path:
+    """output_dir/README.md of a finished training stage (a zephyr.train Trainer and its TrainResult).
+
+    The stage gives its description, its own hyperparameters and its own results columns (card column -> eval
+    metric); those columns' final values join the loss in the card's "results on the evaluation set"."""
+    from .embedded import HUB_ID
+
+    acc = trainer.accelerator
+    kind = str(acc.distributed_type).split(".")[-1]
+    epochs = result.global_step / trainer.steps_per_epoch
+    params = hyperparameters(cfg, acc.num_processes, DISTRIBUTED_TYPES.get(kind, kind.lower()),
+                             num_epochs=int(round(epochs)) if math.isclose(epochs, round(epochs)) else round(epochs, 4),
+                             extra=extra_hyperparameters)
+    columns = extra_columns or {}
+    evals = result.eval_metrics
+    eval_metrics = None
+    if "eval_loss" in evals:
+        eval_metrics = {"Loss": evals["eval_loss"],
+                        **{name: evals[key] for name, key in columns.items() if key in evals}}
+    return write_model_card(Path(cfg.output_dir) / "README.md",
+                            model_name=cfg.hub_model_id or Path(cfg.output_dir).resolve().name,
+                            base_model=HUB_ID if cfg.model == "embedded" else cfg.model,
+                            datasets=[str(d) for d in cfg.dataset_mixer], hyperparameters=params,
+                            results=results_rows(result.log_history), eval_metrics=eval_metrics,
+                            extra_columns=columns, description=description, adapter=cfg.use_lora)

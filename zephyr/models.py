@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .chat_template import JINJA, TEMPLATE_NAMES, set_chat_template
+from .chat_template import CHECKPOINT, JINJA, TEMPLATE_NAMES, set_chat_template
 from .config import field
 
 EMBEDDED = "embedded"
@@ -25,18 +25,18 @@ class ModelConfig:
     attn_implementation: str = field("sdpa", help="attention kernel: sdpa, eager, flash_attention_2, ...")
     trust_remote_code: bool = field(False, help="run model code shipped with a hub checkpoint (off: safetensors + library code only)")
     chat_template: str = field("auto", help="zephyr (<|user|> ... </s>), chatml (<|im_start|> ... <|im_end|>), or auto (the checkpoint's own if it is one of these, else zephyr)")
+    load_in_4bit: bool = field(False, help="QLoRA: load the base in 4-bit NF4 (needs bitsandbytes and a GPU)")
 
 
 @dataclasses.dataclass
 class LoraModelConfig(ModelConfig):
-    """How to load the model for training: ModelConfig plus the LoRA / QLoRA fields (training stages only)."""
+    """How to load the model for training: ModelConfig plus the LoRA adapter fields (training stages only)."""
 
     use_lora: bool = field(False, help="train a LoRA adapter instead of all weights")
     lora_r: int = field(16, help="LoRA rank")
     lora_alpha: int = field(32, help="LoRA scaling numerator (scale = alpha / r)")
     lora_dropout: float = field(0.05, help="dropout on the LoRA input")
     lora_target_modules: list[str] = field(["all-linear"], help="modules that get adapters ('all-linear' = every linear layer but the head)")
-    load_in_4bit: bool = field(False, help="QLoRA: load the base in 4-bit NF4 (needs bitsandbytes and a GPU)")
 
 
 def resolve(model: str) -> tuple[str, str | None]:
@@ -85,8 +85,9 @@ def resolve_dtype(name: str) -> torch.dtype:
 def load_tokenizer(config: ModelConfig):
     from transformers import AutoTokenizer
 
-    if config.chat_template not in (*TEMPLATE_NAMES, "auto"):
-        raise ValueError(f"unknown chat_template {config.chat_template!r}; choose one of {', '.join(TEMPLATE_NAMES)}")
+    if config.chat_template not in (*TEMPLATE_NAMES, CHECKPOINT, "auto"):
+        raise ValueError(f"unknown chat_template {config.chat_template!r}; choose one of "
+                         f"{', '.join((*TEMPLATE_NAMES, CHECKPOINT, 'auto'))}")
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     if gguf_file:
@@ -98,6 +99,9 @@ def load_tokenizer(config: ModelConfig):
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     # "auto" is resolved in place so that later stages render with the same template the tokenizer carries
     config.chat_template = template_of(tokenizer, config.chat_template)
+    if config.chat_template == CHECKPOINT and not tokenizer.chat_template:
+        raise ValueError(f"chat_template {CHECKPOINT!r}: {config.model} carries no chat template; choose "
+                         f"{' or '.join(TEMPLATE_NAMES)}")
     if config.chat_template == "chatml":
         missing = [t for t in ("<|im_start|>", "<|im_end|>") if t not in tokenizer.get_vocab()]
         if missing:
@@ -107,20 +111,60 @@ def load_tokenizer(config: ModelConfig):
 
 
 def template_of(tokenizer, requested: str = "auto") -> str:
-    """The template name to render with: the requested one, or the one the tokenizer already carries."""
+    """The template to render with: the requested one; for `auto`, the tokenizer's own (by name when it is one
+    of ours, else `checkpoint`: rendered by the tokenizer itself), or zephyr when it carries none."""
     if requested != "auto":
         return requested
+    own = tokenizer.chat_template
     for name, jinja in JINJA.items():
-        if tokenizer.chat_template == jinja:
+        if own == jinja:
             return name
-    return "zephyr"
+    return CHECKPOINT if own else "zephyr"
+
+
+def quantization_config(config: ModelConfig):
+    """QLoRA's 4-bit base (Dettmers et al., 2023): NF4 weights, double-quantized scales, bf16 compute."""
+    from .errors import ConfigError
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as error:
+        raise ConfigError("field 'load_in_4bit' needs bitsandbytes: pip install 'zephyr[qlora]'") from error
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def keep_4bit_weights_differentiable(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit weight for its inference kernel at the first
+    eval-mode forward without gradients (an evaluation) and keeps it packed; that kernel has no backward, so
+    every later training step would drop the gradient through the base layers (bitsandbytes 0.50, a tiny
+    Mistral: the first layer's LoRA gradient moved by 87% of its norm after one evaluation). Training models
+    keep the differentiable dequantize-and-matmul path."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if a training
-    config (LoraModelConfig) asks for it."""
+    config (LoraModelConfig) asks for it.
+
+    With `load_in_4bit` the base is quantized to NF4 while loading, and for training it is prepared the way
+    QLoRA is (peft's `prepare_model_for_kbit_training`): every base weight frozen and the unquantized ones
+    (embeddings, norms, head) upcast to fp32. Gradient checkpointing is left to the trainer, which uses the
+    non-reentrant kind: that one needs no gradient-requiring inputs, so peft's input hook is not installed.
+    """
     from transformers import AutoModelForCausalLM
 
+    use_lora = isinstance(config, LoraModelConfig) and config.use_lora
+    if config.load_in_4bit and for_training and not use_lora:
+        from .errors import ConfigError
+
+        raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
+                          "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
+    quantization = quantization_config(config) if config.load_in_4bit else None  # errors before any download
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {
         "dtype": resolve_dtype(config.dtype),
@@ -133,23 +177,26 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         kwargs["use_safetensors"] = True  # never pickled .bin weights
         if not Path(where).exists():
             kwargs["revision"] = config.revision
-    lora = config if isinstance(config, LoraModelConfig) else None
-    if lora and lora.load_in_4bit:
-        from transformers import BitsAndBytesConfig
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        if torch.cuda.is_available():  # quantize on this process's GPU, as the handbook does, not on the CPU
+            import os
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_compute_dtype=torch.bfloat16)
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if lora and lora.use_lora and for_training:
-        from peft import get_peft_model
+    if use_lora and for_training:
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
         with warnings.catch_warnings():
             # peft reads transformers 5's deprecated `is_gradient_checkpointing`: a warning no user can act on
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            if quantization is not None:
+                keep_4bit_weights_differentiable(model)
+                model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
             model = get_peft_model(model, lora_config(config))
     return model
 

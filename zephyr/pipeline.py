@@ -2,9 +2,10 @@
 
 The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` with this command's fields).
 Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
-reference), dpo/ (adapter + card), final/ (the merged DPO model with its card, ready for `zephyr chat`),
-eval.json and samples.jsonl. A stage whose output is already complete is reused, and a training stage that was
-killed continues from its newest checkpoint (`--reuse false` redoes all).
+reference), dpo/ (adapter + card + the reference's log-probs of the held-out pairs, which the evaluation reads),
+final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json and samples.jsonl. A stage
+whose output is already complete is reused, and a training stage that was killed continues from its newest
+checkpoint (`--reuse false` redoes all).
 """
 
 from __future__ import annotations
@@ -107,29 +108,35 @@ def merged(run_dir: Path, target: Path, dtype: str) -> Path:
 
 
 def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
-    """Held-out pairs: preference accuracy of the SFT and the DPO model, and the DPO model's rewards vs SFT."""
-    import dataclasses as dc
+    """Held-out pairs: preference accuracy of the SFT and the DPO model, and the DPO model's rewards vs SFT.
 
+    The SFT model is the DPO reference: when the DPO stage precomputed its log-probs of these very pairs (same
+    token ids, weights and dtype), they are read from the stage's folder instead of scoring it again. The DPO
+    model is always scored here: its merged weights (in `dtype`) round differently from the adapter the stage
+    evaluated, so the stage's evaluation does not give the same per-pair figures."""
     from .data import load_preference_splits
-    from .dpo.evaluate import preference_accuracy, reward_metrics, score_pairs
+    from .data.sources import resolve_sources
+    from .dpo.evaluate import REFERENCE_SCORES, preference_accuracy, read_pair_scores, reward_metrics, score_pairs
     from .dpo.tokenize import tokenize_pairs
-    from .models import ModelConfig, load_model, load_tokenizer
-    from .sft.stage import resolve_sources
+    from .dpo.train import held_out_identity
+    from .models import ModelConfig, load_model, load_tokenizer, resolve_dtype
 
-    splits = load_preference_splits(dc.replace(dpo_cfg, dataset_mixer=resolve_sources(dpo_cfg.dataset_mixer)))
+    sources = resolve_sources(dpo_cfg.dataset_mixer)
+    splits = load_preference_splits(dataclasses.replace(dpo_cfg, dataset_mixer=sources))
     scores = {}
     for name, where in (("sft", dpo_cfg.model), ("dpo", str(final_dir))):
         model_cfg = ModelConfig(model=where, dtype=dpo_cfg.dtype, chat_template=dpo_cfg.chat_template)
         tokenizer = load_tokenizer(model_cfg)
         pairs, _ = tokenize_pairs(splits.test, tokenizer, model_cfg.chat_template, dpo_cfg.max_length,
                                   dpo_cfg.max_prompt_length)
-        if name == "sft" and dpo_cfg.reference_mode() == "precompute":
-            reused = _reference_scores(dc.replace(dpo_cfg, chat_template=model_cfg.chat_template), splits, pairs,
-                                       tokenizer)
-            if reused is not None:  # the SFT model is the DPO reference: its log-probs are already on disk
+        if name == "sft":
+            stage_file = Path(dpo_cfg.output_dir) / REFERENCE_SCORES
+            reused = read_pair_scores(stage_file, pairs,
+                                      held_out_identity(dpo_cfg, pairs, resolve_dtype(dpo_cfg.dtype)))
+            if reused is not None:
                 scores[name] = reused
                 print(f"zephyr run: SFT log-probs of the {len(pairs)} held-out pairs read from the DPO stage's "
-                      "reference cache", flush=True)
+                      f"reference cache ({stage_file})", flush=True)
                 continue
         model = load_model(model_cfg, tokenizer)
         scores[name] = score_pairs(model, pairs, batch_size, tokenizer.pad_token_id, desc=f"scoring {name} model")
@@ -139,28 +146,6 @@ def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
               "dpo": {"preference_accuracy": preference_accuracy(scores["dpo"]),
                       **reward_metrics(scores["dpo"], scores["sft"], dpo_cfg.beta)}}
     return result
-
-
-def _reference_scores(dpo_cfg, splits, test_pairs, tokenizer):
-    """The held-out pairs' reference (SFT) log-probs from the DPO stage's precomputed cache, or None. The DPO
-    stage computed them for train + test pairs in one index space (test indices after the train ones)."""
-    import dataclasses as dc
-
-    import torch
-
-    from .dpo.evaluate import PairScores
-    from .dpo.tokenize import tokenize_pairs
-    from .dpo.train import cached_reference
-    from .models import resolve_dtype
-
-    train_pairs, _ = tokenize_pairs(splits.train, tokenizer, dpo_cfg.chat_template, dpo_cfg.max_length,
-                                    dpo_cfg.max_prompt_length, desc="tokenizing train pairs")
-    shifted = [dc.replace(p, index=p.index + len(splits.train)) for p in test_pairs]
-    table = cached_reference(dpo_cfg, train_pairs + shifted, resolve_dtype(dpo_cfg.dtype))
-    if table is None:
-        return None
-    rows = table[torch.tensor([p.index for p in shifted], dtype=torch.long)]
-    return PairScores(rows[:, 0].clone(), rows[:, 1].clone())
 
 
 def eval_section(result: dict) -> str:
@@ -196,6 +181,7 @@ def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:
 
 
 def run(cfg: RunConfig) -> dict:
+    from .data.io import write_rows
     from .dpo.train import run_dpo
     from .sft.stage import run_sft
 
@@ -241,9 +227,7 @@ def run(cfg: RunConfig) -> dict:
         summary["card"] = str(card)
     if "chat" in cfg.stages:
         chats = timer.run("chat", sample_chats, final_dir, dpo_cfg, cfg)
-        with open(out / "samples.jsonl", "w") as handle:
-            for chat in chats:
-                handle.write(json.dumps(chat) + "\n")
+        write_rows(chats, out / "samples.jsonl")
         summary["chats"] = chats
     summary["seconds"], summary["cpu_seconds"] = timer.seconds, timer.cpu_seconds
     (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "chats"}, indent=1))

@@ -1,6 +1,6 @@
 """`zephyr dpo` end to end on a tiny model: trains, logs every metric, writes the card; LoRA with a precomputed
-reference; and a run killed after a checkpoint resumes to the same numbers as an uninterrupted one, reusing
-the cached reference log-probs."""
+reference, whose held-out log-probs land in the run's folder; and a run killed after a checkpoint resumes to the
+same numbers as an uninterrupted one, reusing the cached reference log-probs."""
 
 import json
 import os
@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from zephyr.cli import main as zephyr
-from zephyr.dpo.step import METRIC_NAMES
+from zephyr.dpo.evaluate import REFERENCE_SCORES
+from zephyr.dpo.loss_metrics import METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = ("| Training Loss | Epoch | Step | Validation Loss | Rewards/chosen | Rewards/rejected | Rewards/accuracies "
@@ -32,6 +35,7 @@ def records(out):
     return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_full_run_logs_metrics_and_writes_card(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     assert zephyr(args(tiny_model_dir("mistral"), out, "--max_steps", "4", "--eval_steps", "2")) == 0
@@ -52,6 +56,7 @@ def test_bad_field_is_a_user_error(capsys):
     assert "loss_type" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
     model = tiny_model_dir("llama")
     cache = tmp_path / "cache"
@@ -62,6 +67,10 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
     assert (whole / "adapter_model.safetensors").exists() and not (whole / "model.safetensors").exists()
     (cached,) = cache.glob("*.safetensors")
     stamp = cached.stat().st_mtime_ns
+    # the held-out pairs' reference log-probs, by position in the test split: the cached table's last 8 rows
+    table, held_out = load_file(cached)["ref_logps"], load_file(whole / REFERENCE_SCORES)
+    assert held_out["index"].tolist() == list(range(8))
+    assert torch.equal(held_out["chosen"], table[-8:, 0]) and torch.equal(held_out["rejected"], table[-8:, 1])
 
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -78,6 +87,8 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
     assert list(killed.glob("checkpoint-*")), "no checkpoint before the kill"
     assert zephyr(args(model, killed, *common, "--resume", "true")) == 0
     assert cached.stat().st_mtime_ns == stamp and len(list(cache.glob("*.safetensors"))) == 1  # reused
+    resumed = load_file(killed / REFERENCE_SCORES)
+    assert all(torch.equal(resumed[name], held_out[name]) for name in held_out)
 
     a, b = records(whole), records(killed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
@@ -87,6 +98,7 @@ def test_lora_precompute_and_kill_resume(tiny_model_dir, tmp_path):
                 assert y[key] == pytest.approx(x[key], abs=1e-5), (x["step"], key)
 
 
+@pytest.mark.slow
 def test_precomputed_reference_of_train_and_test_pairs_do_not_collide(tiny_model_dir, tmp_path):
     """Train and test pairs share the reference table: before any update the policy is the reference, so the
     first step's rewards are zero - not another split's log-probs looked up by a clashing index."""
@@ -98,6 +110,7 @@ def test_precomputed_reference_of_train_and_test_pairs_do_not_collide(tiny_model
     assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
 
 
+@pytest.mark.slow
 def test_reference_cache_is_keyed_by_the_loaded_dtype_not_its_name(tiny_model_dir, tmp_path):
     """`float32` and `fp32` load the same weights: one cache entry; `dtype: auto` must not share an entry
     between machines where it means bf16 and fp32, so the key is the dtype the weights loaded in."""

@@ -10,12 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from zephyr.dpo.layout import collate
-from zephyr.dpo.logprobs import score, score_full_logits
-from zephyr.dpo.losses import PairLogps, pair_loss
+from zephyr.dpo.layout import SequenceScores, collate, completion_logps
+from zephyr.dpo.loss_metrics import DPOSettings, metric_sums, pair_outputs
+from zephyr.dpo.losses import PairLogps
 from zephyr.dpo.reference import reference_logps
-from zephyr.dpo.step import DPOSettings, metric_sums, pair_outputs
 from zephyr.dpo.tokenize import tokenize_pairs
+from zephyr.train.scoring import TokenScorer
 
 ARCHS = ["mistral", "llama", "gemma3"]
 
@@ -30,6 +30,18 @@ def models(folder, impl="sdpa"):
     return policy, ref
 
 
+def score_full_logits(model, batch) -> SequenceScores:
+    """The plain path: the model's own forward and full logits, log-softmax, gather."""
+    logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False,
+                   **batch.attention_kwargs(model)).logits.float()
+    picked = logits[batch.target_row, batch.target_index]
+    logp = torch.log_softmax(picked, dim=-1).gather(1, batch.target_label[:, None]).squeeze(1)
+    n_seq = 2 * batch.pairs
+    logps = torch.zeros(n_seq, dtype=logp.dtype).index_add(0, batch.target_seq, logp)
+    logit_sums = torch.zeros(n_seq).index_add(0, batch.target_seq, picked.detach().mean(-1))
+    return SequenceScores(logps, logit_sums, torch.cat([batch.chosen_tokens, batch.rejected_tokens]))
+
+
 def plain_metrics(policy, ref, tokenized, settings):
     """The reference implementation: padded rows, the model's own forward, full logits."""
     batch = collate(tokenized, "padded", pad_id=3)
@@ -40,7 +52,7 @@ def plain_metrics(policy, ref, tokenized, settings):
     ref_chosen, ref_rejected = r.logps.chunk(2)
     p = PairLogps(chosen, rejected, ref_chosen, ref_rejected, batch.chosen_tokens.float(),
                   batch.rejected_tokens.float())
-    losses = pair_loss(settings.loss_type, p, settings.beta)
+    losses = settings.loss(p)
     return losses, metric_sums(losses, p, pol.logit_sums, settings.beta).means()
 
 
@@ -54,10 +66,10 @@ def test_layouts_match_plain_path(arch, tiny_model_dir, tokenizer, pairs):
     expected_grads = torch.autograd.grad(losses.sum(), list(policy.parameters()))
     for layout, row_tokens in [("padded", None), ("packed", None), ("packed", 120), ("shared", None),
                                ("shared", 150)]:
-        for chunk in (None, 5):
+        for chunk in (0, 5):
             batch = collate(tokenized, layout, pad_id=3, row_tokens=row_tokens)
-            got_losses, sums = pair_outputs(policy, batch, DPOSettings("sigmoid", 0.5, chunk=chunk),
-                                            lambda b: reference_logps(ref, b))
+            got_losses, sums = pair_outputs(TokenScorer(policy, chunk_size=chunk), batch, settings,
+                                            lambda _, b: reference_logps(ref, b))
             got = sums.means()
             for name, value in expected.items():
                 assert got[name] == pytest.approx(value, abs=1e-4, rel=1e-5), (layout, row_tokens, chunk, name)
@@ -72,7 +84,7 @@ def test_eager_and_sdpa_masks_agree_on_gemma3(tiny_model_dir, tokenizer, pairs):
     folder = tiny_model_dir("gemma3")
     plain = score_full_logits(models(folder, "eager")[0], collate(tokenized, "padded", 3))
     for impl in ("eager", "sdpa"):
-        got = score(models(folder, impl)[0], collate(tokenized, "shared", 3))
+        got = completion_logps(models(folder, impl)[0], collate(tokenized, "shared", 3))
         torch.testing.assert_close(got.logps, plain.logps, atol=1e-4, rtol=1e-5)
 
 
@@ -83,14 +95,14 @@ def test_a_leaking_mask_would_be_caught(arch, impl, tiny_model_dir, tokenizer, p
     policy, _ = models(tiny_model_dir(arch), impl)
     tokenized, _ = tokenize_pairs(pairs, tokenizer, "zephyr")
     with torch.no_grad():
-        clean = score(policy, collate(tokenized, "shared", 3))
+        clean = completion_logps(policy, collate(tokenized, "shared", 3))
         leaky_batch = collate(tokenized, "shared", 3)
         if impl == "eager":
             leaky_batch.branch_ids = leaky_batch.branch_ids.clamp(max=1)  # one branch for both completions
         else:  # the rejected piece's prefix runs on over the chosen completion
             leaky_batch.pieces = [[dataclasses.replace(p, keys_to=p.start) if p.keys_to else p for p in row]
                                   for row in leaky_batch.pieces]
-        leaky = score(policy, leaky_batch)
+        leaky = completion_logps(policy, leaky_batch)
     chosen_clean, rejected_clean = clean.logps.chunk(2)
     chosen_leaky, rejected_leaky = leaky.logps.chunk(2)
     torch.testing.assert_close(chosen_leaky, chosen_clean)  # the chosen side comes first: unaffected

@@ -14,11 +14,11 @@ FIELDS = ["beta", "learning_rate", "lr_scheduler_type", "warmup_ratio", "num_tra
           "gradient_accumulation_steps", "seed", "hub_model_id"]
 
 
-@pytest.mark.parametrize("name", ["zephyr-7b-beta", "zephyr-7b-gemma"])
-def test_published_values(name, shared_data):
+@pytest.mark.parametrize("name, recipe", [("zephyr-7b-beta", "dpo-handbook.yaml"), ("zephyr-7b-gemma", "dpo.yaml")])
+def test_published_values(name, recipe, shared_data):
     published = yaml.safe_load((shared_data / "alignment_handbook_recipes" / name / "dpo" / "config_full.yaml")
                                .read_text())
-    ours = parse_args(DPOConfig, ["--config", str(RECIPES / name / "dpo.yaml")])
+    ours = parse_args(DPOConfig, ["--config", str(RECIPES / name / recipe)])
     for key in FIELDS:
         assert getattr(ours, key) == published[key], key
     assert ours.model == published["model_name_or_path"]

@@ -9,7 +9,7 @@ import yaml
 
 from zephyr.config import parse_args
 from zephyr.sft import SFTConfig
-from zephyr.sft.stage import resolve_sources
+from zephyr.data.sources import resolve_sources
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -14,7 +14,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from zephyr.chat_template import render_ids
 from zephyr.sft import SFTConfig, run_sft, sft_loss
 from zephyr.sft.cli import main
-from zephyr.sft.stage import PACKAGE_PARENT, resolve_sources
 from zephyr.train import TokenScorer, Tokenized, collate_rows, latest_checkpoint, pack, read_metrics
 
 CONVERSATIONS = [
@@ -77,6 +76,7 @@ def _cfg(model_dir, data_dir, out, **overrides):
     return SFTConfig(**values)
 
 
+@pytest.mark.slow
 def test_cli_trains_and_writes_model_checkpoint_and_card(tmp_path, data_dir, tiny_model_dir, capsys):
     out = tmp_path / "run"
     recipe = tmp_path / "sft.yaml"
@@ -109,6 +109,7 @@ class Kill(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_stage_kill_and_resume_matches_uninterrupted(tmp_path, data_dir, tiny_model_dir):
     folder = tiny_model_dir("gemma3")
     run_sft(_cfg(folder, data_dir, tmp_path / "straight", use_lora=True, lora_r=4))
@@ -126,14 +127,6 @@ def test_stage_kill_and_resume_matches_uninterrupted(tmp_path, data_dir, tiny_mo
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
     assert "library_name: peft" in (tmp_path / "resumed" / "README.md").read_text()
-
-
-def test_data_paths_resolve_next_to_the_package(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # somewhere the relative path does not exist
-    resolved = resolve_sources({"zephyr/demo_data": 1.0, "zephyr/demo_data@sft_test": 0.5, "some/hub-id": 1.0})
-    assert resolved == {str(PACKAGE_PARENT / "zephyr/demo_data"): 1.0,
-                        str(PACKAGE_PARENT / "zephyr/demo_data") + "@sft_test": 0.5, "some/hub-id": 1.0}
-    assert (PACKAGE_PARENT / "zephyr/demo_data/sft_train.jsonl").exists()
 
 
 def test_bad_field_is_a_config_error():

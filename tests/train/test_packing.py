@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from zephyr.train.forward import TokenScorer, decoder_hidden
+from zephyr.train.scoring import TokenScorer, decoder_hidden
 from zephyr.train.packing import PackStats, Tokenized, best_fit_decreasing, collate_rows, pack, truncate
 
 
@@ -15,6 +15,12 @@ def test_best_fit_decreasing_hand_example():
     bins = best_fit_decreasing([3, 7, 4, 6, 2, 1], 10)
     assert bins == [[1, 0], [3, 2], [4, 5]]
     assert sorted(i for b in bins for i in b) == list(range(6))
+
+
+def test_an_oversized_item_is_refused_or_gets_a_bin_of_its_own():
+    with pytest.raises(ValueError, match="capacity"):
+        best_fit_decreasing([12, 3, 5], 10)
+    assert best_fit_decreasing([12, 3, 5], 10, oversized_alone=True) == [[0], [2, 1]]
 
 
 def test_best_fit_never_overflows_and_is_nearly_full():

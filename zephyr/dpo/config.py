@@ -13,7 +13,7 @@ from ..data.config import DataConfig
 from ..models import LoraModelConfig
 from ..train.config import TrainConfig
 from .layout import LAYOUTS
-from .losses import LOSSES
+from .losses import LOSSES, make_loss
 from .reference import MODES
 
 
@@ -54,12 +54,12 @@ class DPOConfig(TrainConfig, DataConfig, LoraModelConfig):
 
     def reference_mode(self) -> str:
         """The concrete reference strategy `auto` stands for."""
-        if self.loss_type == "simpo":
+        if make_loss(self).reference_free:
             return "none"
         if self.reference == "none":
             from ..errors import ConfigError
 
-            raise ConfigError(f"reference: none is only for reference-free losses (simpo), not {self.loss_type!r}")
+            raise ConfigError(f"reference: none is only for reference-free losses, not {self.loss_type!r}")
         if self.reference == "auto":
             return "adapter" if self.use_lora else "copy"
         if self.reference == "adapter" and not self.use_lora:

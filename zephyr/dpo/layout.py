@@ -15,6 +15,9 @@ attention gets the equivalent dense mask from `allowed()`.
 
 Every layout yields the same scoring plan: for each completion token, the (row, index) of the hidden state that
 predicts it, its label and which sequence it belongs to (pair j's chosen = j, its rejected = pairs + j).
+Packed rows are filled by the SFT packer's best-fit decreasing (zephyr/train/packing.py). `PairBatch.scorer_inputs`
+turns a batch into the shared scorer's arguments (zephyr/train/scoring.py); `completion_logps` runs the scorer
+and sums the token log-probs of each completion.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..train import segment_attention
+from ..train.packing import best_fit_decreasing
+from ..train.scoring import scorer_of, unwrap
 from ..train.segment_attention import Piece
 from .tokenize import TokenizedPair
 
@@ -58,6 +64,37 @@ class PairBatch:
     def to(self, device) -> "PairBatch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return PairBatch(**moved)
+
+    def attention_kwargs(self, lm) -> dict:
+        """The mask this layout needs, in the form the causal LM `lm`'s attention kernel takes."""
+        config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+        if self.layout == "padded":
+            return {"attention_mask": (self.segment_ids >= 0).long()}
+        impl = getattr(lm.config, "_attn_implementation", "sdpa")
+        if impl == segment_attention.NAME:
+            return segment_attention.forward_kwargs(lm.config, self.pieces, self.input_ids.device)
+        if impl not in ("sdpa", "eager"):
+            raise ValueError(f"the {self.layout!r} layout needs attn_implementation sdpa or eager (got {impl!r}); "
+                             "use layout: padded with other kernels")
+        dtype = next(lm.parameters()).dtype
+
+        def form(mask: torch.Tensor) -> torch.Tensor:
+            if impl == "sdpa":
+                return mask
+            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+        window = getattr(config, "sliding_window", None)
+        layer_types = getattr(config, "layer_types", None) or []
+        if "sliding_attention" in layer_types:  # Gemma 2/3 style: a mask per layer type
+            return {"attention_mask": {"full_attention": form(allowed(self)),
+                                       "sliding_attention": form(allowed(self, window))}}
+        return {"attention_mask": form(allowed(self, window))}
+
+    def scorer_inputs(self, lm) -> dict:
+        """The TokenScorer's arguments for this batch on the causal LM `lm` (zephyr/train/scoring.py)."""
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids,
+                "target_index": self.target_row * self.input_ids.shape[1] + self.target_index,
+                "target_ids": self.target_label, "attention": self.attention_kwargs(lm)}
 
 
 class _Rows:
@@ -105,23 +142,6 @@ class _Rows:
                 *(torch.tensor(x, dtype=torch.long) for x in (self.t_row, self.t_index, self.t_label, self.t_seq)))
 
 
-def _bins(sizes: list[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing: item indices grouped into rows of at most `capacity` tokens (an item larger than
-    the capacity gets a row of its own)."""
-    rows: list[list[int]] = []
-    room: list[int] = []
-    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
-        for r, free in enumerate(room):
-            if sizes[i] <= free:
-                rows[r].append(i)
-                room[r] -= sizes[i]
-                break
-        else:
-            rows.append([i])
-            room.append(capacity - sizes[i])
-    return rows
-
-
 def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
             row_tokens: int | None = None) -> PairBatch:
     """Lay out a micro-batch of pairs. `row_tokens` caps a packed row (default: one row for everything)."""
@@ -142,7 +162,7 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
         seqs = [(j, p.prompt, p.chosen) for j, p in enumerate(pairs)] + \
                [(n + j, p.prompt, p.rejected) for j, p in enumerate(pairs)]
         sizes = [len(a) + len(b) for _, a, b in seqs]
-        for group in _bins(sizes, row_tokens or sum(sizes)):
+        for group in best_fit_decreasing(sizes, row_tokens or sum(sizes), oversized_alone=True):
             r = rows.new_row()
             for i in sorted(group):
                 seq, prompt, completion = seqs[i]
@@ -152,7 +172,7 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
                 rows.score(r, first - 1, first, completion, seq)
     else:
         sizes = [len(p.prompt) + len(p.chosen) + len(p.rejected) for p in pairs]
-        for group in _bins(sizes, row_tokens or sum(sizes)):
+        for group in best_fit_decreasing(sizes, row_tokens or sum(sizes), oversized_alone=True):
             r = rows.new_row()
             for j in sorted(group):
                 p = pairs[j]
@@ -187,3 +207,22 @@ def allowed(batch: PairBatch, sliding_window: int | None = None) -> torch.Tensor
         mask &= (pos[:, :, None] - pos[:, None, :]) < sliding_window
     mask |= torch.eye(length, dtype=torch.bool, device=seg.device)[None]
     return mask[:, None]
+
+
+@dataclass
+class SequenceScores:
+    logps: torch.Tensor        # [2 * pairs] summed completion log-probs: chosen then rejected
+    logit_sums: torch.Tensor   # [2 * pairs] sum over completion tokens of the mean (over vocab) logit, no grad
+    tokens: torch.Tensor       # [2 * pairs] completion token counts
+
+
+def completion_logps(model, batch: PairBatch) -> SequenceScores:
+    """Summed log-probs of every chosen and rejected completion in the batch. `model`: a TokenScorer (as the
+    trainer prepared it) or a causal LM / PEFT model, which gets a TokenScorer with the default chunk size."""
+    scorer = scorer_of(model)
+    logp, mean_logit = scorer(**batch.scorer_inputs(unwrap(scorer)))
+    n_seq, seq = 2 * batch.pairs, batch.target_seq
+    logps = torch.zeros(n_seq, dtype=logp.dtype, device=logp.device).index_add(0, seq, logp)
+    logit_sums = torch.zeros(n_seq, dtype=torch.float32, device=logp.device).index_add(0, seq, mean_logit)
+    tokens = torch.cat([batch.chosen_tokens, batch.rejected_tokens]).to(logp.device)
+    return SequenceScores(logps, logit_sums, tokens)

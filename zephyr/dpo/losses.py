@@ -4,11 +4,15 @@ Every loss takes a `PairLogps` (policy and reference log-probs of the chosen and
 summed over the completion's tokens, plus the completions' token counts) and returns the per-pair loss; the
 trainer averages over pairs. `delta` below is the DPO implicit-reward margin before beta:
 (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)).
+
+A new loss is a function here plus one `LOSSES` entry that binds it to the config's fields; `make_loss(cfg)`
+builds it once, and its `reference_free` tells the trainer whether reference log-probs are needed at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -74,19 +78,31 @@ def simpo(p: PairLogps, beta: float, gamma: float = 0.5, label_smoothing: float 
     return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
 
 
-LOSSES = {"sigmoid": sigmoid, "ipo": ipo, "hinge": hinge, "robust": robust, "simpo": simpo}
-REFERENCE_FREE = {"simpo"}
+@dataclass(frozen=True)
+class Loss:
+    """A loss bound to its hyperparameters: loss(p) -> per-pair losses [pairs]."""
+
+    formula: Callable[..., torch.Tensor]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    reference_free: bool = False  # the reference log-probs play no part (none are computed)
+
+    def __call__(self, p: PairLogps) -> torch.Tensor:
+        return self.formula(p, **self.kwargs)
 
 
-def pair_loss(name: str, p: PairLogps, beta: float, label_smoothing: float = 0.0,
-              simpo_gamma: float = 0.5) -> torch.Tensor:
-    """Dispatch by name -> per-pair losses [pairs]."""
-    if name == "sigmoid":
-        return sigmoid(p, beta, label_smoothing)
-    if name == "robust":
-        return robust(p, beta, label_smoothing)
-    if name == "simpo":
-        return simpo(p, beta, simpo_gamma, label_smoothing)
-    if name in LOSSES:
-        return LOSSES[name](p, beta)
-    raise ValueError(f"unknown loss_type {name!r}; choose one of {', '.join(LOSSES)}")
+# name -> how to build the loss from a config with beta, label_smoothing and simpo_gamma (DPOConfig's fields)
+LOSSES: dict[str, Callable[[Any], Loss]] = {
+    "sigmoid": lambda c: Loss(sigmoid, {"beta": c.beta, "label_smoothing": c.label_smoothing}),
+    "ipo": lambda c: Loss(ipo, {"beta": c.beta}),
+    "hinge": lambda c: Loss(hinge, {"beta": c.beta}),
+    "robust": lambda c: Loss(robust, {"beta": c.beta, "label_smoothing": c.label_smoothing}),
+    "simpo": lambda c: Loss(simpo, {"beta": c.beta, "gamma": c.simpo_gamma, "label_smoothing": c.label_smoothing},
+                            reference_free=True),
+}
+
+
+def make_loss(cfg) -> Loss:
+    """The loss `cfg.loss_type` names, bound to the config's hyperparameters."""
+    if cfg.loss_type not in LOSSES:
+        raise ValueError(f"unknown loss_type {cfg.loss_type!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[cfg.loss_type](cfg)

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .layout import PairBatch, collate
-from .logprobs import causal_lm, score
+from ..train.scoring import TokenScorer, unwrap
+from .layout import PairBatch, collate, completion_logps
 from .tokenize import TokenizedPair
 
 MODES = ("auto", "copy", "adapter", "precompute", "none")
@@ -31,21 +31,21 @@ MODES = ("auto", "copy", "adapter", "precompute", "none")
 
 @torch.no_grad()
 def reference_logps(model, batch: PairBatch, adapter_off: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen, rejected) summed reference log-probs [pairs] from `model` (with its adapter off if asked)."""
-    peft = model
-    while hasattr(peft, "module"):
-        peft = peft.module
+    """(chosen, rejected) summed reference log-probs [pairs] from `model` (with its adapter off if asked), scored
+    outside any distributed wrapper: nothing here needs gradients or their hooks."""
+    inner = unwrap(model, keep_peft=True)
+    scorer = TokenScorer(inner)
     if adapter_off:
-        with peft.disable_adapter():
-            scores = score(peft, batch)
+        with inner.disable_adapter():
+            scores = completion_logps(scorer, batch)
     else:
-        scores = score(peft, batch)
+        scores = completion_logps(scorer, batch)
     return scores.logps.detach().float().chunk(2)
 
 
 def frozen_copy(model):
     """A frozen eval-mode copy of the causal LM (the reference for full fine-tuning)."""
-    ref = copy.deepcopy(causal_lm(model))
+    ref = copy.deepcopy(unwrap(model))
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -125,7 +125,7 @@ def precompute(model, pairs: list[TokenizedPair], cache_dir: str | Path, key: st
         print(f"zephyr: resuming the reference log-probs: {len(pairs) - len(todo)} of {len(pairs)} pairs were "
               f"computed by an earlier run ({partial})", flush=True)
     if todo:
-        device, was_training, last_save = next(causal_lm(model).parameters()).device, model.training, time.monotonic()
+        device, was_training, last_save = next(unwrap(model).parameters()).device, model.training, time.monotonic()
         model.eval()
         try:
             for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch"):

@@ -1,4 +1,7 @@
-"""`run_dpo(config)`: data -> tokenised pairs -> reference log-probs -> the shared training loop -> card."""
+"""`run_dpo(config)`: data -> tokenised pairs -> reference log-probs -> the shared training loop -> card.
+
+A precomputed reference also leaves the held-out pairs' reference log-probs in output_dir (REFERENCE_SCORES),
+which `zephyr run` reads as the SFT model's scores."""
 
 from __future__ import annotations
 
@@ -10,14 +13,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..data.sources import resolve_sources
 from ..embedded import cache_root
+from ..train.scoring import TokenScorer
 from .card import write_dpo_card
 from .config import DPOConfig
+from .evaluate import REFERENCE_SCORES, PairScores, write_pair_scores
 from .layout import collate
-from .logprobs import install_scoring
-from .reference import (attach, cache_key, frozen_copy, load_cached, precompute, reference_logps,
+from .loss_metrics import DPOSettings, pair_outputs
+from .reference import (attach, cache_key, data_fingerprint, frozen_copy, precompute, reference_logps,
                         weights_fingerprint)
-from .step import DPOSettings, pair_outputs
 from .tokenize import TokenizedPair, TruncationReport, tokenize_pairs
 
 
@@ -43,8 +48,7 @@ class DPOObjective:
         self.cfg, self.pad_id, self.mode = cfg, pad_id, mode
         self.layout = resolve_layout(cfg.layout)
         self.ref_model, self.ref_table = ref_model, ref_table
-        self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma,
-                                    cfg.logit_chunk_size or None)
+        self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
 
     def collate(self, item: list[TokenizedPair]) -> dict:
         batch = collate(item, self.layout, self.pad_id, self.cfg.row_tokens)
@@ -52,21 +56,18 @@ class DPOObjective:
             attach(batch, self.ref_table)
         return {"pairs": batch, "n_targets": batch.pairs, "n_tokens": batch.real_tokens}
 
-    def reference(self, batch):
+    def reference(self, policy, batch):
+        """(chosen, rejected) reference log-probs of `batch` for this run's reference mode."""
         if self.mode == "copy":
             device = batch.input_ids.device
             if next(self.ref_model.parameters()).device != device:
                 self.ref_model.to(device)
             return reference_logps(self.ref_model, batch)
         if self.mode == "adapter":
-            return self._adapter_reference(batch)
+            return reference_logps(policy, batch, adapter_off=True)
         return None  # precompute (on the batch) or reference-free
 
-    def _adapter_reference(self, batch):
-        return reference_logps(self._policy, batch, adapter_off=True)
-
     def loss_fn(self, model, batch: dict):
-        self._policy = model
         pairs = batch["pairs"].to(next(model.parameters()).device)
         losses, sums = pair_outputs(model, pairs, self.settings, self.reference)
         n = pairs.pairs
@@ -93,9 +94,22 @@ def reference_table_key(cfg: DPOConfig, pairs: list[TokenizedPair], dtype: torch
                      f"{cfg.chat_template}|{cfg.max_length}|{cfg.max_prompt_length}")
 
 
-def cached_reference(cfg: DPOConfig, pairs: list[TokenizedPair], dtype: torch.dtype) -> torch.Tensor | None:
-    """The reference log-probs a precompute run of this config left on disk, or None."""
-    return load_cached(_cache_dir(cfg), reference_table_key(cfg, pairs, dtype))
+def held_out_identity(cfg: DPOConfig, test_pairs: list[TokenizedPair], dtype: torch.dtype) -> dict[str, str]:
+    """What the held-out reference scores describe: the test pairs' token ids (indexed by their position in the
+    test split), the reference weights and the dtype they were scored in."""
+    from ..models import resolve
+
+    where, _ = resolve(cfg.model)
+    return {"pairs": data_fingerprint(test_pairs), "weights": weights_fingerprint(where), "dtype": str(dtype)}
+
+
+def write_reference_scores(cfg: DPOConfig, test_pairs: list[TokenizedPair], table: torch.Tensor, offset: int,
+                           dtype: torch.dtype) -> Path:
+    """output_dir/reference_test.safetensors: the precomputed reference log-probs of the held-out pairs, keyed by
+    each pair's position in the test split (in `table` it sits at that position + `offset`)."""
+    rows = table[torch.tensor([p.index + offset for p in test_pairs], dtype=torch.long)]
+    return write_pair_scores(Path(cfg.output_dir) / REFERENCE_SCORES, test_pairs, PairScores(rows[:, 0], rows[:, 1]),
+                             held_out_identity(cfg, test_pairs, dtype))
 
 
 def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
@@ -104,7 +118,6 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     from ..train.trainer import Trainer
 
     from ..errors import ConfigError
-    from ..sft.stage import resolve_sources
 
     tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
     splits = load_preference_splits(dataclasses.replace(cfg, dataset_mixer=resolve_sources(cfg.dataset_mixer)))
@@ -117,30 +130,31 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
                                             cfg.max_prompt_length, desc="tokenizing test pairs")
     print(f"zephyr dpo: train {train_trunc.summary()}; test {test_trunc.summary()}", flush=True)
     # one index space for both splits: the precomputed reference table is looked up by pair index
-    test_pairs = [dataclasses.replace(p, index=p.index + len(splits.train)) for p in test_pairs]
+    eval_pairs = [dataclasses.replace(p, index=p.index + len(splits.train)) for p in test_pairs]
 
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the global RNG: seed before creating them
     model = load_model(cfg, tokenizer, for_training=True)
-    install_scoring(model)
+    model = TokenScorer(model, chunk_size=cfg.logit_chunk_size)  # the policy scores through it
     mode = cfg.reference_mode()
     ref_model = ref_table = None
+    # the dtype the weights loaded in, not the config's word: `auto` means bf16 on one machine, fp32 on another
+    dtype = next(model.parameters()).dtype
     if mode == "copy":
         ref_model = frozen_copy(model)
     elif mode == "precompute":
         # before any training step (and before a resume loads the checkpoint) the policy is the reference
-        # the dtype the weights loaded in, not the config's word: `auto` means bf16 on one machine, fp32 on another
-        key = reference_table_key(cfg, train_pairs + test_pairs, next(model.parameters()).dtype)
+        key = reference_table_key(cfg, train_pairs + eval_pairs, dtype)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
-        ref_table = precompute(model, train_pairs + test_pairs, _cache_dir(cfg), key,
+        ref_table = precompute(model, train_pairs + eval_pairs, _cache_dir(cfg), key,
                                batch_size=cfg.per_device_eval_batch_size, layout=resolve_layout(cfg.layout),
                                pad_id=tokenizer.pad_token_id, adapter_off=cfg.use_lora)
     objective = DPOObjective(cfg, tokenizer.pad_token_id, mode, ref_model, ref_table)
     trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
                                                                    cfg.seed),
-                      objective.collate, micro_batches(test_pairs, cfg.per_device_eval_batch_size, cfg.seed),
+                      objective.collate, micro_batches(eval_pairs, cfg.per_device_eval_batch_size, cfg.seed),
                       tokenizer=tokenizer, recipe=cfg, callbacks=callbacks)
     if trainer.accelerator.is_main_process:
         print(f"zephyr dpo: {len(train_pairs)} train pairs in {len(trainer.train_items)} micro-batches of "
@@ -148,5 +162,7 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
               f"layout: {objective.layout}", flush=True)
     result = trainer.train()
     if trainer.accelerator.is_main_process:
+        if ref_table is not None:  # before the card: a finished run's folder always holds both
+            write_reference_scores(cfg, test_pairs, ref_table, len(splits.train), dtype)
         write_dpo_card(cfg, trainer, result, {"train": train_trunc, "test": test_trunc}, mode)
     return DPORun(result, {"train": train_trunc, "test": test_trunc}, mode, Path(cfg.output_dir))

@@ -15,11 +15,12 @@ LAYOUTS = ("auto", "rows", "flat")
 
 @dataclasses.dataclass
 class SFTConfig(TrainConfig, DataConfig, LoraModelConfig):
-    """dSFT: fine-tune a base model on dialogues (loss on assistant tokens only, packed rows)."""
+    """dSFT: fine-tune a base model on dialogues (loss on assistant tokens by default, packed rows)."""
 
     max_seq_length: int = field(2048, help="tokens per packed row; longer conversations are truncated and counted")
     packing: bool = field(True, help="pack several conversations per row of max_seq_length tokens (isolated by position ids)")
     layout: str = field("auto", help="rows (B x L, CPU sdpa/eager), flat (1 x B*L, flash-attention varlen), or auto")
+    assistant_only_loss: bool = field(True, help="loss on the assistant replies (+ end of turn) only; false: on every token of each conversation, prompts and role headers included (the 2023 handbook's SFTTrainer, mistral-7b-sft-beta); never across packed conversations")
 
     def __post_init__(self):
         if self.layout not in LAYOUTS:

@@ -3,42 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from functools import partial
-from pathlib import Path
 from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
 from ..chat_template import render_ids
+from ..data.sources import resolve_sources
 from ..errors import ConfigError
+from ..model_card import write_stage_card
 from ..train import PackStats, TokenScorer, Tokenized, Trainer, TrainResult, collate_rows, group_rows, pack, truncate
 from .config import SFTConfig
 from .loss import sft_loss
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding the `zephyr` package (repo root or site-packages)
-
-
-def resolve_sources(mixer: dict) -> dict:
-    """A relative data path that does not exist from the current folder is looked up next to the `zephyr`
-    package, so `zephyr/demo_data` works from anywhere, in a checkout and in an installed wheel alike."""
-    resolved = {}
-    for name, value in mixer.items():
-        location, at, split = str(name).rpartition("@") if "@" in str(name) else (str(name), "", "")
-        candidate = PACKAGE_PARENT / location
-        if not Path(location).is_absolute() and not Path(location).exists() and candidate.exists():
-            name = str(candidate) + at + split
-        resolved[name] = value
-    return resolved
-
-
 def tokenize_conversations(conversations: Sequence[list[dict]], tokenizer, template: str,
-                           desc: str = "tokenizing") -> list[Tokenized]:
-    """Chat-template each conversation into ids + assistant mask (every assistant turn is trained on)."""
+                           desc: str = "tokenizing", assistant_only: bool = True) -> list[Tokenized]:
+    """Chat-template each conversation into ids + loss mask: every assistant turn, or every token when
+    `assistant_only` is false (collate_rows never predicts a conversation's first token from the one before)."""
     out = []
     for index, messages in enumerate(tqdm(conversations, desc=desc, unit="conv", leave=False)):
         ids, mask = render_ids(messages, tokenizer, template, index=index)
-        out.append(Tokenized(ids, mask))
+        out.append(Tokenized(ids, mask if assistant_only else [1] * len(ids)))
     return out
 
 
@@ -73,10 +58,12 @@ def prepare(cfg: SFTConfig):
         raise ConfigError("the training split is empty after mixing; check dataset_mixer and dataset_splits")
     tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
     stats = PackStats()
-    train = truncate(tokenize_conversations(splits.train, tokenizer, cfg.chat_template, "tokenizing train"),
+    train = truncate(tokenize_conversations(splits.train, tokenizer, cfg.chat_template, "tokenizing train",
+                                            cfg.assistant_only_loss),
                      cfg.max_seq_length, stats)
     eval_stats = PackStats()
-    test = truncate(tokenize_conversations(splits.test, tokenizer, cfg.chat_template, "tokenizing test"),
+    test = truncate(tokenize_conversations(splits.test, tokenizer, cfg.chat_template, "tokenizing test",
+                                           cfg.assistant_only_loss),
                     cfg.max_seq_length, eval_stats)
     from accelerate.utils import set_seed
 
@@ -87,7 +74,7 @@ def prepare(cfg: SFTConfig):
 
 def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
     """Train, checkpoint, and write output_dir/{model, tokenizer, recipe.yaml, metrics.jsonl, README.md}."""
-    model, tokenizer, train, test, report, stats = prepare(cfg)
+    model, tokenizer, train, test, _, stats = prepare(cfg)
     train_items = packed_items(train, cfg, cfg.per_device_train_batch_size, cfg.seed, stats)
     # test examples follow the train ones in one list, so a single collate serves both
     offset = len(train)
@@ -104,27 +91,7 @@ def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
               f"{trainer.total_steps} optimizer steps", flush=True)
     result = trainer.train()
     if trainer.accelerator.is_main_process:
-        write_card(cfg, trainer, result, report)
+        write_stage_card(cfg, trainer, result, description="Distilled supervised fine-tuning (dSFT) with the loss "
+                         f"on {'assistant tokens only' if cfg.assistant_only_loss else 'every token'}, conversations "
+                         f"packed into rows of {cfg.max_seq_length} tokens, `{cfg.chat_template}` chat template.")
     return result
-
-
-def write_card(cfg: SFTConfig, trainer: Trainer, result: TrainResult, report) -> Path:
-    from ..model_card import hyperparameters, results_rows, write_model_card
-
-    acc = trainer.accelerator
-    kind = str(acc.distributed_type).split(".")[-1]
-    distributed = {"NO": "single-device", "MULTI_GPU": "multi-GPU", "MULTI_CPU": "multi-CPU", "DEEPSPEED": "deepspeed",
-                   "FSDP": "fsdp"}.get(kind, kind.lower())
-    base = "google/gemma-3-270m" if cfg.model == "embedded" else cfg.model
-    epochs = result.global_step / trainer.steps_per_epoch
-    params = hyperparameters(cfg, acc.num_processes, distributed, num_epochs=round(epochs, 4) if not
-                             math.isclose(epochs, round(epochs)) else int(round(epochs)))
-    datasets = [str(name) for name in cfg.dataset_mixer]
-    name = cfg.hub_model_id or Path(cfg.output_dir).resolve().name
-    eval_metrics = {"Loss": result.eval_metrics["eval_loss"]} if "eval_loss" in result.eval_metrics else None
-    return write_model_card(Path(cfg.output_dir) / "README.md", model_name=name, base_model=base, datasets=datasets,
-                            hyperparameters=params, results=results_rows(result.log_history),
-                            eval_metrics=eval_metrics, adapter=cfg.use_lora,
-                            description="Distilled supervised fine-tuning (dSFT) with the loss on assistant "
-                                        f"tokens only, conversations packed into rows of {cfg.max_seq_length} "
-                                        f"tokens, `{cfg.chat_template}` chat template.")

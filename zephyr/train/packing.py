@@ -69,10 +69,11 @@ def truncate(examples: Sequence[Tokenized], max_len: int, stats: PackStats | Non
     return kept
 
 
-def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+def best_fit_decreasing(lengths: Sequence[int], capacity: int, oversized_alone: bool = False) -> list[list[int]]:
     """Group item indices into bins of total length <= capacity (best-fit decreasing, O(n log n)).
 
-    Deterministic: ties are broken by index. Every length must be <= capacity.
+    Deterministic: ties are broken by index. An item longer than the capacity is an error, or with
+    `oversized_alone` a bin of its own.
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     bins: list[list[int]] = []
@@ -80,7 +81,10 @@ def best_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]
     for i in order:
         size = lengths[i]
         if size > capacity:
-            raise ValueError(f"item {i} has length {size} > capacity {capacity}")
+            if not oversized_alone:
+                raise ValueError(f"item {i} has length {size} > capacity {capacity}")
+            bins.append([i])
+            continue
         at = bisect.bisect_left(free, (size, -1))
         if at < len(free):
             remaining, b = free.pop(at)

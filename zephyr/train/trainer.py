@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
 from .config import TrainConfig
 from .metrics_log import MetricsLog
+from .scoring import unwrap
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int, dict[str, torch.Tensor]]]
 
@@ -44,11 +45,6 @@ class TrainResult:
     eval_metrics: dict[str, float]
     log_history: list[dict[str, Any]]
     output_dir: Path
-
-
-def hf_model_of(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers / PEFT model inside a TokenScorer (or the model itself)."""
-    return model.model if hasattr(model, "model") and hasattr(model, "fused") else model
 
 
 def enable_checkpointing(model: torch.nn.Module) -> None:
@@ -73,10 +69,8 @@ class Trainer:
             raise ConfigError("the Accelerator's gradient_accumulation_steps must equal the config's")
         self.sharded = self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         set_seed(config.seed)
-        if hasattr(model, "fused") and self.sharded:
-            model.fused = False  # sharded parameters are gathered only by module calls
         if config.gradient_checkpointing:
-            enable_checkpointing(hf_model_of(model))
+            enable_checkpointing(unwrap(model))
         self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
         self.train_items, self.eval_items = list(train_items), list(eval_items)
         self.tokenizer, self.recipe = tokenizer, recipe
@@ -265,10 +259,11 @@ class Trainer:
         state = acc.get_state_dict(self.model) if self.sharded else None  # collective under FSDP / ZeRO-3
         if not acc.is_main_process:
             return
-        inner = hf_model_of(acc.unwrap_model(self.model))
+        prepared = acc.unwrap_model(self.model)
+        inner = unwrap(prepared, keep_peft=True)  # a PEFT model saves its adapter only
         kwargs: dict[str, Any] = {"safe_serialization": True}
-        if state is not None:
-            prefix = "model." if inner is not acc.unwrap_model(self.model) else ""
+        if state is not None:  # a TokenScorer's state names its model "model."
+            prefix = "model." if inner is not prepared else ""
             kwargs["state_dict"] = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         inner.save_pretrained(folder, **kwargs)
         if self.tokenizer is not None:

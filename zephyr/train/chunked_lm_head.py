@@ -2,18 +2,18 @@
 
 A causal LM's loss only needs, for each *target* position, log p(target) = z[target] - logsumexp(z) with
 z = lm_head(h). Computing z for all positions at once costs positions x vocab floats (Gemma's 262k vocab:
-1 GB per 1k tokens in fp32), so here z exists for one chunk of target positions at a time:
+1 GB per 1k tokens in fp32), so here z exists for one chunk of `chunk_size` target positions at a time (the
+scorer, zephyr/train/scoring.py, sizes the chunk from its logit budget):
 
-- `token_logps(hidden, weight, targets)` (fused): a custom autograd function that, chunk by chunk, computes the
-  log-probs *and* d logp / d hidden = W[target] - softmax(z) @ W in the forward pass, so the backward is one
-  multiply. When the head weight trains (full fine-tuning) the backward recomputes each chunk's softmax once for
-  d W. Memory: one chunk of logits; compute: no wasted forward (unlike activation checkpointing).
-- `token_logps_checkpointed(hidden, lm_head, targets)`: the same numbers through ordinary module calls with
-  torch.utils.checkpoint per chunk, for sharded setups (FSDP, ZeRO-3) whose parameter-gathering hooks fire only
-  on module calls.
+- `token_logps(hidden, weight, targets, chunk_size)` (fused): a custom autograd function that, chunk by chunk,
+  computes the log-probs *and* d logp / d hidden = W[target] - softmax(z) @ W in the forward pass, so the
+  backward is one multiply. When the head weight trains (full fine-tuning) the backward recomputes each chunk's
+  softmax once for d W. Memory: one chunk of logits; compute: no wasted forward (unlike activation checkpointing).
+- `token_logps_checkpointed(hidden, lm_head, targets, chunk_size)`: the same numbers through ordinary module calls
+  with torch.utils.checkpoint per chunk, for sharded setups (FSDP, ZeRO-3) whose parameter-gathering hooks fire
+  only on module calls, and for a LoRA on the head.
 
-Both also return the mean logit per position (over the vocabulary), a metric DPO logs. `sequence_sums`
-turns per-token values into per-sequence sums (DPO's log pi(y|x)).
+Both also return the mean logit per position (over the vocabulary), a metric DPO logs.
 """
 
 from __future__ import annotations
@@ -30,20 +30,8 @@ def _capped(z: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch
     return t * softcap, t
 
 
-# at most this many logits (fp32) exist at once: 2^27 = 512 MB; with Gemma's 262k vocabulary, 512 tokens a chunk
-# (128-token chunks re-read the whole 671 MB fp32 weight four times as often; on a 2-core CPU, 512-token chunks
-# in the layout below run the head 1.7x faster than 128-token row-major ones with a fresh tensor each did)
-LOGIT_BUDGET = 1 << 27
-
-
-def _tokens_per_chunk(chunk_size: int, vocab: int) -> int:
-    """The logit budget's token count, capped by a positive `chunk_size` (0: the budget alone)."""
-    budget = LOGIT_BUDGET // max(vocab, 1)
-    return max(1, min(chunk_size, budget) if chunk_size > 0 else budget)
-
-
 def _chunk_logits(h, weight, buffer, softcap):
-    """One chunk's logits, vocabulary-major: z^T = W h^T as [V, n] fp32 (on CPU ~1.3x faster than h W^T, and the
+    """One chunk's logits, vocabulary-major: z^T = W h^T as [V, n] fp32 (on CPU faster than h W^T, and the
     reductions run over the leading dimension, vectorised across the chunk's tokens); also tanh for a soft-cap."""
     n = h.shape[0]
     if weight.dtype == torch.float32 and buffer is not None:
@@ -117,17 +105,18 @@ class _FusedLinearLogProb(torch.autograd.Function):
         return grad_hidden, grad_weight, None, None, None
 
 
-def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 2048,
+def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int,
                 softcap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, H) hidden states, (V, H) head weight, (N,) target ids -> (log p(target) (N,), mean logit (N,)), fp32."""
+    """(N, H) hidden states, (V, H) head weight, (N,) target ids -> (log p(target) (N,), mean logit (N,)), fp32;
+    `chunk_size` target positions at a time."""
     if hidden.shape[0] == 0:
         empty = hidden.new_zeros(0, dtype=torch.float32)
         return empty + hidden.sum() * 0, empty  # keeps the graph connected for DDP on an empty micro-batch
-    return _FusedLinearLogProb.apply(hidden, weight, targets, _tokens_per_chunk(chunk_size, weight.shape[0]), softcap)
+    return _FusedLinearLogProb.apply(hidden, weight, targets, chunk_size, softcap)
 
 
 def token_logps_checkpointed(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor,
-                             chunk_size: int = 2048, softcap: float | None = None
+                             chunk_size: int, softcap: float | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same as `token_logps` through `lm_head(...)` module calls, each chunk under activation checkpointing."""
 
@@ -136,7 +125,6 @@ def token_logps_checkpointed(hidden: torch.Tensor, lm_head: torch.nn.Module, tar
         return logits.gather(1, y[:, None]).squeeze(1) - torch.logsumexp(logits, -1), logits.mean(-1).detach()
 
     pieces = []
-    chunk_size = _tokens_per_chunk(chunk_size, lm_head.weight.shape[0])
     for start in range(0, max(hidden.shape[0], 1), chunk_size):
         h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
@@ -145,7 +133,3 @@ def token_logps_checkpointed(hidden: torch.Tensor, lm_head: torch.nn.Module, tar
             pieces.append(one_chunk(h, y))
     return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
 
-
-def sequence_sums(values: torch.Tensor, seq_ids: torch.Tensor, n_seqs: int) -> torch.Tensor:
-    """Sum per-token `values` into their sequences: (N,), (N,) ids in [0, n_seqs) -> (n_seqs,)."""
-    return values.new_zeros(n_seqs).index_add(0, seq_ids, values)

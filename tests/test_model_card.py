@@ -1,8 +1,12 @@
-"""Model card: published-Zephyr layout, hyperparameters in order, results table with extra (DPO) columns."""
+"""Model card: published-Zephyr layout, hyperparameters in order, results table with extra (DPO) columns, and
+the one assembly both training stages call."""
 
 from __future__ import annotations
 
-from zephyr.model_card import hyperparameters, render_model_card, results_rows
+from pathlib import Path
+from types import SimpleNamespace
+
+from zephyr.model_card import hyperparameters, render_model_card, results_rows, write_stage_card
 from zephyr.train import TrainConfig
 
 
@@ -40,3 +44,24 @@ def test_results_table_rows_and_extra_columns():
     assert "- Loss: 0.85\n" in card
     assert "No log" in render_model_card(model_name="m", base_model="b", datasets=[], hyperparameters={},
                                          results=results_rows([{"step": 1, "epoch": 1.0, "eval_loss": 1.0}]))
+
+
+def test_a_stage_card_from_its_trainer_and_result(tmp_path):
+    """What a stage gives (description, its hyperparameters and columns) lands in the card with the shared parts."""
+    cfg = SimpleNamespace(**{**vars(TrainConfig(max_steps=-1)), "model": "embedded", "hub_model_id": "",
+                             "output_dir": str(tmp_path / "run-a"), "dataset_mixer": {"zephyr/demo_data": 1.0},
+                             "use_lora": True})
+    Path(cfg.output_dir).mkdir()
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(distributed_type="DistributedType.MULTI_GPU",
+                                                          num_processes=2), steps_per_epoch=4)
+    history = [{"step": 6, "epoch": 1.5, "loss": 0.75},
+               {"step": 6, "epoch": 1.5, "eval_loss": 0.5, "eval_rewards/chosen": 0.25}]
+    result = SimpleNamespace(global_step=6, log_history=history,
+                             eval_metrics={"eval_loss": 0.5, "eval_rewards/chosen": 0.25})
+    card = write_stage_card(cfg, trainer, result, "Stage-specific words.", extra_hyperparameters={"beta": 0.1},
+                            extra_columns={"Rewards/chosen": "eval_rewards/chosen"}).read_text()
+    assert card.startswith("---\nlicense: apache-2.0\nbase_model: google/gemma-3-270m\nlibrary_name: peft\n")
+    assert "- name: run-a\n" in card and "- zephyr/demo_data\n" in card and "Stage-specific words.\n" in card
+    for line in ["- distributed_type: multi-GPU", "- num_devices: 2", "- num_epochs: 1.5", "- beta: 0.1",
+                 "- Loss: 0.5", "- Rewards/chosen: 0.25", "| 0.75 | 1.5 | 6 | 0.5 | 0.25 |"]:
+        assert line + "\n" in card, line

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from zephyr.train.logprobs import sequence_sums, token_logps, token_logps_checkpointed
+from zephyr.train.chunked_lm_head import token_logps, token_logps_checkpointed
 
 
 def _reference(hidden, weight, targets, softcap=None):
@@ -21,7 +21,7 @@ def test_hand_computed_two_token_vocab():
     # logits [0, ln 3] -> p = [1/4, 3/4]; target 1 -> log(3/4); mean logit ln(3)/2
     hidden = torch.tensor([[1.0]])
     weight = torch.tensor([[0.0], [math.log(3.0)]])
-    logps, means = token_logps(hidden, weight, torch.tensor([1]))
+    logps, means = token_logps(hidden, weight, torch.tensor([1]), chunk_size=1)
     assert logps.item() == pytest.approx(math.log(0.75), abs=1e-6)
     assert means.item() == pytest.approx(math.log(3.0) / 2, abs=1e-6)
 
@@ -73,7 +73,3 @@ def test_checkpointed_module_path_matches():
     torch.testing.assert_close(ours_grads[0], hidden.grad, atol=1e-5, rtol=0)
     torch.testing.assert_close(ours_grads[1], head.weight.grad, atol=1e-5, rtol=0)
 
-
-def test_sequence_sums():
-    values = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert sequence_sums(values, torch.tensor([0, 0, 2, 2]), 3).tolist() == [3.0, 0.0, 7.0]

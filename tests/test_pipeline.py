@@ -1,14 +1,19 @@
-"""`zephyr run` end to end on a tiny model: every stage's output, the summary, and reuse on a second run."""
+"""`zephyr run` end to end on a tiny model: every stage's output, the summary, and reuse on a second run; the
+evaluation reads the SFT model's held-out scores from the DPO stage's folder."""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from zephyr.cli import main as zephyr
+from zephyr.dpo import tokenize as dpo_tokenize
+from zephyr.dpo.evaluate import REFERENCE_SCORES, PairScores, read_pair_scores, write_pair_scores
+from zephyr.dpo.tokenize import TokenizedPair
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 
 def tiny_recipe(folder: Path, model: Path) -> Path:
@@ -21,7 +26,8 @@ def tiny_recipe(folder: Path, model: Path) -> Path:
     return folder
 
 
-def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
+@pytest.mark.slow
+def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch):
     recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
     out = tmp_path / "out"
     argv = ["run", str(recipe), "--output_dir", str(out), "--max_new_tokens", "4",
@@ -29,7 +35,7 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
             "--sample_prompts", json.dumps(["Hello?", "What is 2 plus 2?"])]
     assert zephyr(argv) == 0
     for path in ("sft/README.md", "sft-merged/model.safetensors", "dpo/adapter_model.safetensors",
-                 "final/model.safetensors", "eval.json", "samples.jsonl"):
+                 f"dpo/{REFERENCE_SCORES}", "final/model.safetensors", "eval.json", "samples.jsonl"):
         assert (out / path).is_file(), path
     result = json.loads((out / "eval.json").read_text())
     assert result["pairs"] == 8 and 0 <= result["dpo"]["rewards/accuracies"] <= 1
@@ -42,15 +48,26 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
     # the SFT model is the DPO reference, whose held-out log-probs the DPO stage already computed
     assert "read from the DPO stage's reference cache" in first
 
-    # a second run reuses the finished SFT and DPO runs and does not train again
+    # a second run reuses the finished SFT and DPO runs and does not train again; its evaluation tokenizes the
+    # held-out pairs only (once per model's tokenizer), never the training split
+    tokenized = []
+
+    def tokenize_pairs(pairs, *args, **kwargs):
+        tokenized.append(len(pairs))
+        return real_tokenize_pairs(pairs, *args, **kwargs)
+
+    real_tokenize_pairs = dpo_tokenize.tokenize_pairs
+    monkeypatch.setattr(dpo_tokenize, "tokenize_pairs", tokenize_pairs)
     assert zephyr(argv + ["--stages", "sft", "dpo", "eval", "card"]) == 0
+    assert tokenized == [8, 8]
+    monkeypatch.undo()
     second = capsys.readouterr().out
     assert "reusing the finished SFT run" in second and "reusing the finished DPO run" in second
     assert "=== zephyr run: sft ===" not in second and "=== zephyr run: dpo ===" not in second
     assert (out / "final" / "README.md").read_text().count("## Evaluation on held-out") == 1
 
-    # without the cache (another cache folder) the SFT model is scored again: the same figures
-    argv[argv.index("--dpo_overrides") + 1] = json.dumps({"ref_cache_dir": str(tmp_path / "empty-cache")})
+    # without the DPO stage's reference scores the SFT model is scored again: the same figures
+    (out / "dpo" / REFERENCE_SCORES).unlink()
     assert zephyr(argv + ["--stages", "eval"]) == 0
     assert "reference cache" not in capsys.readouterr().out
     again = json.loads((out / "eval.json").read_text())
@@ -59,6 +76,7 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys):
         assert again["dpo"][name] == pytest.approx(value, abs=1e-4), name
 
 
+@pytest.mark.slow
 def test_a_killed_stage_continues_from_its_newest_checkpoint(tiny_model_dir, tmp_path, capsys):
     recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
     out = tmp_path / "out"
@@ -78,3 +96,18 @@ def test_a_killed_stage_continues_from_its_newest_checkpoint(tiny_model_dir, tmp
     assert zephyr(argv + ["--reuse", "false", "--sft_overrides", json.dumps({"max_steps": 1, "save_steps": 1})]) == 0
     assert "resumed from" not in capsys.readouterr().out
     assert sorted(p.name for p in (out / "sft").glob("checkpoint-*")) == ["checkpoint-1"]
+
+
+def test_reference_scores_are_read_only_for_the_same_pairs_and_model(tmp_path):
+    pairs = [TokenizedPair([1, 2], [3], [4, 5], index=i) for i in (0, 2, 3)]
+    scores = PairScores(torch.tensor([-1.5, -2.25, -3.0]), torch.tensor([-4.0, -0.5, -6.125]))
+    identity = {"pairs": "p", "weights": "w", "dtype": "torch.float32"}
+    path = write_pair_scores(tmp_path / REFERENCE_SCORES, pairs, scores, identity)
+    assert [p.name for p in tmp_path.iterdir()] == [REFERENCE_SCORES]  # no staging file left behind
+
+    read = read_pair_scores(path, [pairs[2], pairs[0]], identity)  # looked up by index, in the asked order
+    assert read.chosen.tolist() == [-3.0, -1.5] and read.rejected.tolist() == [-6.125, -4.0]
+    assert read_pair_scores(path, pairs, {**identity, "weights": "other"}) is None
+    assert read_pair_scores(path, pairs, {**identity, "dtype": "torch.bfloat16"}) is None
+    assert read_pair_scores(path, [TokenizedPair([1], [2], [3], index=1)], identity) is None
+    assert read_pair_scores(tmp_path / "missing.safetensors", pairs, identity) is None

@@ -1,4 +1,5 @@
-"""One DPO forward: policy and reference log-probs -> per-pair loss and the published cards' metrics.
+"""One micro-batch of pairs -> per-pair losses and the published cards' metrics, from the policy's and the
+reference's summed completion log-probs (`pair_outputs`).
 
 Metric meanings (those of TRL's DPOTrainer and of the zephyr-7b-beta / zephyr-7b-gemma cards):
   rewards/chosen, rewards/rejected  beta * (policy - reference) summed completion log-prob, mean over pairs
@@ -16,9 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .layout import PairBatch
-from .logprobs import score
-from .losses import REFERENCE_FREE, PairLogps, pair_loss
+from .layout import PairBatch, completion_logps
+from .losses import Loss, PairLogps, make_loss
 
 METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                 "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected")
@@ -26,11 +26,15 @@ METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracie
 
 @dataclass
 class DPOSettings:
+    """The loss fields of a DPOConfig; `loss` is built from them once."""
+
     loss_type: str = "sigmoid"
     beta: float = 0.1
     label_smoothing: float = 0.0
     simpo_gamma: float = 0.5
-    chunk: int | None = None  # tokens per lm_head chunk (None: from the vocabulary size)
+
+    def __post_init__(self):
+        self.loss: Loss = make_loss(self)
 
 
 class MetricSums(dict):
@@ -51,21 +55,22 @@ class MetricSums(dict):
 
 
 def pair_outputs(model, batch: PairBatch, settings: DPOSettings, reference) -> tuple[torch.Tensor, MetricSums]:
-    """-> (per-pair losses [pairs] with grad, metric sums). The reference log-probs come from the batch when
-    precomputed, else from `reference(batch) -> (chosen, rejected)`; reference-free losses need neither."""
-    scores = score(model, batch, settings.chunk)
+    """-> (per-pair losses [pairs] with grad, metric sums). `model`: the policy (see `completion_logps`). The
+    reference log-probs come from the batch when precomputed, else from `reference(model, batch) -> (chosen,
+    rejected)`; reference-free losses need neither."""
+    scores = completion_logps(model, batch)
     chosen, rejected = scores.logps.chunk(2)
-    if settings.loss_type in REFERENCE_FREE:
+    if settings.loss.reference_free:
         ref_chosen, ref_rejected = torch.zeros_like(chosen), torch.zeros_like(rejected)
     elif batch.ref_chosen is not None:  # precomputed
         ref_chosen, ref_rejected = batch.ref_chosen.to(chosen), batch.ref_rejected.to(rejected)
     elif reference is not None:
-        ref_chosen, ref_rejected = (t.to(chosen) for t in reference(batch))
+        ref_chosen, ref_rejected = (t.to(chosen) for t in reference(model, batch))
     else:
         raise ValueError(f"the {settings.loss_type!r} loss needs reference log-probs: none were given")
     logps = PairLogps(chosen, rejected, ref_chosen, ref_rejected,
                       batch.chosen_tokens.to(chosen), batch.rejected_tokens.to(chosen))
-    losses = pair_loss(settings.loss_type, logps, settings.beta, settings.label_smoothing, settings.simpo_gamma)
+    losses = settings.loss(logps)
     return losses, metric_sums(losses, logps, scores.logit_sums, settings.beta)
 
 
