@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..embedded import cache_root
+from ..cache import cache_root
 from .card import write_dpo_card
 from .config import DPOConfig
 from .layout import collate
