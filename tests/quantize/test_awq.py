@@ -34,7 +34,7 @@ def test_broken_calibration_line_is_named(tmp_path):
 def test_awq_round_trip(tmp_path_factory, tmp_path, capsys):
     if not LLM_COMPRESSOR.ready():
         pytest.skip("the llm-compressor environment is not set up: `zephyr quantize awq --setup_only` "
-                    "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>, ~2 min)")
+                    "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>)")
     pytest.importorskip("compressed_tensors", reason="compressed-tensors is needed to reload AWQ checkpoints")
     from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
     from zephyr.quantize.cli import main

@@ -133,7 +133,7 @@ def served(request, tiny_model_dir, tmp_path_factory):
         from zephyr.cache import VLLM
 
         if not VLLM.ready():
-            pytest.skip("vLLM's managed environment is not set up (`zephyr serve --setup vllm`, ~7 min, 2.5 GB)")
+            pytest.skip("vLLM's managed environment is not set up (`zephyr serve --setup vllm` creates it, 2.5 GB)")
         yield from vllm_served(tiny_model_dir)
     elif request.param == "llama.cpp":
         if importlib.util.find_spec("llama_cpp") is None:

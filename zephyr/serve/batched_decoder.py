@@ -71,7 +71,7 @@ async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling,
                        text: TokenText, failure: str) -> AsyncIterator[Step]:
     """Submit a request to `worker` and stream its reply; the last step carries the finish reason.
 
-    A stop id ends the reply without being shown. No max_new_tokens means up to the end of the context. When the
+    A stop id ends the reply without being shown. max_new_tokens 0 means up to the end of the context. When the
     caller stops early (the client went away, a stop string matched) the request is cancelled."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()

@@ -1,4 +1,5 @@
-"""The OpenAI wire format: request bodies validated into dataclasses, errors as OpenAI-style JSON.
+"""The OpenAI wire format: request bodies validated into dataclasses that also know their reply's shape,
+errors as OpenAI-style JSON.
 
 Every user mistake becomes an `ApiError` with a 4xx status and the body OpenAI's clients expect,
 `{"error": {"message", "type", "param", "code"}}`, so the official `openai` client raises its typed
