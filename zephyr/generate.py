@@ -19,7 +19,7 @@ from .chat_template import validate
 from .config import field, parse_args
 from .chat_template import ConversationError
 from .errors import DataError
-from .generation import SamplingConfig, batched, generate_batch
+from .sampling import SamplingConfig, batched, generate_batch
 
 
 @dataclasses.dataclass

@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..cache import cache_root
 from ..data.sources import resolve_sources
-from ..embedded import cache_root
 from ..train.scoring import TokenScorer
 from .card import write_dpo_card
 from .config import DPOConfig

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..aif.judge import JudgeConfig, make_judge
 from ..config import field, parse_args
 from ..errors import ConfigError
-from ..generation import SamplingConfig, batched, generate_batch
+from ..sampling import SamplingConfig, batched, generate_batch
 from . import alpaca_eval, ifeval, mt_bench
 
 BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval", "lm_eval")
