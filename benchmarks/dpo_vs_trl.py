@@ -323,7 +323,8 @@ def main():
         return
     args.model_list = [m for m in args.models.split(",") if m]
     args.batches = {m: args.batch or (8 if m == "tiny" else 4) for m in args.model_list}
-    from zephyr.tiny import tiny_checkpoint
+    sys.path.insert(0, str(REPO))  # the tiny test models live in tests/fixtures/
+    from tests.fixtures.tiny import tiny_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="dpo-bench-"))
     corpus = None if args.tiny_vocab <= 512 else list(corpus_texts(args.data))

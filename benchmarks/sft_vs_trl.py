@@ -21,6 +21,7 @@ import gc
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -76,7 +77,8 @@ def conversations(n: int) -> list[list[dict]]:
 
 def model_source(name: str, workdir: Path) -> str:
     if name == "tiny":
-        from zephyr.tiny import tiny_checkpoint
+        sys.path.insert(0, str(ROOT))  # the tiny test models live in tests/fixtures/
+        from tests.fixtures.tiny import tiny_checkpoint
 
         return str(tiny_checkpoint("mistral", workdir / "tiny-mistral", hidden=256, layers=4))
     return "embedded"

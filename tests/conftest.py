@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from zephyr.tiny import tiny_checkpoint, tiny_tokenizer  # noqa: E402
+from tests.fixtures.tiny import tiny_checkpoint, tiny_tokenizer  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -183,7 +183,8 @@ def test_dpo_qlora_recipe_is_the_handbook_single_gpu_variant():
                 "dataset_splits": ["train_prefs", "test_prefs"], "beta": 0.01, "learning_rate": 5e-6,
                 "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "num_train_epochs": 1, "max_length": 1024,
                 "max_prompt_length": 512, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
-                "gradient_accumulation_steps": 4, "gradient_checkpointing": True, "mixed_precision": "bf16",
+                "gradient_accumulation_steps": 4, "gradient_checkpointing": True, "dtype": "bfloat16",
+                "low_precision_weights": False,
                 "seed": 42, "eval_steps": 100, "save_steps": 100, "save_total_limit": 1, "logging_steps": 10,
                 "hub_model_id": "zephyr-7b-dpo-qlora", "output_dir": "data/zephyr-7b-dpo-qlora"}
     assert {key: getattr(cfg, key) for key in handbook} == handbook

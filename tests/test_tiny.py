@@ -1,6 +1,6 @@
-"""zephyr/tiny.py: the tokenizer learns its merges from the corpus it is given."""
+"""tests/fixtures/tiny.py: the tokenizer learns its merges from the corpus it is given."""
 
-from zephyr.tiny import tiny_tokenizer
+from tests.fixtures.tiny import tiny_tokenizer
 
 
 def test_tokenizer_trained_on_a_given_corpus_learns_its_words():

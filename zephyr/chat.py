@@ -15,7 +15,7 @@ import torch
 
 from .chat_template import prompt_ids
 from .config import field, parse_args
-from .generation import SamplingConfig, generate_kwargs
+from .sampling import SamplingConfig, generate_kwargs
 
 HELP = "commands: /reset  /system TEXT  /quit"
 

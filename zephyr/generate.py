@@ -3,7 +3,8 @@
 Input lines: {"messages": [...]} (a conversation ending with a user turn), or {"prompt": "text"}.
 Output lines: the input row plus "index" (its 0-based row) and "reply"; "messages" gains the reply.
 Each batch is appended and fsync'ed (`data.io.appending`), so after a kill the next run skips the rows already
-written and a torn last line is cut away. A row's replies depend only on the seed and its batch, not on earlier runs.
+written and a torn last line is cut away. A row's replies depend only on the seed and its batch, not on earlier
+runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .chat_template import ConversationError, validate
 from .config import field, parse_args
 from .data.io import Where, appending, finished_rows, read_rows
 from .errors import ConfigError, DataError
-from .generation import SamplingConfig, batched, generate_batch
+from .sampling import SamplingConfig, batched, generate_batch
 
 
 @dataclasses.dataclass

@@ -165,7 +165,7 @@ def eval_section(result: dict) -> str:
 def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:
     from tqdm.auto import tqdm
 
-    from .generation import Sampling, generate_batch
+    from .sampling import Sampling, generate_batch
     from .models import ModelConfig, load_model, load_tokenizer
 
     model_cfg = ModelConfig(model=str(final_dir), dtype=dpo_cfg.dtype, chat_template=dpo_cfg.chat_template)

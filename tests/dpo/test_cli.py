@@ -120,5 +120,5 @@ def test_reference_cache_is_keyed_by_the_loaded_dtype_not_its_name(tiny_model_di
     (entry,) = cache.glob("*.safetensors")
     assert zephyr(args(model, tmp_path / "b", *common, "--dtype", "fp32")) == 0
     assert list(cache.glob("*.safetensors")) == [entry]
-    assert zephyr(args(model, tmp_path / "c", *common, "--dtype", "float16")) == 0
+    assert zephyr(args(model, tmp_path / "c", *common, "--dtype", "bfloat16")) == 0
     assert len(list(cache.glob("*.safetensors"))) == 2

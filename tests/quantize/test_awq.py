@@ -8,7 +8,7 @@ import json
 import pytest
 
 from zephyr.quantize.awq import calibration_texts
-from zephyr.quantize.sidecar import LLM_COMPRESSOR
+from zephyr.cache import LLM_COMPRESSOR
 
 
 def test_calibration_texts_render_conversations(tmp_path):
@@ -34,10 +34,10 @@ def test_broken_calibration_line_is_named(tmp_path):
 def test_awq_round_trip(tmp_path_factory, tmp_path, capsys):
     if not LLM_COMPRESSOR.ready():
         pytest.skip("the llm-compressor environment is not set up: `zephyr quantize awq --setup_only` "
-                    "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>, ~2 min)")
+                    "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>)")
     pytest.importorskip("compressed_tensors", reason="compressed-tensors is needed to reload AWQ checkpoints")
+    from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
     from zephyr.quantize.cli import main
-    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
 
     model = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")
     out = tmp_path / "awq"

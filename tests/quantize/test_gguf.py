@@ -23,7 +23,7 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 @pytest.fixture(scope="module")
 def tiny_gemma(tmp_path_factory):
-    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
+    from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
 
     return tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")  # shared with tests/serve
 

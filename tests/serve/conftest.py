@@ -52,10 +52,10 @@ def running(app):
 
 
 def serve(engine, tokenizer, oracle):
+    from zephyr.sampling import Sampling
     from zephyr.serve.app import build_app
-    from zephyr.serve.protocol import Sampling
 
-    app = build_app(engine, Sampling(None, 0.7, 0.95, 50), max_tokens_limit=LIMIT, api_key=KEY)
+    app = build_app(engine, Sampling(temperature=0.7, top_k=50, top_p=0.95), max_tokens_limit=LIMIT, api_key=KEY)
     with running(app) as url:
         yield Served(url, engine, tokenizer, oracle)
     engine.close()
@@ -82,8 +82,8 @@ def llama_cpp_served(tmp_path_factory):
     from llama_cpp import Llama
     from transformers import AutoTokenizer
 
+    from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
     from zephyr.quantize.gguf import write_gguf
-    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
     from zephyr.serve.llamacpp_engine import LlamaCppEngine
 
     # peaked logits: llama.cpp's batched kernels round differently from its one-sequence ones, which flips
@@ -130,10 +130,10 @@ def vllm_served(tiny_model_dir):
 @pytest.fixture(scope="module", params=["transformers", "llama.cpp", "vllm"])
 def served(request, tiny_model_dir, tmp_path_factory):
     if request.param == "vllm":
-        from zephyr.quantize.sidecar import VLLM
+        from zephyr.cache import VLLM
 
         if not VLLM.ready():
-            pytest.skip("vLLM's managed environment is not set up (`zephyr serve --setup vllm`, ~7 min, 2.5 GB)")
+            pytest.skip("vLLM's managed environment is not set up (`zephyr serve --setup vllm` creates it, 2.5 GB)")
         yield from vllm_served(tiny_model_dir)
     elif request.param == "llama.cpp":
         if importlib.util.find_spec("llama_cpp") is None:

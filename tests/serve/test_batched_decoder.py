@@ -186,7 +186,7 @@ def test_kv_budget_queues_instead_of_batching(model):
 
 
 def test_engine_streams_share_forward_passes(tiny_model_dir):
-    from zephyr.serve.protocol import Sampling
+    from zephyr.sampling import Sampling
     from zephyr.serve.transformers_engine import TransformersEngine
 
     engine = TransformersEngine(str(tiny_model_dir("mistral")), "tiny", chat_template="zephyr", context_length=256)
@@ -194,8 +194,10 @@ def test_engine_streams_share_forward_passes(tiny_model_dir):
                  "Why is the sky blue?", "What is a zephyr?", "Say hello in Japanese.", "Give me a river poem."]
     chats = [engine.chat_prompt([{"role": "user", "content": q}]) for q in questions]
 
+    greedy = Sampling(temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=12)
+
     async def reply(prompt):
-        steps = [s async for s in engine.stream(prompt, Sampling(12, 0.0, 1.0, 0), [])]
+        steps = [s async for s in engine.stream(prompt, greedy, [])]
         return "".join(s.text for s in steps), steps[-1]
 
     async def together():
@@ -243,8 +245,8 @@ def test_client_that_hangs_up_frees_its_row(tiny_model_dir):
     import json
     from urllib.parse import urlparse
 
+    from zephyr.sampling import Sampling
     from zephyr.serve.app import build_app
-    from zephyr.serve.protocol import Sampling
     from zephyr.serve.transformers_engine import TransformersEngine
 
     from .conftest import running
@@ -261,8 +263,9 @@ def test_client_that_hangs_up_frees_its_row(tiny_model_dir):
     engine.model.forward = slow_forward
     body = json.dumps({"model": "tiny", "prompt": "The quick brown fox", "max_tokens": 200, "stream": True,
                        "temperature": 0})
+    defaults = Sampling(temperature=0.7, top_k=50, top_p=0.95)
     try:
-        with running(build_app(engine, Sampling(None, 0.7, 0.95, 50), max_tokens_limit=256)) as url:
+        with running(build_app(engine, defaults, max_tokens_limit=256)) as url:
             where = urlparse(url)
             connection = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
             connection.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})

@@ -6,9 +6,10 @@ import importlib.util
 
 import pytest
 
+from zephyr.sampling import Sampling
 from zephyr.serve.engine import StopScanner, check_limits
-from zephyr.serve.protocol import ApiError, Sampling, parse_chat
-from zephyr.serve.select import choose
+from zephyr.serve.engine_choice import choose
+from zephyr.serve.protocol import ApiError, parse_chat
 
 
 def scan(stops, pieces):
@@ -53,13 +54,12 @@ def test_limits():
 
 
 def test_card_defaults_fill_missing_sampling_fields():
-    defaults = Sampling(None, 0.7, 0.95, 50)
+    defaults = Sampling(temperature=0.7, top_k=50, top_p=0.95)
     chat = parse_chat({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, defaults)
     assert (chat.sampling.temperature, chat.sampling.top_p, chat.sampling.top_k) == (0.7, 0.95, 50)
     chat = parse_chat({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
                        "temperature": 0, "top_k": -1, "stop": "x", "max_completion_tokens": 5}, defaults)
-    assert (chat.sampling.temperature, chat.sampling.top_k, chat.sampling.stop, chat.sampling.max_tokens) == \
-        (0, 0, ["x"], 5)
+    assert (chat.sampling.temperature, chat.sampling.top_k, chat.stop, chat.max_tokens) == (0, 0, ["x"], 5)
     assert chat.messages == [{"role": "user", "content": "hi"}]
 
 

@@ -11,7 +11,6 @@ import torch
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (zephyr[gguf])")
 
-from zephyr.serve.batched_decoder import Request  # noqa: E402
 from zephyr.serve.llamacpp_batched import LlamaCppBatcher  # noqa: E402
 
 from .test_batched_decoder import Collector, request, run  # noqa: E402
@@ -19,8 +18,8 @@ from .test_batched_decoder import Collector, request, run  # noqa: E402
 
 @pytest.fixture(scope="module")
 def gguf(tmp_path_factory):
+    from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
     from zephyr.quantize.gguf import write_gguf
-    from zephyr.quantize.tiny import tiny_gemma3_real_vocab
 
     folder = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real-peaked", embedding_scale=4.0)
     path, _ = write_gguf(folder, tmp_path_factory.mktemp("gguf"), "f16", "zephyr")

@@ -1,8 +1,8 @@
 """The official `openai` client against `zephyr serve`, for each engine installed (conftest.py).
 
 Greedy replies are checked against an oracle outside the server (transformers' `generate`, llama.cpp's own
-sampler) on the ids that zephyr's chat template renders. Sampling, streaming, stop strings, concurrency and errors are then
-checked against those greedy replies.
+sampler, vLLM's own endpoint) on the ids that zephyr's chat template renders. Sampling, streaming, stop strings,
+concurrency and errors are then checked against those greedy replies.
 """
 
 from __future__ import annotations
@@ -58,11 +58,19 @@ def test_greedy_chat_matches_the_oracle(server, client):
         assert reply.usage.completion_tokens == 12
 
 
-def test_chat_template_applied_exactly(server, client):
+def test_chat_template_applied_exactly(server, client, monkeypatch):
+    given = []  # the prompts the engine is asked to continue
+    engine_stream = server.engine.stream
+
+    def recording_stream(prompt, *args):
+        given.append(prompt)
+        return engine_stream(prompt, *args)
+
+    monkeypatch.setattr(server.engine, "stream", recording_stream)
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
                 {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": QUESTIONS[1]}]
     client.chat.completions.create(model="tiny", messages=messages, max_tokens=2)
-    seen = server.engine.history[-1]
+    (seen,) = given
     tok = server.tokenizer
     assert seen.text == render_text(messages, "zephyr", tok.bos_token, tok.eos_token, add_generation_prompt=True).text
     assert seen.text.endswith("<|user|>\n" + QUESTIONS[1] + tok.eos_token + "\n<|assistant|>\n")

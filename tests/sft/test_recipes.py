@@ -29,7 +29,9 @@ def test_published_values(name, shared_data):
     ours = parse_args(SFTConfig, ["--config", str(RECIPES / name / "sft.yaml")])
     for theirs, field in SAME.items():
         assert getattr(ours, field) == handbook[theirs], field
-    assert ours.mixed_precision == ("bf16" if handbook["bf16"] else "no")
+    # handbook bf16: true = bf16 autocast over fp32 master weights: zephyr's dtype (the compute dtype) with
+    # low_precision_weights off
+    assert handbook["bf16"] and ours.dtype == "bfloat16" and not ours.low_precision_weights
     datasets = {d["id"] for d in handbook["dataset_mixture"]["datasets"]}
     assert set(ours.dataset_mixer) == datasets
     assert ours.dataset_splits == [d["split"] for d in handbook["dataset_mixture"]["datasets"]]

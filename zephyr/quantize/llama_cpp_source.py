@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from ..embedded import cache_root
+from ..cache import cache_root
 from ..errors import ZephyrError
 
 WANTED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")

@@ -7,6 +7,7 @@ client is never left hanging.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import time
@@ -19,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from .engine import Engine, Step, check_limits, generate
-from .protocol import ApiError, Sampling, decode_json, parse_chat, parse_completion
+from ..sampling import Sampling
+from .engine import Engine, Prompt, Step, check_limits, generate
+from .protocol import ApiError, GenerationRequest, decode_json, parse_chat, parse_completion
 
 MAX_BODY_BYTES = 8 << 20
 
@@ -71,57 +73,31 @@ def build_app(engine: Engine, defaults: Sampling, max_tokens_limit: int, api_key
             {"id": engine.model_id, "object": "model", "created": created, "owned_by": "zephyr",
              "max_model_len": engine.context_length, "engine": engine.name}]})
 
-    async def chat_completions(request: Request):
+    async def parsed(request: Request, parse):
         authorize(request)
-        chat = parse_chat(await body_of(request), defaults)
-        check_model(chat.model)
-        prompt = engine.chat_prompt(chat.messages)
-        sampling = chat.sampling
-        sampling.max_tokens = check_limits(len(prompt.ids), sampling.max_tokens, engine.context_length,
-                                           max_tokens_limit)
-        steps = generate(engine, prompt, sampling, engine.chat_stop_ids())
-        reply_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": reply_id, "object": "chat.completion.chunk", "created": now, "model": engine.model_id}
-        if chat.stream:
-            def chunk(delta: dict, finish: str | None) -> dict:
-                return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        call = parse(await body_of(request), defaults)
+        check_model(call.model)
+        return call
 
-            return _stream(steps, len(prompt.ids), chat.include_usage, head,
-                           first=chunk({"role": "assistant", "content": ""}, None),
-                           piece=lambda text: chunk({"content": text}, None),
-                           last=lambda finish: chunk({}, finish))
-        text, step = await _collect(steps)
-        return JSONResponse({
-            **head, "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                         "finish_reason": step.finish_reason}],
-            "usage": _usage(len(prompt.ids), step.tokens)})
+    async def chat_completions(request: Request):
+        chat = await parsed(request, parse_chat)
+        return await reply(chat, engine.chat_prompt(chat.messages), engine.chat_stop_ids())
 
     async def completions(request: Request):
-        authorize(request)
-        completion = parse_completion(await body_of(request), defaults)
-        check_model(completion.model)
-        prompt = engine.text_prompt(completion.prompt)
-        sampling = completion.sampling
-        sampling.max_tokens = check_limits(len(prompt.ids), sampling.max_tokens, engine.context_length,
-                                           max_tokens_limit)
-        stop_ids = [i for i in [engine.token_id(engine.special_tokens[1])] if i is not None]
-        steps = generate(engine, prompt, sampling, stop_ids)
-        reply_id, now = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": reply_id, "object": "text_completion", "created": now, "model": engine.model_id}
-        echo = completion.prompt if completion.echo else ""
-        if completion.stream:
-            def chunk(text: str, finish: str | None) -> dict:
-                return {**head, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+        completion = await parsed(request, parse_completion)
+        return await reply(completion, engine.text_prompt(completion.prompt), engine.text_stop_ids())
 
-            return _stream(steps, len(prompt.ids), completion.include_usage, head,
-                           first=chunk(echo, None) if echo else None,
-                           piece=lambda text: chunk(text, None), last=lambda finish: chunk("", finish))
+    async def reply(call: GenerationRequest, prompt: Prompt, stop_ids: list[int]):
+        max_new_tokens = check_limits(len(prompt.ids), call.max_tokens, engine.context_length, max_tokens_limit)
+        sampling = dataclasses.replace(call.sampling, max_new_tokens=max_new_tokens)
+        steps = generate(engine, prompt, sampling, stop_ids, call.stop)
+        head = {"id": f"{call.id_prefix}{uuid.uuid4().hex}", "object": call.chunk_object, "created": int(time.time()),
+                "model": engine.model_id}
+        if call.stream:
+            return _stream(steps, call, head, len(prompt.ids))
         text, step = await _collect(steps)
-        return JSONResponse({
-            **head, "choices": [{"index": 0, "text": echo + text, "logprobs": None,
-                                 "finish_reason": step.finish_reason}],
-            "usage": _usage(len(prompt.ids), step.tokens)})
+        return JSONResponse({**head, "object": call.object, "choices": [_choice(call.whole(text), step.finish_reason)],
+                             "usage": _usage(len(prompt.ids), step.tokens)})
 
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
         return _error(err)
@@ -157,21 +133,27 @@ async def _collect(steps: AsyncIterator[Step]) -> tuple[str, Step]:
     return "".join(parts), last
 
 
-def _stream(steps: AsyncIterator[Step], prompt_tokens: int, include_usage: bool, head: dict, first, piece, last
-            ) -> StreamingResponse:
+def _choice(content: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": 0, **content, "logprobs": None, "finish_reason": finish}
+
+
+def _stream(steps: AsyncIterator[Step], call: GenerationRequest, head: dict, prompt_tokens: int) -> StreamingResponse:
+    def chunk(content: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**head, "choices": [_choice(content, finish)]})
+
     async def events() -> AsyncIterator[bytes]:
         tokens = 0
         try:
-            if first is not None:
-                yield _sse(first)
+            if call.opening() is not None:
+                yield chunk(call.opening())
             async for step in steps:
                 tokens = step.tokens
                 if step.text:
-                    yield _sse(piece(step.text))
+                    yield chunk(call.piece(step.text))
                 if step.finish_reason:
-                    yield _sse(last(step.finish_reason))
+                    yield chunk(call.closing(), step.finish_reason)
                     break
-            if include_usage:
+            if call.include_usage:
                 yield _sse({**head, "choices": [], "usage": _usage(prompt_tokens, tokens)})
             yield b"data: [DONE]\n\n"
         except Exception as err:  # the status line is already sent: report in-band, then end the stream

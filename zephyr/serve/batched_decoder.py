@@ -1,10 +1,9 @@
 """A small continuous-batching decoder on top of a causal LM's own forward and a transformers `DynamicCache`.
 
-Why not transformers' `init_continuous_batching` (the engine's previous core): profiled on CPU with
-gemma-3-270m, its per-request top-k and top-p processors each `torch.sort` the whole 262k-token vocabulary for
-every row at every step, so sampling grows with the batch as fast as batching saves (16 streams gave 2.7x one
-stream; one stream ran ~15% slower than plain `generate`). Here top-k runs first with `torch.topk` and top-p only
-sorts the k survivors, and all live requests share every decode forward (16 streams: ~5x one stream).
+Why not transformers' `init_continuous_batching`: its per-request top-k and top-p processors each `torch.sort`
+the whole vocabulary (262k tokens for Gemma 3) for every row at every step, so sampling cost grows with the batch
+as fast as batching saves. Here top-k runs first with `torch.topk` and top-p only sorts the k survivors, and all
+live requests share every decode forward.
 
 Layout of the shared batch: every row's real tokens are contiguous and right-aligned in the cache, with zero
 padding on the left (rows that joined later or are shorter). So one length per row describes everything: the
@@ -16,15 +15,19 @@ side. Rows leave when they hit a stop id or max_tokens, or are cancelled (the cl
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import inspect
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import AsyncIterator, Callable, Protocol
 
 import torch
 import torch.nn.functional as F
+
+from .engine import Step
+from .protocol import ApiError
 
 # padded tokens of one batched prefill at most: a long prompt would make short ones pay for its padding
 PREFILL_TOKENS = 2048
@@ -56,19 +59,43 @@ class Request:
         return len(self.prompt) + self.max_tokens
 
 
-def submitted(worker: "DecoderThread", prompt_ids: list[int], sampling, stop_ids, context_length: int):
-    """Submit an API request to `worker` -> (request, queue of (token, finish, error) events) for the caller's
-    event loop; no max_tokens means up to the end of the context."""
-    import asyncio
+class TokenText(Protocol):
+    """Turns a reply's tokens into text as they arrive, never splitting a character."""
 
+    def add(self, token: int) -> str: ...
+
+    def finish(self) -> str: ...  # whatever was held back, once the reply is over
+
+
+async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling, stop_ids, context_length: int,
+                       text: TokenText, failure: str) -> AsyncIterator[Step]:
+    """Submit a request to `worker` and stream its reply; the last step carries the finish reason.
+
+    A stop id ends the reply without being shown. max_new_tokens 0 means up to the end of the context. When the
+    caller stops early (the client went away, a stop string matched) the request is cancelled."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
-    request = Request(list(prompt_ids), max_tokens=sampling.max_tokens or context_length - len(prompt_ids),
+    request = Request(list(prompt_ids), max_tokens=sampling.max_new_tokens or context_length - len(prompt_ids),
                       temperature=float(sampling.temperature), top_k=int(sampling.top_k),
                       top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
                       emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
     worker.submit(request)
-    return request, events
+    count = 0  # counted here: request.generated belongs to the worker thread and may already be ahead
+    try:
+        while True:
+            token, finish, error = await events.get()
+            if error is not None:
+                raise ApiError(500, f"{failure}: {error}", type="server_error")
+            count += 1
+            piece = text.add(token) if token not in request.stop_ids else ""
+            if finish:
+                piece += text.finish()
+            if finish or piece:
+                yield Step(piece, count, finish)
+            if finish:
+                return
+    finally:
+        worker.cancel(request)  # a no-op when finished; frees the request's place when the caller left early
 
 
 def nucleus(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 from pathlib import Path
 
 from ..config import field, parse_args
 from ..errors import ConfigError, ZephyrError
-from .protocol import Sampling
-from .select import ENGINES, choose
+from ..sampling import Sampling
+from .engine_choice import ENGINES, choose
 
 
 @dataclasses.dataclass
@@ -34,10 +35,11 @@ class ServeConfig:
     kv_cache_tokens: int = field(32768, help="KV-cache size in tokens shared by all requests (transformers, llama.cpp)")
     threads: int = field(0, help="CPU threads for llama.cpp (0: all cores)")
     log_level: str = field("warning", help="uvicorn log level: debug, info, warning, error")
-    setup: str = field("", help="'vllm': create vLLM's managed environment (~/.cache/zephyr/engines/vllm-<env hash>) and exit")
+    setup: str = field("", help="'vllm': create vLLM's managed environment "
+                                "(~/.cache/zephyr/engines/vllm-<env hash>) and exit")
 
     def defaults(self) -> Sampling:
-        return Sampling(None, self.temperature, self.top_p, self.top_k)
+        return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
 
 DEFAULT_CONTEXT_CAP = 8192  # a CPU server rarely wants more; the KV cache is sized for it
@@ -56,12 +58,12 @@ def load_engine(config: ServeConfig, engine_name: str):
         from .vllm_engine import VllmEngine
 
         return VllmEngine(config.model, model_id, chat_template=config.chat_template, context_length=context,
-                          max_num_seqs=config.max_num_seqs, defaults=config.defaults(), dtype=config.dtype)
+                          max_num_seqs=config.max_num_seqs, dtype=config.dtype)
     from .transformers_engine import TransformersEngine
 
     return TransformersEngine(config.model, model_id, chat_template=config.chat_template, dtype=config.dtype,
                               context_length=context, kv_cache_tokens=config.kv_cache_tokens,
-                              max_num_seqs=config.max_num_seqs, defaults=config.defaults())
+                              max_num_seqs=config.max_num_seqs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.setup:
         if config.setup != "vllm":
             raise ConfigError(f"field 'setup': only 'vllm' has a managed environment, not {config.setup!r}")
-        from .vllm_engine import setup
+        from ..cache import VLLM, ensure
 
-        print(f"zephyr serve: vLLM environment ready: {setup()}")
+        print(f"zephyr serve: vLLM environment ready: {ensure(VLLM)}")
         return 0
     if config.engine not in ENGINES:
         raise ConfigError(f"field 'engine': unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
@@ -87,9 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from .app import build_app
-
-    import signal
-
     from .protocol import ApiError
 
     # SIGTERM while the engine loads must still run the clean-up below (vLLM runs as a child process)

@@ -8,13 +8,12 @@ Stop strings, token limits and context checks live here, once, so that every eng
 from __future__ import annotations
 
 import abc
-import collections
-import codecs
 from dataclasses import dataclass
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import ConversationError, encode_rendered, render_text, validate
-from .protocol import ApiError, Sampling
+from ..chat_template import ConversationError, encode_rendered, end_of_turn, render_text, validate
+from ..sampling import Sampling
+from .protocol import ApiError
 
 
 @dataclass
@@ -38,10 +37,6 @@ class Engine(abc.ABC):
     context_length: int
     template: str  # zephyr or chatml
 
-    def __init__(self) -> None:
-        # the last prompts the engine was given: lets tests check the template was applied exactly
-        self.history: collections.deque[Prompt] = collections.deque(maxlen=64)
-
     @property
     @abc.abstractmethod
     def special_tokens(self) -> tuple[str, str]:
@@ -53,7 +48,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
-        """Sample up to sampling.max_tokens tokens; end early on any of `stop_ids` (not shown in the text)."""
+        """Sample up to sampling.max_new_tokens tokens; end early on any of `stop_ids` (not shown in the text)."""
 
     @abc.abstractmethod
     def token_id(self, text: str) -> int | None:
@@ -78,11 +73,14 @@ class Engine(abc.ABC):
 
     def chat_stop_ids(self) -> list[int]:
         """Token ids that end an assistant turn: the template's end-of-turn marker and the model's EOS."""
-        from ..chat_template import end_of_turn
-
         bos, eos = self.special_tokens
         ids = {self.token_id(end_of_turn(self.template, eos)), self.token_id(eos)}
         return sorted(i for i in ids if i is not None)
+
+    def text_stop_ids(self) -> list[int]:
+        """Token ids that end a plain text completion: the model's EOS."""
+        eos = self.token_id(self.special_tokens[1])
+        return [] if eos is None else [eos]
 
 
 def check_limits(prompt_tokens: int, requested: int | None, context_length: int, max_tokens_limit: int,
@@ -158,24 +156,10 @@ class StopScanner:
         return out
 
 
-class IncrementalText:
-    """Decodes a growing list of token ids to text, never splitting a multi-byte character."""
-
-    def __init__(self, detokenize_bytes):
-        self.detokenize_bytes = detokenize_bytes
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-
-    def add(self, token_ids: Sequence[int]) -> str:
-        return self.decoder.decode(self.detokenize_bytes(list(token_ids)))
-
-    def finish(self) -> str:
-        return self.decoder.decode(b"", final=True)
-
-
-async def generate(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
-    """The engine's stream with stop strings applied; the last step carries the finish reason."""
-    engine.history.append(prompt)
-    scanner = StopScanner(sampling.stop)
+async def generate(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
+                   stops: Sequence[str] = ()) -> AsyncIterator[Step]:
+    """The engine's stream with the stop strings `stops` applied; the last step carries the finish reason."""
+    scanner = StopScanner(stops)
     tokens, finish = 0, "length"
     source = engine.stream(prompt, sampling, stop_ids)
     try:

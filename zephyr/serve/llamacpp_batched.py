@@ -20,9 +20,9 @@ from .batched_decoder import DecoderThread, Request, nucleus
 
 
 def sample(logits: np.ndarray, request: Request) -> int:
-    """zephyr's sampler on a llama.cpp logits row. The top-k cut is a numpy partition (single-threaded, ~3 ms
-    per 262k-logit row on the busy test machine) rather than torch.topk (9 ms there, on threads that compete
-    with llama.cpp's for the same cores); top-p and the draw then work on the k survivors."""
+    """zephyr's sampler on a llama.cpp logits row. The top-k cut is a numpy partition, single-threaded, rather
+    than torch.topk, whose threads would compete with llama.cpp's for the same cores; top-p and the draw then
+    work on the k survivors."""
     if request.temperature == 0:
         return int(logits.argmax())
     k = request.top_k if 0 < request.top_k < len(logits) else len(logits)

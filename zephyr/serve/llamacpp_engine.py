@@ -9,14 +9,16 @@ request's `seed` makes its sampling reproducible whatever else shares the batch.
 
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
 from ..chat_template import JINJA
-from .batched_decoder import submitted
-from .engine import Engine, IncrementalText, Prompt, Step
+from ..sampling import Sampling
+from .batched_decoder import stream_steps
+from .engine import Engine, Prompt, Step
 from .llamacpp_batched import LlamaCppBatcher
-from .protocol import ApiError, Sampling
+from .protocol import ApiError
 
 
 def template_in(metadata: dict[str, str], requested: str) -> str:
@@ -27,12 +29,25 @@ def template_in(metadata: dict[str, str], requested: str) -> str:
     return next((name for name, jinja in JINJA.items() if jinja == stored), "zephyr")
 
 
+class DetokenizedText:
+    """llama.cpp's bytes for each token, decoded incrementally so that a multi-byte character is never split."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, token: int) -> str:
+        return self.decoder.decode(self.llm.detokenize([token]))
+
+    def finish(self) -> str:
+        return self.decoder.decode(b"", final=True)
+
+
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
                  threads: int = 0, kv_cache_tokens: int = 32768, max_num_seqs: int = 16):
-        super().__init__()
         from llama_cpp import Llama
 
         path = Path(model)
@@ -72,25 +87,9 @@ class LlamaCppEngine(Engine):
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return ids[0] if len(ids) == 1 else None
 
-    async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
-        request, events = submitted(self.batcher, prompt.ids, sampling, stop_ids, self.context_length)
-        text = IncrementalText(lambda ids: self.llm.detokenize(ids))
-        count = 0
-        try:
-            while True:
-                token, finish, error = await events.get()
-                if error is not None:
-                    raise ApiError(500, f"llama.cpp failed: {error}", type="server_error")
-                count += 1
-                piece = text.add([token]) if token not in request.stop_ids else ""
-                if finish:
-                    piece += text.finish()
-                if finish or piece:
-                    yield Step(piece, count, finish)
-                if finish:
-                    return
-        finally:
-            self.batcher.cancel(request)  # a no-op when finished; frees the sequence when the client left early
+    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+        return stream_steps(self.batcher, prompt.ids, sampling, stop_ids, self.context_length,
+                            DetokenizedText(self.llm), "llama.cpp failed")
 
     def close(self) -> None:
         self.batcher.close()

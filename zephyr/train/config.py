@@ -29,7 +29,7 @@ class TrainConfig(SeedConfig):
     adam_beta2: float = field(0.999, help="AdamW beta2")
     adam_epsilon: float = field(1e-8, help="AdamW epsilon")
     max_grad_norm: float = field(1.0, help="clip the global gradient norm to this (0 = no clipping)")
-    mixed_precision: str = field("no", help="accelerate autocast: no, bf16 or fp16 (weights keep the model dtype)")
+    low_precision_weights: bool = field(False, help="keep trainable weights and AdamW state in the compute dtype (bf16/fp16) instead of fp32 masters: half the memory, but updates below ~1/256 of a weight are rounded away (at lr 5e-7 most weights never move); warns")
     gradient_checkpointing: bool = field(False, help="recompute activations in the backward pass to save memory")
     logit_chunk_size: int = field(0, help="tokens per lm_head chunk, so full-vocabulary logits are never held for more "
                                           "(0: from the logit budget, 128M logits at a time: 512 tokens for a 262k "

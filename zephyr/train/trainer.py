@@ -10,6 +10,8 @@
   the count). `batch["n_targets"]` must hold that count before the forward pass.
 - Exact gradient accumulation: every micro-batch's loss sum is divided by the number of targets in the whole
   optimizer step (all micro-batches, all processes), so GA x B equals one batch of GA*B (tested).
+- Precision: `mixed_precision` ("bf16") autocasts every loss_fn call, policy and reference alike, over fp32
+  master weights (zephyr.train.precision.master_weights makes them and returns the value).
 - Distributed: accelerate only (DDP, DeepSpeed ZeRO-3, FSDP via `accelerate launch --config_file ...`).
 - Checkpoints (zephyr.train.checkpoint) every `save_steps` and at the end; `resume` restores weights, optimizer,
   scheduler, RNG and the data position, so a resumed run matches an uninterrupted one.
@@ -32,6 +34,7 @@ from ..config import to_dict
 from ..errors import ConfigError
 from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
 from .config import TrainConfig
+from .precision import autocast
 from .metrics_log import MetricsLog
 from .scoring import unwrap
 
@@ -58,13 +61,16 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
 class Trainer:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
                  collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
-                 accelerator=None, callbacks: Sequence[Callable[["Trainer", str, int], None]] = ()):
+                 accelerator=None, callbacks: Sequence[Callable[["Trainer", str, int], None]] = (),
+                 mixed_precision: str = "no"):
         from accelerate import Accelerator
         from accelerate.utils import DistributedType, set_seed
 
         self.config = config
-        self.accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
-                                                      mixed_precision=config.mixed_precision)
+        # autocast is ours (below), not accelerate's `mixed_precision`: that is one per process, and a launch
+        # config's value (DeepSpeed's bf16 mode keeps its own fp32 masters) still applies
+        self.accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps)
+        self.mixed_precision = mixed_precision
         if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
             raise ConfigError("the Accelerator's gradient_accumulation_steps must equal the config's")
         self.sharded = self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
@@ -137,7 +143,8 @@ class Trainer:
             self.model.train()
             for batch in batches:
                 with acc.accumulate(self.model):
-                    loss_sum, n_targets, sums = self.loss_fn(self.model, batch)
+                    with autocast(acc.device, self.mixed_precision):  # the reference model's forward too
+                        loss_sum, n_targets, sums = self.loss_fn(self.model, batch)
                     acc.backward(loss_sum * scale)
                     if acc.sync_gradients:
                         if cfg.max_grad_norm > 0:
@@ -223,7 +230,8 @@ class Trainer:
                       disable=not (self.config.progress_bar and acc.is_main_process)):
             weight = 1.0 if k < len(mine) else 0.0
             batch = self._to_device(self.collate(self.eval_items[mine[k] if weight else 0]))
-            value, n, metric_sums = self.loss_fn(self.model, batch)
+            with autocast(acc.device, self.mixed_precision):
+                value, n, metric_sums = self.loss_fn(self.model, batch)
             loss_sum += weight * float(value)
             targets += weight * float(n)
             for key, v in metric_sums.items():

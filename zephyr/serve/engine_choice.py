@@ -1,16 +1,15 @@
 """`--engine auto`: the fastest engine installed for the model's format, and why it was chosen.
 
-Measured on this project's 2-core CPU (benchmarks/results/serve_load.md): llama.cpp is the fastest engine for
-GGUF at 1, 4 and 16 clients; for safetensors vLLM (CPU build, own virtualenv) beats zephyr's batched decoder on
-transformers at 1 and 4 clients and loses at 16, and is the engine for GPUs; transformers is the fallback
-that is always there. A GGUF file goes to llama.cpp, a safetensors folder to vLLM when its environment
-exists, otherwise to transformers.
+The load benchmark (benchmarks/serve_load.py, results in benchmarks/results/serve_load.md) has llama.cpp the
+fastest engine for GGUF at 1, 4 and 16 clients; for safetensors, vLLM (CPU build, own virtualenv) is ahead of
+zephyr's batched decoder on transformers at 1 and 4 clients and behind at 16, and is the engine for GPUs;
+transformers is the fallback that is always there. A GGUF file goes to llama.cpp, a safetensors folder to
+vLLM when its environment exists, otherwise to transformers.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 ENGINES = ("auto", "transformers", "llama.cpp", "vllm")
 
@@ -61,7 +60,3 @@ def install_hint(engine: str) -> str:
         "vllm": "create its environment with: zephyr serve --setup vllm",
         "transformers": "",
     }[engine]
-
-
-def is_local(model: str) -> bool:
-    return Path(model).exists()

@@ -1,6 +1,7 @@
-"""Sampling with the Zephyr model cards' defaults, batched over conversations.
+"""Sampling settings with the Zephyr model cards' defaults, and batched sampling over conversations.
 
-Shared by `zephyr generate`, `zephyr chat`, the end-to-end run and evaluation.
+`Sampling` is what every sampler in zephyr reads: `zephyr generate`, `zephyr chat`, the end-to-end run and
+evaluation (through transformers' `generate`), and `zephyr serve`'s engines (one request each).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Sampling:
     top_p: float = field(0.95, help="nucleus sampling: smallest token set with this much probability")
     max_new_tokens: int = field(256, help="longest reply, in tokens")
     repetition_penalty: float = field(1.0, help="penalise repeated tokens (1.0 = off)")
+    # a server request without a seed carries None: its reply is not reproducible
     seed: int = field(42, help="random seed: the same seed, model and inputs give the same replies")
 
 
