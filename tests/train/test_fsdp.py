@@ -1,0 +1,69 @@
+"""FSDP2 really runs: the trainer's `fsdp: true` path (zephyr.train.fsdp, the code an 8-GPU launch runs) over 2 CPU
+processes with gloo. SFT with 2 processes x half of each step's batch equals 1 process with the whole batch: the
+same loss at every step and the same final weights to 1e-5 in fp32; a run killed after its sharded checkpoint
+and resumed ends where the straight run does; the final model is a plain safetensors folder that transformers
+loads, holding the trained weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from zephyr.errors import ConfigError
+from zephyr.train import fsdp
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fsdp_worker import config, losses, trainer  # noqa: E402
+
+
+@pytest.mark.slow
+def test_two_sharded_processes_equal_one_process(tmp_path, tiny_model_dir):
+    folder = tiny_model_dir("mistral")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).with_name("fsdp_worker.py")),
+                           str(folder), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["processes"] == 2 and result["sharded"]  # every parameter a DTensor split across the 2
+
+    # one process, the same 4 micro-batches per step (2 from each sharded process), no sharding
+    single = trainer(folder, config(str(tmp_path / "single"), 4, fsdp=False))
+    single_losses = losses(single.train())
+    assert len(single_losses) == 4
+    assert result["straight"] == pytest.approx(single_losses, abs=1e-5)
+    assert result["resumed"] == pytest.approx(single_losses, abs=1e-5)
+
+    expected = {n.removeprefix("model."): p.detach() for n, p in single.model.named_parameters()}
+    for run in ("straight", "resumed"):
+        exported = AutoModelForCausalLM.from_pretrained(tmp_path / run, dtype=torch.float32)  # a plain folder
+        weights = dict(exported.named_parameters())
+        assert weights.keys() == expected.keys()
+        for name, value in expected.items():
+            torch.testing.assert_close(weights[name], value, atol=1e-5, rtol=0, msg=f"{run}: {name}")
+
+    # the resumed run restarted from a sharded checkpoint: one shard file per process
+    assert (tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER / ".metadata").is_file()
+    assert len(list((tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER).glob("*.distcp"))) == 2
+
+
+def test_decoder_layers_are_the_no_split_classes(tiny_model_dir):
+    from zephyr.train import TokenScorer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("mistral"), dtype=torch.float32)
+    layers = fsdp.decoder_layers(TokenScorer(model))
+    assert layers == list(model.model.layers)
+
+
+def test_fp16_is_refused():
+    with pytest.raises(ConfigError, match="bf16"):
+        fsdp.mixed_precision_policy("fp16")
+    assert fsdp.mixed_precision_policy("bf16").param_dtype == torch.bfloat16
+    assert fsdp.mixed_precision_policy("no").reduce_dtype == torch.float32
