@@ -62,8 +62,11 @@ def shard(model: nn.Module, accelerator) -> nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    if accelerator.distributed_type.name in ("FSDP", "DEEPSPEED"):
+        raise ConfigError("fsdp: true shards the model itself: launch plain processes (torchrun, or accelerate "
+                          "launch --config_file recipes/accelerate/fsdp.yaml), not accelerate's FSDP/DeepSpeed")
     if not dist.is_initialized():
-        raise ConfigError("FSDP needs a distributed launch: torchrun or accelerate launch")
+        raise ConfigError("fsdp: true needs a distributed launch: torchrun or accelerate launch")
     if any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad):
         raise ConfigError("FSDP keeps fp32 master weights: load the model in float32 and compute in bf16 "
                           "through mixed_precision: bf16")
