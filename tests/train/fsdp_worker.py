@@ -1,15 +1,20 @@
-"""Run by test_fsdp.py under `torchrun --nproc_per_node 2`: SFT with the model sharded by zephyr.train.fsdp (the
-trainer's `fsdp: true` path, as on GPUs), 2 processes x 2 accumulated micro-batches per step, 4 steps.
+"""Run by test_fsdp.py under `torchrun --nproc_per_node 2` with the model sharded by zephyr.train.fsdp (the
+trainer's `fsdp: true` path, as on GPUs).
 
+`sft`: 2 processes x 2 accumulated micro-batches per step, 4 steps.
 - out/straight: the 4 steps in one run (final model written consolidated by the trainer).
 - out/resumed: killed after step 3 (checkpoint-2 on disk, sharded state), then resumed to step 4.
-- out/result.json (rank 0): the losses per step of both runs and the number of processes.
+- out/result.json (rank 0): the losses per step of both runs, the number of processes, whether all was sharded.
+
+`dpo`: `run_dpo` (the `zephyr dpo` stage) on the demo pairs, 2 processes x 2 pairs per step, 2 steps, into
+out/dpo; out/result.json (rank 0): the losses per step.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 from torch.distributed.tensor import DTensor, Shard
@@ -67,6 +72,30 @@ def losses(result) -> list[float]:
     return [r["loss"] for r in result.log_history if "loss" in r]
 
 
+def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int):
+    from zephyr.config import parse_args
+    from zephyr.dpo.config import DPOConfig
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "dpo.yaml"
+    cfg = parse_args(DPOConfig, ["--config", str(recipe), "--model", model_dir, "--dtype", "float32",
+                                 "--use_lora", "false", "--reference", "copy", "--output_dir", out,
+                                 "--max_steps", "2", "--per_device_train_batch_size", "2",
+                                 "--gradient_accumulation_steps", str(gradient_accumulation_steps),
+                                 "--learning_rate", "1e-3", "--warmup_ratio", "0", "--logging_steps", "1",
+                                 "--max_eval_samples", "4", "--progress_bar", "false"])
+    cfg.fsdp = gradient_accumulation_steps == 1  # the 2-process run shards, the 1-process reference does not
+    return cfg
+
+
+def main_dpo(model_dir: str, out: str) -> None:
+    from zephyr.dpo.train import run_dpo
+
+    run = run_dpo(dpo_config(model_dir, f"{out}/dpo", 1))
+    if torch.distributed.get_rank() == 0:
+        with open(f"{out}/result.json", "w") as handle:
+            json.dump({"processes": torch.distributed.get_world_size(), "losses": losses(run.result)}, handle)
+
+
 def main(model_dir: str, out: str) -> None:
     straight = trainer(model_dir, config(f"{out}/straight", 2, fsdp=True))
     straight_result = straight.train()
@@ -85,4 +114,4 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    {"sft": main, "dpo": main_dpo}[sys.argv[3]](sys.argv[1], sys.argv[2])

@@ -1,8 +1,8 @@
 """FSDP2 really runs: the trainer's `fsdp: true` path (zephyr.train.fsdp, the code an 8-GPU launch runs) over 2 CPU
-processes with gloo. SFT with 2 processes x half of each step's batch equals 1 process with the whole batch: the
-same loss at every step and the same final weights to 1e-5 in fp32; a run killed after its sharded checkpoint
-and resumed ends where the straight run does; the final model is a plain safetensors folder that transformers
-loads, holding the trained weights."""
+processes with gloo. SFT and DPO with 2 processes x half of each step's batch equal 1 process with the whole
+batch: the same loss at every step and the same final weights to 1e-5 in fp32; an SFT run killed after its
+sharded checkpoint and resumed ends where the straight run does; the final model is a plain safetensors folder
+that transformers loads, holding the trained weights."""
 
 from __future__ import annotations
 
@@ -20,19 +20,33 @@ from zephyr.errors import ConfigError
 from zephyr.train import fsdp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fsdp_worker import config, losses, trainer  # noqa: E402
+from fsdp_worker import config, dpo_config, losses, trainer  # noqa: E402
+
+
+def run_two_processes(folder: Path, out: Path, stage: str) -> dict:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).with_name("fsdp_worker.py")),
+                           str(folder), str(out), stage], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["processes"] == 2
+    return result
+
+
+def assert_exported(folder: Path, expected: dict[str, torch.Tensor]) -> None:
+    """`folder` is a plain checkpoint that transformers loads, holding `expected` to 1e-5."""
+    weights = dict(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())
+    assert weights.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(weights[name], value, atol=1e-5, rtol=0, msg=f"{folder.name}: {name}")
 
 
 @pytest.mark.slow
 def test_two_sharded_processes_equal_one_process(tmp_path, tiny_model_dir):
     folder = tiny_model_dir("mistral")
-    torchrun = Path(sys.executable).with_name("torchrun")
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(Path(__file__).with_name("fsdp_worker.py")),
-                           str(folder), str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["processes"] == 2 and result["sharded"]  # every parameter a DTensor split across the 2
+    result = run_two_processes(folder, tmp_path, "sft")
+    assert result["sharded"]  # every parameter a DTensor split across the 2 processes
 
     # one process, the same 4 micro-batches per step (2 from each sharded process), no sharding
     single = trainer(folder, config(str(tmp_path / "single"), 4, fsdp=False))
@@ -42,16 +56,28 @@ def test_two_sharded_processes_equal_one_process(tmp_path, tiny_model_dir):
     assert result["resumed"] == pytest.approx(single_losses, abs=1e-5)
 
     expected = {n.removeprefix("model."): p.detach() for n, p in single.model.named_parameters()}
-    for run in ("straight", "resumed"):
-        exported = AutoModelForCausalLM.from_pretrained(tmp_path / run, dtype=torch.float32)  # a plain folder
-        weights = dict(exported.named_parameters())
-        assert weights.keys() == expected.keys()
-        for name, value in expected.items():
-            torch.testing.assert_close(weights[name], value, atol=1e-5, rtol=0, msg=f"{run}: {name}")
+    assert_exported(tmp_path / "straight", expected)
+    assert_exported(tmp_path / "resumed", expected)
 
     # the resumed run restarted from a sharded checkpoint: one shard file per process
     assert (tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER / ".metadata").is_file()
     assert len(list((tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER).glob("*.distcp"))) == 2
+
+
+@pytest.mark.slow
+def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir):
+    from zephyr.dpo.train import run_dpo
+
+    folder = tiny_model_dir("llama")
+    result = run_two_processes(folder, tmp_path, "dpo")
+    # one process, the same 2 micro-batches of 2 pairs per step, no sharding
+    single = run_dpo(dpo_config(str(folder), str(tmp_path / "single"), 2))
+    assert len(result["losses"]) == 2
+    assert result["losses"] == pytest.approx(losses(single.result), abs=1e-5)
+    trained = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "single", dtype=torch.float32).named_parameters())
+    assert_exported(tmp_path / "dpo", {name: p.detach() for name, p in trained.items()})
+    assert not torch.equal(trained["lm_head.weight"], dict(
+        AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())["lm_head.weight"])
 
 
 def test_decoder_layers_are_the_no_split_classes(tiny_model_dir):
