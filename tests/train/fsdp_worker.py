@@ -6,8 +6,9 @@ trainer's `fsdp: true` path, as on GPUs).
 - out/resumed: killed after step 3 (checkpoint-2 on disk, sharded state), then resumed to step 4.
 - out/result.json (rank 0): the losses per step of both runs, the number of processes, whether all was sharded.
 
-`dpo`: `run_dpo` (the `zephyr dpo` stage) on the demo pairs, 2 processes x 2 pairs per step, 2 steps, into
-out/dpo; out/result.json (rank 0): the losses per step.
+`dpo` / `dpo-lora`: `run_dpo` (the `zephyr dpo` stage) on the demo pairs, 2 processes x 2 pairs per step,
+2 steps, into out/dpo; full weights with a frozen copy as reference, or LoRA with the adapter-off reference.
+out/result.json (rank 0): the losses per step.
 """
 
 from __future__ import annotations
@@ -72,13 +73,14 @@ def losses(result) -> list[float]:
     return [r["loss"] for r in result.log_history if "loss" in r]
 
 
-def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int):
+def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int, lora: bool = False):
     from zephyr.config import parse_args
     from zephyr.dpo.config import DPOConfig
 
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "dpo.yaml"
     cfg = parse_args(DPOConfig, ["--config", str(recipe), "--model", model_dir, "--dtype", "float32",
-                                 "--use_lora", "false", "--reference", "copy", "--output_dir", out,
+                                 "--use_lora", str(lora).lower(), "--reference", "adapter" if lora else "copy",
+                                 "--output_dir", out,
                                  "--max_steps", "2", "--per_device_train_batch_size", "2",
                                  "--gradient_accumulation_steps", str(gradient_accumulation_steps),
                                  "--learning_rate", "1e-3", "--warmup_ratio", "0", "--logging_steps", "1",
@@ -87,10 +89,10 @@ def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int):
     return cfg
 
 
-def main_dpo(model_dir: str, out: str) -> None:
+def main_dpo(model_dir: str, out: str, lora: bool = False) -> None:
     from zephyr.dpo.train import run_dpo
 
-    run = run_dpo(dpo_config(model_dir, f"{out}/dpo", 1))
+    run = run_dpo(dpo_config(model_dir, f"{out}/dpo", 1, lora))
     if torch.distributed.get_rank() == 0:
         with open(f"{out}/result.json", "w") as handle:
             json.dump({"processes": torch.distributed.get_world_size(), "losses": losses(run.result)}, handle)
@@ -114,4 +116,5 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    {"sft": main, "dpo": main_dpo}[sys.argv[3]](sys.argv[1], sys.argv[2])
+    stages = {"sft": main, "dpo": main_dpo, "dpo-lora": lambda model_dir, out: main_dpo(model_dir, out, lora=True)}
+    stages[sys.argv[3]](sys.argv[1], sys.argv[2])

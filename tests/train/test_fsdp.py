@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from zephyr.errors import ConfigError
@@ -65,15 +66,24 @@ def test_two_sharded_processes_equal_one_process(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir):
+@pytest.mark.parametrize("lora", [False, True])
+def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir, lora):
     from zephyr.dpo.train import run_dpo
 
     folder = tiny_model_dir("llama")
-    result = run_two_processes(folder, tmp_path, "dpo")
+    result = run_two_processes(folder, tmp_path, "dpo-lora" if lora else "dpo")
     # one process, the same 2 micro-batches of 2 pairs per step, no sharding
-    single = run_dpo(dpo_config(str(folder), str(tmp_path / "single"), 2))
+    single = run_dpo(dpo_config(str(folder), str(tmp_path / "single"), 2, lora))
     assert len(result["losses"]) == 2
     assert result["losses"] == pytest.approx(losses(single.result), abs=1e-5)
+    if lora:  # the adapter alone, as without FSDP
+        trained = load_file(tmp_path / "single" / "adapter_model.safetensors")
+        sharded = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
+        assert sharded.keys() == trained.keys() and trained
+        for name, value in trained.items():
+            torch.testing.assert_close(sharded[name], value, atol=1e-5, rtol=0, msg=name)
+        assert any(name.endswith("lora_B.weight") and value.abs().max() > 0 for name, value in trained.items())
+        return
     trained = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "single", dtype=torch.float32).named_parameters())
     assert_exported(tmp_path / "dpo", {name: p.detach() for name, p in trained.items()})
     assert not torch.equal(trained["lm_head.weight"], dict(
