@@ -1,8 +1,8 @@
 """FSDP2 really runs: the trainer's `fsdp: true` path (zephyr.train.fsdp, the code an 8-GPU launch runs) over 2 CPU
-processes with gloo. SFT and DPO with 2 processes x half of each step's batch equal 1 process with the whole
-batch: the same loss at every step and the same final weights to 1e-5 in fp32; an SFT run killed after its
-sharded checkpoint and resumed ends where the straight run does; the final model is a plain safetensors folder
-that transformers loads, holding the trained weights."""
+processes with gloo. SFT and DPO (full weights, and LoRA) with 2 processes x half of each step's batch equal
+1 process with the whole batch: the same loss at every step and the same final weights to 1e-5 in fp32; an SFT
+run killed after its sharded checkpoint and resumed ends where the straight run does; the final model is a plain
+safetensors folder that transformers loads, holding the trained weights."""
 
 from __future__ import annotations
 
