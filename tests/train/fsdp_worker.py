@@ -1,7 +1,7 @@
 """Run by test_fsdp.py under `torchrun --nproc_per_node 2` with the model sharded by zephyr.train.fsdp (the
 trainer's `fsdp: true` path, as on GPUs).
 
-`sft`: 2 processes x 2 accumulated micro-batches per step, 4 steps.
+`sft`: 2 processes x 2 accumulated micro-batches per step, 4 steps, with gradient checkpointing (as the 7B recipes).
 - out/straight: the 4 steps in one run (final model written consolidated by the trainer).
 - out/resumed: killed after step 3 (checkpoint-2 on disk, sharded state), then resumed to step 4.
 - out/result.json (rank 0): the losses per step of both runs, the number of processes, whether all was sharded.
@@ -46,7 +46,8 @@ def loss_fn(model, batch):
 def config(out: str, gradient_accumulation_steps: int, fsdp: bool, resume: bool = False) -> TrainConfig:
     cfg = TrainConfig(output_dir=out, max_steps=STEPS, gradient_accumulation_steps=gradient_accumulation_steps,
                       learning_rate=1e-3, warmup_ratio=0.0, lr_scheduler_type="linear", logging_steps=1,
-                      save_steps=2, save_total_limit=0, resume=resume, progress_bar=False, report_to=[], seed=7)
+                      save_steps=2, save_total_limit=0, resume=resume, progress_bar=False, report_to=[], seed=7,
+                      gradient_checkpointing=fsdp)  # as the 7B recipes: recomputed layers under FSDP too
     cfg.fsdp = fsdp
     return cfg
 
