@@ -15,6 +15,11 @@ all-gathered just before its forward, freed after it (reshard_after_forward) and
 the embeddings, the final norm and the lm_head form the root unit. Parameters stay fp32 (the optimizer steps fp32
 master weights); under `mixed_precision: bf16` the gathered copies used for compute are bf16 and gradients are
 reduced in fp32. fp16 would need a sharded gradient scaler and is refused.
+
+Outside a forward the parameters are DTensors (each process holds a slice); inside the root's forward they are
+the gathered plain tensors, so the scorer's chunked lm_head kernel reads an ordinary weight and its gradient
+reaches FSDP's reduce-scatter. Sharded checkpoints go to a folder every process writes into: on several machines
+it must be on a shared filesystem.
 """
 
 from __future__ import annotations
