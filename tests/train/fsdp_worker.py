@@ -8,6 +8,7 @@ trainer's `fsdp: true` path, as on GPUs).
 
 `dpo` / `dpo-lora`: `run_dpo` (the `zephyr dpo` stage) on the demo pairs, 2 processes x 2 pairs per step,
 2 steps, into out/dpo; full weights with a frozen copy as reference, or LoRA with the adapter-off reference.
+`dpo-bf16`: full weights loaded as bfloat16 (the 7B recipes): fp32 masters, bf16 autocast.
 out/result.json (rank 0): the losses per step.
 """
 
@@ -74,12 +75,13 @@ def losses(result) -> list[float]:
     return [r["loss"] for r in result.log_history if "loss" in r]
 
 
-def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int, lora: bool = False):
+def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int, lora: bool = False,
+               dtype: str = "float32"):
     from zephyr.config import parse_args
     from zephyr.dpo.config import DPOConfig
 
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "demo" / "dpo.yaml"
-    cfg = parse_args(DPOConfig, ["--config", str(recipe), "--model", model_dir, "--dtype", "float32",
+    cfg = parse_args(DPOConfig, ["--config", str(recipe), "--model", model_dir, "--dtype", dtype,
                                  "--use_lora", str(lora).lower(), "--reference", "adapter" if lora else "copy",
                                  "--output_dir", out,
                                  "--max_steps", "2", "--per_device_train_batch_size", "2",
@@ -90,10 +92,10 @@ def dpo_config(model_dir: str, out: str, gradient_accumulation_steps: int, lora:
     return cfg
 
 
-def main_dpo(model_dir: str, out: str, lora: bool = False) -> None:
+def main_dpo(model_dir: str, out: str, lora: bool = False, dtype: str = "float32") -> None:
     from zephyr.dpo.train import run_dpo
 
-    run = run_dpo(dpo_config(model_dir, f"{out}/dpo", 1, lora))
+    run = run_dpo(dpo_config(model_dir, f"{out}/dpo", 1, lora, dtype))
     if torch.distributed.get_rank() == 0:
         with open(f"{out}/result.json", "w") as handle:
             json.dump({"processes": torch.distributed.get_world_size(), "losses": losses(run.result)}, handle)
@@ -117,5 +119,6 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    stages = {"sft": main, "dpo": main_dpo, "dpo-lora": lambda model_dir, out: main_dpo(model_dir, out, lora=True)}
+    stages = {"sft": main, "dpo": main_dpo, "dpo-lora": lambda model_dir, out: main_dpo(model_dir, out, lora=True),
+              "dpo-bf16": lambda model_dir, out: main_dpo(model_dir, out, dtype="bfloat16")}
     stages[sys.argv[3]](sys.argv[1], sys.argv[2])

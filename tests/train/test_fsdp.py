@@ -1,8 +1,9 @@
 """FSDP2 really runs: the trainer's `fsdp: true` path (zephyr.train.fsdp, the code an 8-GPU launch runs) over 2 CPU
-processes with gloo. SFT and DPO (full weights, and LoRA) with 2 processes x half of each step's batch equal
-1 process with the whole batch: the same loss at every step and the same final weights to 1e-5 in fp32; an SFT
-run killed after its sharded checkpoint and resumed ends where the straight run does; the final model is a plain
-safetensors folder that transformers loads, holding the trained weights."""
+processes with gloo. SFT and DPO (full weights in fp32 and in the recipes' bf16 compute over fp32 masters, and
+LoRA) with 2 processes x half of each step's batch equal 1 process with the whole batch: the same loss at every
+step and the same final weights to 1e-5; an SFT run killed after its sharded checkpoint and resumed ends where
+the straight run does; the final model is a plain safetensors folder that transformers loads, holding the
+trained weights."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from zephyr.errors import ConfigError
 from zephyr.train import fsdp
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,14 +66,17 @@ def test_two_sharded_processes_equal_one_process(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora", [False, True])
-def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir, lora):
+@pytest.mark.parametrize("variant", ["dpo", "dpo-lora", "dpo-bf16"])
+def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir, variant):
+    """dpo-bf16 is the 7B recipes' precision: fp32 master weights, bf16 autocast, policy and reference alike."""
     from zephyr.dpo.train import run_dpo
 
     folder = tiny_model_dir("llama")
-    result = run_two_processes(folder, tmp_path, "dpo-lora" if lora else "dpo")
+    lora = variant == "dpo-lora"
+    result = run_two_processes(folder, tmp_path, variant)
     # one process, the same 2 micro-batches of 2 pairs per step, no sharding
-    single = run_dpo(dpo_config(str(folder), str(tmp_path / "single"), 2, lora))
+    single = run_dpo(dpo_config(str(folder), str(tmp_path / "single"), 2, lora,
+                                "bfloat16" if variant == "dpo-bf16" else "float32"))
     assert len(result["losses"]) == 2
     assert result["losses"] == pytest.approx(losses(single.result), abs=1e-5)
     if lora:  # the adapter alone, as without FSDP
@@ -98,8 +101,6 @@ def test_decoder_layers_are_the_no_split_classes(tiny_model_dir):
     assert layers == list(model.model.layers)
 
 
-def test_fp16_is_refused():
-    with pytest.raises(ConfigError, match="bf16"):
-        fsdp.mixed_precision_policy("fp16")
-    assert fsdp.mixed_precision_policy("bf16").param_dtype == torch.bfloat16
-    assert fsdp.mixed_precision_policy("no").reduce_dtype == torch.float32
+def test_parameters_gathered_as_they_are_gradients_reduced_in_fp32():
+    policy = fsdp.mixed_precision_policy()
+    assert (policy.param_dtype, policy.reduce_dtype) == (None, torch.float32)

@@ -12,9 +12,11 @@ decoder layer and then to the root module, as torchtune and torchtitan do, and a
 
 Each decoder layer (the classes the model names in `_no_split_modules`) is one FSDP unit: its parameters are
 all-gathered just before its forward, freed after it (reshard_after_forward) and gathered again for its backward;
-the embeddings, the final norm and the lm_head form the root unit. Parameters stay fp32 (the optimizer steps fp32
-master weights); under `mixed_precision: bf16` the gathered copies used for compute are bf16 and gradients are
-reduced in fp32. fp16 would need a sharded gradient scaler and is refused.
+the embeddings, the final norm and the lm_head form the root unit. Sharding changes where tensors live, not the
+numbers: the shards are the fp32 master weights the optimizer steps (zephyr/train/precision.py), they are
+gathered as they are, compute runs under the trainer's bf16 autocast exactly as without FSDP, and gradients are
+reduce-scattered in fp32. (Gathering bf16 copies would halve the all-gather traffic, but bf16 embeddings and
+norm weights would change the residual stream: the policy would no longer score as its reference at step 0.)
 
 Outside a forward the parameters are DTensors (each process holds a slice); inside the root's forward they are
 the gathered plain tensors, so the scorer's chunked lm_head kernel reads an ordinary weight and its gradient
@@ -53,13 +55,11 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def mixed_precision_policy(mixed_precision: str):
+def mixed_precision_policy():
+    """Parameters gathered in their own dtype, gradients reduce-scattered in fp32 (see the module docstring)."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
-    if mixed_precision == "fp16":
-        raise ConfigError("FSDP runs with mixed_precision 'bf16' or 'no': fp16 would need a sharded gradient scaler")
-    param_dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
-    return MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy(reduce_dtype=torch.float32)
 
 
 def shard(model: nn.Module, accelerator) -> nn.Module:
@@ -72,11 +72,8 @@ def shard(model: nn.Module, accelerator) -> nn.Module:
                           "launch --config_file recipes/accelerate/fsdp.yaml), not accelerate's FSDP/DeepSpeed")
     if not dist.is_initialized():
         raise ConfigError("fsdp: true needs a distributed launch: torchrun or accelerate launch")
-    if any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad):
-        raise ConfigError("FSDP keeps fp32 master weights: load the model in float32 and compute in bf16 "
-                          "through mixed_precision: bf16")
     mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
-    policy = mixed_precision_policy(accelerator.mixed_precision)
+    policy = mixed_precision_policy()
     model.to(accelerator.device)
     for layer in decoder_layers(model):
         fully_shard(layer, mesh=mesh, mp_policy=policy, reshard_after_forward=True)
