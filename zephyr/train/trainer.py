@@ -107,6 +107,12 @@ class Trainer:
         if self.fsdp:
             self.model, self.optimizer = model, optimizer
         else:
+            if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # it reads these off a dataloader,
+                # and the trainer prepares none
+                self.accelerator.state.deepspeed_plugin.deepspeed_config.update(
+                    train_micro_batch_size_per_gpu=config.per_device_train_batch_size,
+                    train_batch_size=config.per_device_train_batch_size * config.gradient_accumulation_steps
+                    * self.accelerator.num_processes)
             self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         from transformers import get_scheduler
 
