@@ -2,8 +2,9 @@
 
 A checkpoint holds the model (safetensors: full weights, or the adapter for LoRA) with its config and the
 tokenizer (chat template included), `recipe.yaml` (the config that made it), `state/` (accelerate's
-save_state: optimizer, registered scheduler, per-process RNG states) and `trainer_state.json` (step, epoch,
-data position, log history), written last. Only a directory without the temporary suffix and with
+save_state: optimizer, registered scheduler, per-process RNG states; with FSDP, state/fsdp/ holds each
+process's shards of the weights and optimizer) and `trainer_state.json` (step, epoch, data position, log
+history), written last. Only a directory without the temporary suffix and with
 trainer_state.json is ever resumed from, so a crash mid-save leaves nothing a resume would trust.
 """
 
@@ -40,8 +41,9 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_state: dict[str, Any],
-                    write_model: Callable[[Path], None]) -> Path:
-    """Write checkpoint-<step> atomically (all processes call this; only the main one renames)."""
+                    write_model: Callable[[Path], None], write_sharded: Callable[[Path], None] | None = None) -> Path:
+    """Write checkpoint-<step> atomically (all processes call this; only the main one renames). `write_sharded`
+    (FSDP) writes each process's shards of the weights and optimizer into the state folder."""
     final = Path(output_dir) / f"{PREFIX}{step}"
     staging = Path(output_dir) / f"{PREFIX}{step}{TMP_SUFFIX}"
     if accelerator.is_main_process:
@@ -49,6 +51,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, trainer_stat
         staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging / "state"), safe_serialization=True)
+    if write_sharded is not None:
+        write_sharded(staging / "state")
     write_model(staging)  # every process: sharded setups gather the full state dict collectively
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -12,7 +12,8 @@
   optimizer step (all micro-batches, all processes), so GA x B equals one batch of GA*B (tested).
 - Precision: `mixed_precision` ("bf16") autocasts every loss_fn call, policy and reference alike, over fp32
   master weights (zephyr.train.precision.master_weights makes them and returns the value).
-- Distributed: accelerate only (DDP, DeepSpeed ZeRO-3, FSDP via `accelerate launch --config_file ...`).
+- Distributed: accelerate launches (DDP, DeepSpeed ZeRO-3 via `accelerate launch --config_file ...`); with
+  `fsdp: true` the model is sharded by zephyr.train.fsdp (FSDP2, per decoder layer) on CPU and GPU alike.
 - Checkpoints (zephyr.train.checkpoint) every `save_steps` and at the end; `resume` restores weights, optimizer,
   scheduler, RNG and the data position, so a resumed run matches an uninterrupted one.
 - Logs: tqdm bar (loss, lr, tokens/s, ETA), metrics.jsonl, tensorboard if installed; eval every `eval_steps`.
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..config import to_dict
 from ..errors import ConfigError
+from . import fsdp
 from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
 from .config import TrainConfig
 from .precision import autocast
@@ -92,12 +94,26 @@ class Trainer:
         self.total_steps = config.max_steps if config.max_steps > 0 else max(
             1, math.ceil(config.num_train_epochs * self.steps_per_epoch))
 
+        # FSDP2 (zephyr/train/fsdp.py): sharded before the optimizer takes the parameters; accelerate then sees
+        # neither the model (it would wrap it in DDP) nor the optimizer (its save_state would keep rank 0's shard)
+        self.fsdp = fsdp.requested(config)
+        if self.fsdp:
+            fsdp.shard(model, self.accelerator)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate,
                                       betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        if self.fsdp:
+            self.model, self.optimizer = model, optimizer
+        else:
+            if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # it reads these off a dataloader,
+                # and the trainer prepares none
+                self.accelerator.state.deepspeed_plugin.deepspeed_config.update(
+                    train_micro_batch_size_per_gpu=config.per_device_train_batch_size,
+                    train_batch_size=config.per_device_train_batch_size * config.gradient_accumulation_steps
+                    * self.accelerator.num_processes)
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(config.lr_scheduler_type, self.optimizer,
@@ -143,6 +159,8 @@ class Trainer:
             self.model.train()
             for batch in batches:
                 with acc.accumulate(self.model):
+                    if self.fsdp:  # accumulate unsharded gradients locally; reduce-scatter on the last micro-batch
+                        self.model.set_requires_gradient_sync(acc.sync_gradients)
                     with autocast(acc.device, self.mixed_precision):  # the reference model's forward too
                         loss_sum, n_targets, sums = self.loss_fn(self.model, batch)
                     acc.backward(loss_sum * scale)
@@ -265,6 +283,8 @@ class Trainer:
         """Model (safetensors; adapter only for LoRA), tokenizer with its chat template, and the recipe."""
         acc = self.accelerator
         state = acc.get_state_dict(self.model) if self.sharded else None  # collective under FSDP / ZeRO-3
+        if self.fsdp:
+            state = fsdp.full_state_dict(self.model)  # collective: gathered on the main process
         if not acc.is_main_process:
             return
         prepared = acc.unwrap_model(self.model)
@@ -281,11 +301,15 @@ class Trainer:
             (Path(folder) / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
 
     def save_checkpoint(self, step: int) -> Path:
-        path = save_checkpoint(self.accelerator, self.output_dir, step, self.trainer_state(step), self.write_model)
+        path = save_checkpoint(self.accelerator, self.output_dir, step, self.trainer_state(step), self.write_model,
+                               self._write_sharded if self.fsdp else None)
         if self.accelerator.is_main_process:
             rotate(self.output_dir, self.config.save_total_limit)
         self.accelerator.wait_for_everyone()
         return path
+
+    def _write_sharded(self, state_folder: Path) -> None:
+        fsdp.save_sharded(self.model, self.optimizer, state_folder / fsdp.FOLDER)
 
     def save_final(self) -> None:
         self.write_model(self.output_dir)
@@ -305,6 +329,8 @@ class Trainer:
                                   f"this run has {current} (the data position would not match)")
         # non-sharded checkpoints hold only the trainable tensors (see _keep_only_trainable)
         self.accelerator.load_state(str(checkpoint / "state"), **({} if self.sharded else {"strict": False}))
+        if self.fsdp:
+            fsdp.load_sharded(self.model, self.optimizer, checkpoint / "state" / fsdp.FOLDER)
         self.log_history = list(state["log_history"])
         if self.accelerator.is_main_process:
             self.metrics.restart(self.log_history)
