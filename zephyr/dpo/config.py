@@ -38,6 +38,7 @@ class DPOConfig(TrainConfig, DataConfig, LoraModelConfig):
         return 2 * self.max_length
 
     def __post_init__(self):
+        super().__post_init__()
         from ..errors import ConfigError
 
         if self.loss_type not in LOSSES:

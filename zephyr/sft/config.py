@@ -23,5 +23,6 @@ class SFTConfig(TrainConfig, DataConfig, LoraModelConfig):
     assistant_only_loss: bool = field(True, help="loss on the assistant replies (+ end of turn) only; false: on every token of each conversation, prompts and role headers included (the 2023 handbook's SFTTrainer, mistral-7b-sft-beta); never across packed conversations")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.layout not in LAYOUTS:
             raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")

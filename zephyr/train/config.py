@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import SeedConfig, field
+from .metrics_log import check_report_to
 
 
 @dataclasses.dataclass
@@ -39,6 +40,10 @@ class TrainConfig(SeedConfig):
     save_steps: int = field(100, help="write a checkpoint every N steps (0: only at the end)")
     save_total_limit: int = field(1, help="keep at most this many checkpoints (oldest deleted; 0 = keep all)")
     resume: bool = field(False, help="continue from the newest complete checkpoint in output_dir (weights, optimizer, scheduler, RNG, data position)")
-    report_to: list[str] = field(["jsonl", "tensorboard"], help="metric sinks: jsonl (output_dir/metrics.jsonl), tensorboard (if installed)")
+    report_to: list[str] = field(["jsonl"], help="metric sinks: none, jsonl (output_dir/metrics.jsonl), tensorboard, wandb (pip install \"zephyr[track]\"), all (jsonl and every tracker installed)")
+    fsdp: bool = field(False, help="shard weights, gradients and AdamW state across processes with FSDP2, one unit per decoder layer (launch with torchrun or accelerate launch --config_file recipes/accelerate/fsdp.yaml)")
     progress_bar: bool = field(True, help="show a tqdm bar with loss, lr, tokens/s and ETA")
     hub_model_id: str = field("", help="name written into the model card (default: the output folder's name)")
+
+    def __post_init__(self):
+        check_report_to(self.report_to)  # a missing tracker is an error before any model loads

@@ -38,11 +38,6 @@ from ..errors import ConfigError
 FOLDER = "fsdp"
 
 
-def requested(config) -> bool:
-    """Whether the run shards with FSDP2 (TrainConfig.fsdp)."""
-    return bool(getattr(config, "fsdp", False))
-
-
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The modules to shard one by one: instances of the classes named in a `_no_split_modules` inside `model`."""
     names: set[str] = set()

@@ -96,7 +96,7 @@ class Trainer:
 
         # FSDP2 (zephyr/train/fsdp.py): sharded before the optimizer takes the parameters; accelerate then sees
         # neither the model (it would wrap it in DDP) nor the optimizer (its save_state would keep rank 0's shard)
-        self.fsdp = fsdp.requested(config)
+        self.fsdp = config.fsdp
         if self.fsdp:
             fsdp.shard(model, self.accelerator)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
