@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from zephyr.errors import ConfigError
 from zephyr.models import LoraModelConfig, ModelConfig, load_model
+from tests.fixtures.chat_data import write_chat_splits
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 CONVERSATIONS = [
@@ -42,11 +43,7 @@ def logits_of(model, ids=IDS) -> torch.Tensor:
 
 @pytest.fixture
 def data_dir(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for split, rows in (("train", CONVERSATIONS * 4), ("test", CONVERSATIONS[:2])):
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in rows))
-    return folder
+    return write_chat_splits(tmp_path / "data", CONVERSATIONS)
 
 
 def test_qlora_sft_trains_the_adapter_and_exports_a_plain_merged_model(tiny_model_dir, data_dir, tmp_path):

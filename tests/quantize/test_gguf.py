@@ -28,6 +28,7 @@ def tiny_gemma(tmp_path_factory):
     return tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")  # shared with tests/serve
 
 
+@pytest.mark.slow
 def test_q8_0_written_checked_and_recorded(tiny_gemma, tmp_path, capsys):
     out = tmp_path / "gguf"
     assert main(["gguf", str(tiny_gemma), "--type", "q8_0", "--output_dir", str(out), "--eval_tokens", "300",
@@ -53,6 +54,7 @@ def test_q8_0_written_checked_and_recorded(tiny_gemma, tmp_path, capsys):
     llm.close()
 
 
+@pytest.mark.slow
 def test_f16_logits_match_transformers(tiny_gemma, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -73,6 +75,7 @@ def test_f16_logits_match_transformers(tiny_gemma, tmp_path):
     assert (ours.argmax(-1) == theirs.argmax(-1)).mean() > 0.9
 
 
+@pytest.mark.slow
 def test_q4_k_m_goes_through_llama_cpp_quantizer(tiny_gemma, tmp_path):
     from gguf import GGUFReader
 

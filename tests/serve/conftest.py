@@ -127,7 +127,10 @@ def vllm_served(tiny_model_dir):
     yield from serve(engine, engine.tokenizer, oracle)
 
 
-@pytest.fixture(scope="module", params=["transformers", "llama.cpp", "vllm"])
+# llama.cpp converts a checkpoint to GGUF and vLLM starts a server process: both take tens of seconds, so
+# they are in the full run only, not the `-m "not slow"` tier
+@pytest.fixture(scope="module", params=["transformers", pytest.param("llama.cpp", marks=pytest.mark.slow),
+                                        pytest.param("vllm", marks=pytest.mark.slow)])
 def served(request, tiny_model_dir, tmp_path_factory):
     if request.param == "vllm":
         from zephyr.cache import VLLM

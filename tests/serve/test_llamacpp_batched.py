@@ -10,6 +10,7 @@ import pytest
 import torch
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (zephyr[gguf])")
+pytestmark = pytest.mark.slow  # a GGUF conversion per module
 
 from zephyr.serve.llamacpp_batched import LlamaCppBatcher  # noqa: E402
 

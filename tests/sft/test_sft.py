@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -15,6 +14,7 @@ from zephyr.chat_template import render_ids
 from zephyr.sft import SFTConfig, run_sft, sft_loss
 from zephyr.sft.cli import main
 from zephyr.train import TokenScorer, Tokenized, collate_rows, latest_checkpoint, pack, read_metrics
+from tests.fixtures.chat_data import write_chat_splits
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is 17 times 23?"}, {"role": "assistant", "content": "It is 391."}],
@@ -29,11 +29,7 @@ CONVERSATIONS = [
 
 @pytest.fixture
 def data_dir(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    for split, rows in (("train", CONVERSATIONS * 4), ("test", CONVERSATIONS[:2])):
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in rows))
-    return folder
+    return write_chat_splits(tmp_path / "data", CONVERSATIONS)
 
 
 def test_targets_are_exactly_the_assistant_turns(tokenizer):

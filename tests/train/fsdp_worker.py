@@ -24,6 +24,8 @@ from transformers import AutoModelForCausalLM
 
 from zephyr.train import TokenScorer, TrainConfig, Trainer, Tokenized, collate_rows
 
+from ddp_worker import loss_fn  # the SFT token loss, summed (this folder is on sys.path: run as a script)
+
 STEPS = 4
 ITEMS = [[[i]] for i in range(8)]  # 8 micro-batches of one conversation: 2 steps per epoch at 4 per step
 
@@ -39,9 +41,6 @@ def examples(vocab: int) -> list[Tokenized]:
     return out
 
 
-def loss_fn(model, batch):
-    logps, _ = model(batch["input_ids"], batch["position_ids"], batch["target_index"], batch["target_ids"])
-    return -logps.sum(), batch["n_targets"], {}
 
 
 def config(out: str, gradient_accumulation_steps: int, fsdp: bool, resume: bool = False) -> TrainConfig:
