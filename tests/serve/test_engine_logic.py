@@ -83,3 +83,18 @@ def test_cli_rejects_bad_arguments_without_traceback(tmp_path):
 
     assert main(["serve", str(tmp_path / "missing.gguf")]) == 2
     assert main(["serve", "embedded", "--engine", "tgi"]) == 2
+
+
+def test_checkpoint_template_renders_the_prompt_as_training_does(tiny_model_dir, tmp_path):
+    """A Llama-2 [INST] checkpoint is served with its own template: the same ids as apply_chat_template."""
+    from tests.test_models import LLAMA2_TEMPLATE, TWO_TURNS, checkpoint_with_template
+    from zephyr.serve.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine(str(checkpoint_with_template(tiny_model_dir, tmp_path, LLAMA2_TEMPLATE)), "tiny")
+    assert engine.template == "checkpoint"
+    prompt = engine.chat_prompt(TWO_TURNS[:2])
+    expected = engine.tokenizer.apply_chat_template(TWO_TURNS[:2], tokenize=True, add_generation_prompt=True,
+                                                    return_dict=True)["input_ids"]
+    assert prompt.ids == list(expected)
+    assert prompt.text.startswith("<s>[INST] <<SYS>>\nAnswer briefly.") and prompt.text.endswith("[/INST]")
+    assert engine.chat_stop_ids() == [engine.tokenizer.eos_token_id]

@@ -1,7 +1,8 @@
 """What every engine provides, and what the server does the same way for all of them.
 
-An engine turns a conversation or a text into prompt ids (rendered with zephyr's own chat template, so
-the text the model sees is exactly `chat_template.render_text`'s) and streams sampled tokens as text.
+An engine turns a conversation or a text into prompt ids (rendered with zephyr's chat template, so the text
+the model sees is exactly `chat_template.render_text`'s, or with the checkpoint's own template exactly as
+training renders it) and streams sampled tokens as text.
 Stop strings, token limits and context checks live here, once, so that every engine answers alike.
 """
 
@@ -11,7 +12,8 @@ import abc
 from dataclasses import dataclass
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import ConversationError, encode_rendered, end_of_turn, render_text, validate
+from ..chat_template import (CHECKPOINT, ConversationError, encode_rendered, end_of_turn, prompt_ids, render_text,
+                             render_with_tokenizer, validate)
 from ..sampling import Sampling
 from .protocol import ApiError
 
@@ -35,7 +37,7 @@ class Engine(abc.ABC):
     name: str = "?"
     model_id: str
     context_length: int
-    template: str  # zephyr or chatml
+    template: str  # zephyr, chatml or checkpoint (the tokenizer's own; engines holding a transformers tokenizer)
 
     @property
     @abc.abstractmethod
@@ -64,6 +66,10 @@ class Engine(abc.ABC):
             raise ApiError(400, str(err), param="messages") from err
         if messages[-1]["role"] != "user":
             raise ApiError(400, "the last message must be the user's (the assistant replies to it)", param="messages")
+        return self.render_prompt(messages)
+
+    def render_prompt(self, messages: list[dict[str, str]]) -> Prompt:
+        """A valid conversation rendered with the engine's template, ready for the assistant's reply."""
         bos, eos = self.special_tokens
         text = render_text(messages, self.template, bos, eos, add_generation_prompt=True).text
         return Prompt(self.tokenize(text), text)
@@ -115,6 +121,13 @@ class HFTokenizerEngine(Engine):
 
     def tokenize(self, text: str) -> list[int]:
         return encode_rendered(text, self.tokenizer)  # the same ids as chat_template.render_ids
+
+    def render_prompt(self, messages: list[dict[str, str]]) -> Prompt:
+        if self.template != CHECKPOINT:
+            return super().render_prompt(messages)
+        # the checkpoint's own template (Llama-2 [INST], ...): the tokenizer renders it, as in training
+        text = render_with_tokenizer(messages, self.tokenizer, add_generation_prompt=True).text
+        return Prompt(prompt_ids(messages, self.tokenizer, CHECKPOINT), text)
 
     def token_id(self, text: str) -> int | None:
         if not text:
