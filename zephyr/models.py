@@ -56,9 +56,8 @@ def resolve(model: str) -> tuple[str, str | None]:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16 and a
-    bf16 matmul is slower than fp32 (measured on an AVX2-only AMD EPYC: 4.5x on a [1024, 640] x [640, 2048]
-    product, 270x on the LM head's [128, 262144] x [262144, 640] gradient product)."""
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX). Without it oneDNN emulates bf16, and a
+    bf16 matmul is several times slower than the fp32 one (by far the most on the LM head's large products)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without oneDNN
