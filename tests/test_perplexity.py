@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from zephyr.perplexity import hf_perplexity, load_eval_text, nll_sum, windows
@@ -45,3 +46,17 @@ def test_eval_text_from_conversations(tmp_path):
         assert "bad.jsonl:2" in str(err)
     else:
         raise AssertionError("a broken line must be reported")
+
+
+def test_checkpoint_template_renders_through_the_tokenizer(tiny_model_dir, tmp_path):
+    """A checkpoint with its own template (Llama-2 [INST]) is measured on text in that template."""
+    from tests.test_models import LLAMA2_TEMPLATE, checkpoint_with_template
+    from zephyr.models import ModelConfig, load_tokenizer
+
+    config = ModelConfig(model=str(checkpoint_with_template(tiny_model_dir, tmp_path / "ckpt", LLAMA2_TEMPLATE)))
+    tokenizer = load_tokenizer(config)
+    path = tmp_path / "held_out.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}\n')
+    assert load_eval_text(path, config.chat_template, "</s>", tokenizer) == "<s>[INST] Hi [/INST] Yo </s>"
+    with pytest.raises(ValueError, match="needs its tokenizer"):
+        load_eval_text(path, config.chat_template, "</s>")

@@ -14,30 +14,37 @@ from typing import Sequence
 
 import numpy as np
 
-from .chat_template import render_text
+from .chat_template import CHECKPOINT, render_text, render_with_tokenizer
 from .data.io import read_objects
 from .errors import DataError
 
 DEMO_HELDOUT = Path(__file__).parent / "demo_data" / "sft_test.jsonl"  # never trained on by the demo recipe
 
 
-def load_eval_text(path: str | Path | None, template: str, eos_token: str) -> str:
-    """Plain text (.txt) or conversations (.jsonl with 'messages') rendered with the chat template."""
+def load_eval_text(path: str | Path | None, template: str, eos_token: str, tokenizer=None) -> str:
+    """Plain text (.txt) or conversations (.jsonl with 'messages') rendered with the chat template (`tokenizer`:
+    the one whose own template `checkpoint` names)."""
     path = Path(path) if path else DEMO_HELDOUT
     if not path.exists():
         raise DataError("held-out text not found", str(path))
     if path.suffix != ".jsonl":
         return path.read_text()
-    return "".join(conversation_texts(path, template, eos_token))
+    return "".join(conversation_texts(path, template, eos_token, tokenizer))
 
 
-def conversation_texts(path: Path, template: str, eos_token: str) -> list[str]:
-    """Each row's 'messages' rendered with the chat template, in file order."""
+def conversation_texts(path: Path, template: str, eos_token: str, tokenizer=None) -> list[str]:
+    """Each row's 'messages' rendered with the chat template, in file order; `checkpoint` renders through
+    `tokenizer`'s own template."""
+    if template == CHECKPOINT and tokenizer is None:
+        raise ValueError("the checkpoint's own chat template needs its tokenizer")
     texts = []
     for where, row in read_objects(path):
         if not isinstance(row.get("messages"), list):
             raise where.error("expected a 'messages' list", "messages")
-        texts.append(render_text(row["messages"], template, "", eos_token).text)
+        if template == CHECKPOINT:
+            texts.append(render_with_tokenizer(row["messages"], tokenizer).text)
+        else:
+            texts.append(render_text(row["messages"], template, "", eos_token).text)
     return texts
 
 

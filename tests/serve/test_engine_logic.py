@@ -98,3 +98,16 @@ def test_checkpoint_template_renders_the_prompt_as_training_does(tiny_model_dir,
     assert prompt.ids == list(expected)
     assert prompt.text.startswith("<s>[INST] <<SYS>>\nAnswer briefly.") and prompt.text.endswith("[/INST]")
     assert engine.chat_stop_ids() == [engine.tokenizer.eos_token_id]
+
+
+def test_llamacpp_template_choice_refuses_a_template_it_cannot_render():
+    from zephyr.chat_template import JINJA
+    from zephyr.errors import ConfigError
+    from zephyr.serve.llamacpp_engine import template_in
+
+    assert template_in({}, "auto") == "zephyr"
+    assert template_in({"tokenizer.chat_template": JINJA["chatml"]}, "auto") == "chatml"
+    assert template_in({"tokenizer.chat_template": "{{ '[INST]' }}"}, "zephyr") == "zephyr"  # asked for by name
+    for requested in ("auto", "checkpoint"):
+        with pytest.raises(ConfigError, match="--engine transformers"):
+            template_in({"tokenizer.chat_template": "{{ '[INST]' }}"}, requested)

@@ -43,9 +43,12 @@ def reference_logps(model, batch: PairBatch, adapter_off: bool = False) -> tuple
     return scores.logps.detach().float().chunk(2)
 
 
-def frozen_copy(model):
-    """A frozen eval-mode copy of the causal LM (the reference for full fine-tuning)."""
+def frozen_copy(model, dtype: torch.dtype | None = None):
+    """A frozen eval-mode copy of the causal LM (the reference for full fine-tuning), in `dtype` if given: a
+    reference never takes a step, so it needs no fp32 master weights (half the memory in bf16)."""
     ref = copy.deepcopy(unwrap(model))
+    if dtype is not None:
+        ref.to(dtype)
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)

@@ -15,7 +15,7 @@ import torch
 
 from ..cache import cache_root
 from ..data.sources import resolve_sources
-from ..train.precision import autocast, master_weights
+from ..train.precision import autocast, master_weights, precision_label
 from ..train.scoring import TokenScorer
 from .card import write_dpo_card
 from .config import DPOConfig
@@ -91,7 +91,7 @@ def reference_table_key(cfg: DPOConfig, pairs: list[TokenizedPair], dtype: torch
     from ..models import resolve
 
     where, _ = resolve(cfg.model)
-    return cache_key(pairs, weights_fingerprint(where), str(dtype),
+    return cache_key(pairs, weights_fingerprint(where), precision_label(dtype, cfg.low_precision_weights),
                      f"{cfg.chat_template}|{cfg.max_length}|{cfg.max_prompt_length}")
 
 
@@ -101,7 +101,8 @@ def held_out_identity(cfg: DPOConfig, test_pairs: list[TokenizedPair], dtype: to
     from ..models import resolve
 
     where, _ = resolve(cfg.model)
-    return {"pairs": data_fingerprint(test_pairs), "weights": weights_fingerprint(where), "dtype": str(dtype)}
+    return {"pairs": data_fingerprint(test_pairs), "weights": weights_fingerprint(where),
+            "dtype": precision_label(dtype, cfg.low_precision_weights)}
 
 
 def write_reference_scores(cfg: DPOConfig, test_pairs: list[TokenizedPair], table: torch.Tensor, offset: int,
@@ -144,11 +145,13 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     mode = cfg.reference_mode()
     ref_model = ref_table = None
     if mode == "copy":
-        ref_model = frozen_copy(model)
+        ref_model = frozen_copy(model, dtype)
     elif mode == "precompute":
         # before any training step (and before a resume loads the checkpoint) the policy is the reference
         key = reference_table_key(cfg, train_pairs + eval_pairs, dtype)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        from accelerate import PartialState
+
+        device = PartialState().device  # this process's own device under a multi-GPU launch
         model.to(device)
         with autocast(device, mixed_precision):  # as the training steps will compute
             ref_table = precompute(model, train_pairs + eval_pairs, _cache_dir(cfg), key,

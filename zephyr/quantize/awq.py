@@ -22,13 +22,13 @@ from ..cache import LLM_COMPRESSOR, ensure
 DEMO_CALIBRATION = Path(__file__).resolve().parents[1] / "demo_data" / "sft_train.jsonl"
 
 
-def calibration_texts(path: str | Path | None, template: str, eos_token: str, limit: int) -> list[str]:
+def calibration_texts(path: str | Path | None, template: str, eos_token: str, limit: int, tokenizer=None) -> list[str]:
     """Conversations (.jsonl with 'messages') rendered with the chat template, or .txt paragraphs."""
     path = Path(path) if path else DEMO_CALIBRATION
     if not path.exists():
         raise DataError("calibration file not found", str(path))
     if path.suffix == ".jsonl":
-        texts = conversation_texts(path, template, eos_token)
+        texts = conversation_texts(path, template, eos_token, tokenizer)
     else:
         texts = [p.strip() for p in path.read_text().split("\n\n") if p.strip()]
     if not texts:
@@ -43,7 +43,8 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     tokenizer_config = ModelConfig(model=str(folder), chat_template=config.chat_template)
     tokenizer = load_tokenizer(tokenizer_config)
     template = tokenizer_config.chat_template
-    texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples)
+    texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples,
+                              tokenizer)
     python = ensure(LLM_COMPRESSOR)
     output_dir.mkdir(parents=True, exist_ok=True)
     print(f"zephyr quantize: AWQ w4 g{config.group_size} {'symmetric' if config.symmetric else 'asymmetric'} on "

@@ -23,7 +23,7 @@ class EvalSet:
 
 
 def eval_set(tokenizer, template: str, eval_text: str | None, window: int, max_tokens: int) -> EvalSet:
-    text = load_eval_text(eval_text, template, tokenizer.eos_token or "")
+    text = load_eval_text(eval_text, template, tokenizer.eos_token or "", tokenizer)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     chunks = windows(ids, window, tokenizer.bos_token_id, max_tokens)
     tokens = sum(len(c) - 1 for c in chunks)

@@ -13,7 +13,8 @@ import codecs
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
-from ..chat_template import JINJA
+from ..chat_template import CHECKPOINT, JINJA
+from ..errors import ConfigError
 from ..sampling import Sampling
 from .batched_decoder import stream_steps
 from .engine import Engine, Prompt, Step
@@ -22,11 +23,20 @@ from .protocol import ApiError
 
 
 def template_in(metadata: dict[str, str], requested: str) -> str:
-    """The requested template, or the one stored in the GGUF when it is one of zephyr's, else zephyr."""
-    if requested != "auto":
+    """The requested template; for `auto` (and `checkpoint`) the one stored in the GGUF, by name, or zephyr for a
+    GGUF that stores none. A stored template of another family is refused: this engine renders zephyr and
+    chatml only, and serving with a template the model was not trained on answers wrongly."""
+    if requested not in ("auto", CHECKPOINT):
         return requested
     stored = metadata.get("tokenizer.chat_template")
-    return next((name for name, jinja in JINJA.items() if jinja == stored), "zephyr")
+    if not stored and requested == "auto":
+        return "zephyr"
+    named = next((name for name, jinja in JINJA.items() if jinja == stored), None)
+    if named is None:
+        raise ConfigError("the GGUF carries a chat template of its own, which the llama.cpp engine cannot render "
+                          "(it renders zephyr and chatml): serve the checkpoint folder with --engine transformers, "
+                          "or pass --chat_template zephyr or chatml if the model was trained on one of them")
+    return named
 
 
 class DetokenizedText:

@@ -46,3 +46,10 @@ def autocast(device: torch.device | str, mixed_precision: str):
     if mixed_precision == "no":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def precision_label(compute: torch.dtype, low_precision_weights: bool = False) -> str:
+    """How a run computes, for cache keys: the compute dtype, and for bf16 whether over fp32 master weights."""
+    if compute == torch.float32:
+        return str(compute)
+    return f"{compute} {'weights' if low_precision_weights else 'autocast over fp32 weights'}"
