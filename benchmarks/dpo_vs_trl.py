@@ -167,21 +167,25 @@ def run_ours(args, cfg, tokenizer, pairs, batches, clock, device):
     from zephyr.dpo.reference import cache_key, frozen_copy, precompute, weights_fingerprint
     from zephyr.dpo.train import DPOObjective
     from zephyr.models import load_model, resolve
+    from zephyr.train.precision import autocast, master_weights
     from zephyr.train.scoring import TokenScorer
     from zephyr.train.trainer import Trainer
 
     torch.manual_seed(0)
     model = load_model(cfg, tokenizer, for_training=True).to(device)
+    dtype = model.config.dtype
+    mixed_precision = master_weights(model, dtype, cfg.low_precision_weights)  # as `zephyr dpo` trains
     model = TokenScorer(model, chunk_size=cfg.logit_chunk_size)
     mode = cfg.reference_mode()
-    ref_model = frozen_copy(model) if mode == "copy" else None
+    ref_model = frozen_copy(model, dtype) if mode == "copy" else None
     table = None
     if mode == "precompute":
         key = cache_key(pairs, weights_fingerprint(resolve(cfg.model)[0]), cfg.dtype, "bench")
-        table = precompute(model, pairs, cfg.ref_cache_dir, key, batch_size=args.batch, adapter_off=True)
+        with autocast(device, mixed_precision):
+            table = precompute(model, pairs, cfg.ref_cache_dir, key, batch_size=args.batch, adapter_off=True)
     objective = DPOObjective(cfg, tokenizer.pad_token_id, mode, ref_model, table)
     trainer = Trainer(cfg, model, objective.loss_fn, batches, objective.collate,
-                      callbacks=[lambda tr, event, step: clock.tick(step)])
+                      callbacks=[lambda tr, event, step: clock.tick(step)], mixed_precision=mixed_precision)
     trainer.epoch_order = lambda epoch: list(range(len(batches)))  # TRL's order: no shuffling
     result = trainer.train()
     return [r["loss"] for r in result.log_history if "loss" in r]

@@ -104,6 +104,7 @@ def run_ours(name, source, convs, args, workdir) -> dict:
     from zephyr.models import load_model, load_tokenizer
     from zephyr.sft.loss import sft_loss
     from zephyr.train import TokenScorer, TrainConfig, Trainer, collate_rows, group_rows, pack
+    from zephyr.train.precision import master_weights
 
     mcfg = model_config(name, source)
     with PeakRSS() as memory:
@@ -115,8 +116,10 @@ def run_ours(name, source, convs, args, workdir) -> dict:
                           warmup_ratio=0.1, max_steps=args.steps, per_device_train_batch_size=args.batch,
                           logging_steps=1, save_steps=0, report_to=[],
                           progress_bar=False, seed=args.seed)
+        mixed_precision = master_weights(model, model.config.dtype)  # as `zephyr sft` trains
         trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, items,
-                          lambda item: collate_rows(item, examples, tokenizer.pad_token_id or 0))
+                          lambda item: collate_rows(item, examples, tokenizer.pad_token_id or 0),
+                          mixed_precision=mixed_precision)
         # TRL runs with save_strategy="no": skip our checkpoint and final save too, so neither writes to disk
         trainer.save_checkpoint = lambda step: None
         trainer.save_final = lambda: None
