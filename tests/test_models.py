@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from zephyr.chat_template import JINJA
+from zephyr.errors import ConfigError
 from zephyr.models import (LoraModelConfig, ModelConfig, cpu_has_fast_bf16, load_model, load_tokenizer, resolve,
                            resolve_dtype, template_of)
 
@@ -113,8 +114,10 @@ def test_dtypes_and_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="is a file"):
         resolve(str(stray))
     assert resolve("google/gemma-3-270m") == ("google/gemma-3-270m", None)
-    with pytest.raises(ValueError, match="unknown chat_template"):
-        load_tokenizer(ModelConfig(model=str(tmp_path), chat_template="llama3"))
+    with pytest.raises(ConfigError, match="field 'chat_template': 'llama3' is not one of"):
+        ModelConfig(model=str(tmp_path), chat_template="llama3")  # refused before anything loads
+    with pytest.raises(ConfigError, match="field 'dtype': 'int8' is not one of"):
+        ModelConfig(dtype="int8")
 
 
 # Llama-2-chat's template as its checkpoints ship it: [INST] turns, the system prompt folded into the first one

@@ -19,6 +19,9 @@ from .errors import ZephyrError
 ROLES = ("system", "user", "assistant")
 TEMPLATE_NAMES = ("zephyr", "chatml")
 CHECKPOINT = "checkpoint"  # the tokenizer's own Jinja template (Llama-2 [INST], ...), rendered by apply_chat_template
+TEMPLATE_HELP = ("zephyr (<|user|> ... </s>), chatml (<|im_start|> ... <|im_end|>), checkpoint (the tokenizer's own "
+                 "Jinja template, e.g. Llama-2's [INST]), or auto (the checkpoint's own: by name when it is zephyr or "
+                 "chatml, else checkpoint; zephyr when it has none)")
 
 # Jinja equivalents of the published templates (authored here; the rendering is what is checked, not the text).
 # trim_blocks/lstrip_blocks are how transformers renders templates, so no stray newlines from the tags.

@@ -13,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from .chat_template import TEMPLATE_HELP
 from .config import field, parse_args
 from .errors import ConfigError
 
@@ -27,7 +28,7 @@ class ExportConfig:
     model: str = field("", help="the trained run's folder: a LoRA adapter (adapter_config.json) or a full checkpoint")
     merge_lora: bool = field(False, help="merge the adapter's weights into its base model")
     base_model: str = field("", help="base model of the adapter (default: the one recorded in adapter_config.json)")
-    chat_template: str = field("auto", help="zephyr, chatml, or auto (what the run's tokenizer carries)")
+    chat_template: str = field("auto", help=TEMPLATE_HELP)
     dtype: str = field("auto", help="weights dtype written: auto (the base's), float32, bfloat16, float16")
 
 

@@ -32,6 +32,7 @@ class GenerateConfig(SamplingConfig):
     skip_invalid: bool = field(False, help="skip (and count) bad input lines instead of stopping at the first")
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.input or not self.output:
             raise ConfigError("both --input and --output are needed")
 

@@ -9,10 +9,13 @@ from typing import Any
 
 import torch
 
-from .chat_template import CHECKPOINT, JINJA, TEMPLATE_NAMES, set_chat_template
+from .chat_template import CHECKPOINT, JINJA, TEMPLATE_HELP, TEMPLATE_NAMES, set_chat_template
 from .config import field
+from .errors import ConfigError
 
 EMBEDDED = "embedded"
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
 
 
 @dataclasses.dataclass
@@ -24,8 +27,15 @@ class ModelConfig:
     dtype: str = field("auto", help="auto (bf16 where the hardware computes in it: a GPU with bf16, a CPU with AVX512-BF16/AMX; else fp32), float32, bfloat16, float16")
     attn_implementation: str = field("sdpa", help="attention kernel: sdpa, eager, flash_attention_2, ...")
     trust_remote_code: bool = field(False, help="run model code shipped with a hub checkpoint (off: safetensors + library code only)")
-    chat_template: str = field("auto", help="zephyr (<|user|> ... </s>), chatml (<|im_start|> ... <|im_end|>), or auto (the checkpoint's own if it is one of these, else zephyr)")
-    load_in_4bit: bool = field(False, help="QLoRA: load the base in 4-bit NF4 (needs bitsandbytes and a GPU)")
+    chat_template: str = field("auto", help=TEMPLATE_HELP)
+    load_in_4bit: bool = field(False, help="QLoRA: load the base in 4-bit NF4 with double quantization and bf16 compute (pip install \"zephyr[qlora]\"; CPU or GPU)")
+
+    def __post_init__(self):
+        if self.chat_template not in (*TEMPLATE_NAMES, CHECKPOINT, "auto"):
+            raise ConfigError(f"field 'chat_template': {self.chat_template!r} is not one of "
+                              f"{', '.join((*TEMPLATE_NAMES, CHECKPOINT, 'auto'))}")
+        if self.dtype not in DTYPES and self.dtype != "auto":
+            raise ConfigError(f"field 'dtype': {self.dtype!r} is not one of auto, {', '.join(DTYPES)}")
 
 
 @dataclasses.dataclass
@@ -74,19 +84,14 @@ def resolve_dtype(name: str) -> torch.dtype:
     if name in ("bfloat16", "bf16") and not torch.cuda.is_available() and not cpu_has_fast_bf16():
         warnings.warn("dtype bfloat16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and several "
                       "times slower than float32; dtype: auto picks float32 here", stacklevel=2)
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
-    if name not in table:
+    if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose auto, float32, bfloat16 or float16")
-    return table[name]
+    return DTYPES[name]
 
 
 def load_tokenizer(config: ModelConfig):
     from transformers import AutoTokenizer
 
-    if config.chat_template not in (*TEMPLATE_NAMES, CHECKPOINT, "auto"):
-        raise ValueError(f"unknown chat_template {config.chat_template!r}; choose one of "
-                         f"{', '.join((*TEMPLATE_NAMES, CHECKPOINT, 'auto'))}")
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     if gguf_file:

@@ -43,6 +43,7 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     include_path: str = field("", help="lm_eval: folder of extra task YAMLs")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.benchmark not in BENCHMARKS:
             raise ConfigError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
         if self.benchmark == "lm_eval" and not self.tasks:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..cli import dispatch
+from ..chat_template import TEMPLATE_HELP
 from ..config import field, parse_args
 from ..errors import ConfigError
 
@@ -15,7 +16,7 @@ from ..errors import ConfigError
 class CheckConfig:
     model: str = field("embedded", help="checkpoint folder to quantize, or 'embedded' (google/gemma-3-270m)")
     output_dir: str = field("", help="where the quantized model goes (default: ./<model name>-<format>)")
-    chat_template: str = field("auto", help="zephyr, chatml, or auto (the checkpoint's own if it is one of them)")
+    chat_template: str = field("auto", help=TEMPLATE_HELP)
     eval_text: str = field("", help="held-out text for perplexity: .txt, or .jsonl with 'messages' "
                                     "(default: zephyr/demo_data/sft_test.jsonl)")
     window: int = field(256, help="perplexity window in tokens")

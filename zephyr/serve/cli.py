@@ -8,6 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ..chat_template import TEMPLATE_HELP
 from ..config import field, parse_args
 from ..errors import ConfigError, ZephyrError
 from ..sampling import Sampling
@@ -24,7 +25,7 @@ class ServeConfig:
     port: int = field(8000, help="TCP port")
     api_key: str = field("", help="require 'Authorization: Bearer KEY' (default: $ZEPHYR_API_KEY, else no key)")
     served_model_name: str = field("", help="the model name clients send (default: MODEL as given)")
-    chat_template: str = field("auto", help="zephyr, chatml, or auto (the checkpoint's own if it is one of them)")
+    chat_template: str = field("auto", help=TEMPLATE_HELP)
     context_length: int = field(0, help="max prompt + reply tokens (0: the model's own limit, capped at 8192)")
     max_tokens_limit: int = field(2048, help="largest max_tokens a request may ask for")
     temperature: float = field(0.7, help="default sampling temperature (Zephyr model card)")

@@ -47,3 +47,6 @@ class TrainConfig(SeedConfig):
 
     def __post_init__(self):
         check_report_to(self.report_to)  # a missing tracker is an error before any model loads
+        rest = getattr(super(), "__post_init__", None)  # the model fields' checks, in a stage config
+        if rest is not None:
+            rest()
