@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from zephyr.dpo.layout import SequenceScores, collate, completion_logps
-from zephyr.dpo.loss_metrics import DPOSettings, metric_sums, pair_outputs
+from zephyr.dpo.loss_metrics import metric_sums, pair_outputs
+from zephyr.dpo.losses import LossConfig
 from zephyr.dpo.losses import PairLogps
 from zephyr.dpo.reference import reference_logps
 from zephyr.dpo.tokenize import tokenize_pairs
@@ -61,7 +62,7 @@ def test_layouts_match_plain_path(arch, tiny_model_dir, tokenizer, pairs):
     policy, ref = models(tiny_model_dir(arch))
     tokenized, _ = tokenize_pairs(pairs, tokenizer, "zephyr")
     assert max(len(p.prompt) + len(p.rejected) for p in tokenized) > 3 * 16  # beyond the sliding window
-    settings = DPOSettings("sigmoid", beta=0.5)
+    settings = LossConfig("sigmoid", beta=0.5)
     losses, expected = plain_metrics(policy, ref, tokenized, settings)
     expected_grads = torch.autograd.grad(losses.sum(), list(policy.parameters()))
     for layout, row_tokens in [("padded", None), ("packed", None), ("packed", 120), ("shared", None),

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from zephyr.dpo import losses
-from zephyr.dpo.loss_metrics import DPOSettings
+from zephyr.dpo.losses import LossConfig
 from zephyr.dpo.losses import PairLogps
 
 
@@ -61,17 +61,17 @@ def test_simpo_reference_free():
 def test_dispatch_and_gradient_direction():
     p = pair()
     p.chosen.requires_grad_(True)
-    loss = losses.make_loss(DPOSettings("sigmoid", beta=0.1))(p).sum()
+    loss = losses.make_loss(LossConfig("sigmoid", beta=0.1))(p).sum()
     loss.backward()
     assert p.chosen.grad.item() < 0  # raising the chosen log-prob lowers the loss
     with pytest.raises(ValueError, match="unknown loss_type"):
-        DPOSettings("nope", beta=0.1)
+        LossConfig("nope", beta=0.1)
 
 
 def test_registry_builds_each_loss_from_the_config_and_only_simpo_is_reference_free():
     p = pair()
-    assert losses.make_loss(DPOSettings("simpo", beta=2.0, simpo_gamma=0.5))(p).item() == \
+    assert losses.make_loss(LossConfig("simpo", beta=2.0, simpo_gamma=0.5))(p).item() == \
         pytest.approx(0.6443967, abs=1e-6)
-    assert losses.make_loss(DPOSettings("robust", beta=0.1, label_smoothing=0.1))(p).item() == \
+    assert losses.make_loss(LossConfig("robust", beta=0.1, label_smoothing=0.1))(p).item() == \
         pytest.approx(0.5168552, abs=1e-6)
-    assert {name for name in losses.LOSSES if DPOSettings(name).loss.reference_free} == {"simpo"}
+    assert {name for name in losses.LOSSES if LossConfig(name).loss.reference_free} == {"simpo"}

@@ -9,7 +9,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from zephyr.dpo.layout import collate
-from zephyr.dpo.loss_metrics import DPOSettings, pair_outputs
+from zephyr.dpo.loss_metrics import pair_outputs
+from zephyr.dpo.losses import LossConfig
 from zephyr.dpo.reference import (attach, cache_key, load_cached, precompute, reference_logps,
                                   weights_fingerprint)
 from zephyr.dpo.tokenize import tokenize_pairs
@@ -54,8 +55,8 @@ def test_precomputed_equals_on_the_fly_and_is_reused(tiny_model_dir, tokenized, 
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    live = pair_outputs(policy, collate(tokenized, "shared", 3), DPOSettings(), lambda _, b: reference_logps(ref, b))[1]
-    cached = pair_outputs(policy, attach(collate(tokenized, "shared", 3), table), DPOSettings(), None)[1]
+    live = pair_outputs(policy, collate(tokenized, "shared", 3), LossConfig(), lambda _, b: reference_logps(ref, b))[1]
+    cached = pair_outputs(policy, attach(collate(tokenized, "shared", 3), table), LossConfig(), None)[1]
     for name, value in live.means().items():
         assert cached.means()[name] == pytest.approx(value, abs=1e-4)
 

@@ -19,7 +19,8 @@ from transformers import AutoModelForCausalLM  # noqa: E402
 from zephyr.chat_template import set_chat_template  # noqa: E402
 from zephyr.dpo.config import DPOConfig  # noqa: E402
 from zephyr.dpo.layout import collate  # noqa: E402
-from zephyr.dpo.loss_metrics import METRIC_NAMES, DPOSettings, pair_outputs  # noqa: E402
+from zephyr.dpo.loss_metrics import METRIC_NAMES, pair_outputs
+from zephyr.dpo.losses import LossConfig  # noqa: E402
 from zephyr.dpo.reference import frozen_copy, reference_logps  # noqa: E402
 from zephyr.dpo.tokenize import tokenize_pairs  # noqa: E402
 from zephyr.dpo.train import DPOObjective, micro_batches  # noqa: E402
@@ -65,7 +66,7 @@ def test_one_batch_metrics_equal_trl(setup, tmp_path, loss_type, beta):
     theirs_policy, theirs_ref = copy.deepcopy(policy), copy.deepcopy(ref)
 
     losses, sums = pair_outputs(policy, collate(tokenized, "shared", tokenizer.pad_token_id),
-                                DPOSettings(loss_type, beta), lambda _, b: reference_logps(ref, b))
+                                LossConfig(loss_type, beta), lambda _, b: reference_logps(ref, b))
     ours = sums.means()
 
     trainer = PreTokenizedDPOTrainer(model=theirs_policy, ref_model=theirs_ref, args=trl_args(tmp_path, loss_type, beta),

@@ -10,21 +10,18 @@ import dataclasses
 
 from ..config import field
 from ..data.config import DataConfig
+from ..errors import ConfigError
 from ..models import LoraModelConfig
 from ..train.config import TrainConfig
 from .layout import LAYOUTS
-from .losses import LOSSES, make_loss
+from .losses import LossConfig
 from .reference import MODES
 
 
 @dataclasses.dataclass
-class DPOConfig(TrainConfig, DataConfig, LoraModelConfig):
+class DPOConfig(TrainConfig, DataConfig, LossConfig, LoraModelConfig):
     """dDPO: preference optimisation of a chat model on chosen/rejected pairs."""
 
-    beta: float = field(0.1, help="strength of the KL tie to the reference (zephyr-7b-beta paper 0.1, handbook 0.01; IPO: its tau; SimPO: its beta, ~2)")
-    loss_type: str = field("sigmoid", help="sigmoid (DPO; with label_smoothing = cDPO), ipo, hinge (SLiC), robust, simpo (reference-free)")
-    label_smoothing: float = field(0.0, help="assumed rate of flipped preference labels (cDPO with sigmoid, robust DPO; < 0.5)")
-    simpo_gamma: float = field(0.5, help="SimPO target reward margin gamma")
     max_length: int = field(1024, help="longest prompt + completion in tokens; completions are cut on the right to "
                                        "fit; a packed row holds 2 x max_length tokens, so one whole pair always fits")
     max_prompt_length: int = field(512, help="longest prompt in tokens; longer prompts lose their beginning")
@@ -38,33 +35,21 @@ class DPOConfig(TrainConfig, DataConfig, LoraModelConfig):
         return 2 * self.max_length
 
     def __post_init__(self):
-        super().__post_init__()
-        from ..errors import ConfigError
-
-        if self.loss_type not in LOSSES:
-            raise ConfigError(f"field 'loss_type': {self.loss_type!r} is not one of {', '.join(LOSSES)}")
+        super().__post_init__()  # training, loss and model fields
         if self.reference not in MODES:
             raise ConfigError(f"field 'reference': {self.reference!r} is not one of {', '.join(MODES)}")
         if self.layout not in (*LAYOUTS, "auto"):
             raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")
-        if self.beta <= 0:
-            raise ConfigError("field 'beta' must be > 0")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError("field 'label_smoothing' must be in [0, 0.5)")
         self.reference_mode()  # raises for a reference the loss or the LoRA setting cannot use
 
     def reference_mode(self) -> str:
         """The concrete reference strategy `auto` stands for."""
-        if make_loss(self).reference_free:
+        if self.loss.reference_free:
             return "none"
         if self.reference == "none":
-            from ..errors import ConfigError
-
             raise ConfigError(f"reference: none is only for reference-free losses, not {self.loss_type!r}")
         if self.reference == "auto":
             return "adapter" if self.use_lora else "copy"
         if self.reference == "adapter" and not self.use_lora:
-            from ..errors import ConfigError
-
             raise ConfigError("reference: adapter needs use_lora: true (without LoRA use copy or precompute)")
         return self.reference

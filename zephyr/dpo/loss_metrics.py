@@ -13,28 +13,14 @@ several processes combine exactly, then `means()` divides once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from .layout import PairBatch, completion_logps
-from .losses import Loss, PairLogps, make_loss
+from .losses import LossConfig, PairLogps
 
 METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                 "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected")
-
-
-@dataclass
-class DPOSettings:
-    """The loss fields of a DPOConfig; `loss` is built from them once."""
-
-    loss_type: str = "sigmoid"
-    beta: float = 0.1
-    label_smoothing: float = 0.0
-    simpo_gamma: float = 0.5
-
-    def __post_init__(self):
-        self.loss: Loss = make_loss(self)
 
 
 class MetricSums(dict):
@@ -54,7 +40,7 @@ class MetricSums(dict):
         return {name: (total / count if count else 0.0) for name, (total, count) in self.items()}
 
 
-def pair_outputs(model, batch: PairBatch, settings: DPOSettings, reference) -> tuple[torch.Tensor, MetricSums]:
+def pair_outputs(model, batch: PairBatch, settings: LossConfig, reference) -> tuple[torch.Tensor, MetricSums]:
     """-> (per-pair losses [pairs] with grad, metric sums). `model`: the policy (see `completion_logps`). The
     reference log-probs come from the batch when precomputed, else from `reference(model, batch) -> (chosen,
     rejected)`; reference-free losses need neither."""

@@ -5,8 +5,9 @@ summed over the completion's tokens, plus the completions' token counts) and ret
 trainer averages over pairs. `delta` below is the DPO implicit-reward margin before beta:
 (log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x)).
 
-A new loss is a function here plus one `LOSSES` entry that binds it to the config's fields; `make_loss(cfg)`
-builds it once, and its `reference_free` tells the trainer whether reference log-probs are needed at all.
+A new loss is a function here plus one `LOSSES` entry that binds it to `LossConfig`'s fields (a new
+hyperparameter is a `LossConfig` field, also here); `make_loss(cfg)` builds it, and its `reference_free` tells
+the trainer whether reference log-probs are needed at all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..config import field as config_field
+from ..errors import ConfigError
 
 
 @dataclass
@@ -90,7 +94,7 @@ class Loss:
         return self.formula(p, **self.kwargs)
 
 
-# name -> how to build the loss from a config with beta, label_smoothing and simpo_gamma (DPOConfig's fields)
+# name -> how to build the loss from a LossConfig's fields
 LOSSES: dict[str, Callable[[Any], Loss]] = {
     "sigmoid": lambda c: Loss(sigmoid, {"beta": c.beta, "label_smoothing": c.label_smoothing}),
     "ipo": lambda c: Loss(ipo, {"beta": c.beta}),
@@ -104,5 +108,29 @@ LOSSES: dict[str, Callable[[Any], Loss]] = {
 def make_loss(cfg) -> Loss:
     """The loss `cfg.loss_type` names, bound to the config's hyperparameters."""
     if cfg.loss_type not in LOSSES:
-        raise ValueError(f"unknown loss_type {cfg.loss_type!r}; choose one of {', '.join(LOSSES)}")
+        raise ConfigError(f"field 'loss_type': unknown loss_type {cfg.loss_type!r}; choose one of {', '.join(LOSSES)}")
     return LOSSES[cfg.loss_type](cfg)
+
+
+@dataclass
+class LossConfig:
+    """The preference loss and its hyperparameters: DPOConfig's loss fields (a new hyperparameter goes here)."""
+
+    loss_type: str = config_field("sigmoid", help="sigmoid (DPO; with label_smoothing = cDPO), ipo, hinge (SLiC), robust, simpo (reference-free)")
+    beta: float = config_field(0.1, help="strength of the KL tie to the reference (zephyr-7b-beta paper 0.1, handbook 0.01; IPO: its tau; SimPO: its beta, ~2)")
+    label_smoothing: float = config_field(0.0, help="assumed rate of flipped preference labels (cDPO with sigmoid, robust DPO; < 0.5)")
+    simpo_gamma: float = config_field(0.5, help="SimPO target reward margin gamma")
+
+    def __post_init__(self):
+        make_loss(self)  # an unknown loss_type fails here
+        if self.beta <= 0:
+            raise ConfigError("field 'beta' must be > 0")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError("field 'label_smoothing' must be in [0, 0.5)")
+        rest = getattr(super(), "__post_init__", None)  # the next base's checks, in a stage config
+        if rest is not None:
+            rest()
+
+    @property
+    def loss(self) -> Loss:
+        return make_loss(self)

@@ -21,7 +21,7 @@ from .card import write_dpo_card
 from .config import DPOConfig
 from .evaluate import REFERENCE_SCORES, PairScores, write_pair_scores
 from .layout import collate
-from .loss_metrics import DPOSettings, pair_outputs
+from .loss_metrics import pair_outputs
 from .reference import (attach, cache_key, data_fingerprint, frozen_copy, precompute, reference_logps,
                         weights_fingerprint)
 from .tokenize import TokenizedPair, TruncationReport, tokenize_pairs
@@ -49,7 +49,6 @@ class DPOObjective:
         self.cfg, self.pad_id, self.mode = cfg, pad_id, mode
         self.layout = resolve_layout(cfg.layout)
         self.ref_model, self.ref_table = ref_model, ref_table
-        self.settings = DPOSettings(cfg.loss_type, cfg.beta, cfg.label_smoothing, cfg.simpo_gamma)
 
     def collate(self, item: list[TokenizedPair]) -> dict:
         batch = collate(item, self.layout, self.pad_id, self.cfg.row_tokens)
@@ -70,7 +69,7 @@ class DPOObjective:
 
     def loss_fn(self, model, batch: dict):
         pairs = batch["pairs"].to(next(model.parameters()).device)
-        losses, sums = pair_outputs(model, pairs, self.settings, self.reference)
+        losses, sums = pair_outputs(model, pairs, self.cfg, self.reference)
         n = pairs.pairs
         # the trainer divides metric sums by the pair count; token-weighted means (logits/*) are scaled to match
         metrics = {name: mean * n for name, mean in sums.means().items() if name != "loss"}
