@@ -16,7 +16,8 @@
   `fsdp: true` the model is sharded by zephyr.train.fsdp (FSDP2, per decoder layer) on CPU and GPU alike.
 - Checkpoints (zephyr.train.checkpoint) every `save_steps` and at the end; `resume` restores weights, optimizer,
   scheduler, RNG and the data position, so a resumed run matches an uninterrupted one.
-- Logs: tqdm bar (loss, lr, tokens/s, ETA), metrics.jsonl, tensorboard if installed; eval every `eval_steps`.
+- Logs: tqdm bar (loss, lr, tokens/s, ETA) and the `report_to` sinks (metrics.jsonl, tensorboard, wandb); eval
+  every `eval_steps`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from ..errors import ConfigError
 from . import fsdp
 from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
 from .config import TrainConfig
-from .precision import autocast
 from .metrics_log import MetricsLog
+from .precision import autocast
 from .scoring import unwrap
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int, dict[str, torch.Tensor]]]
