@@ -158,3 +158,18 @@ def test_missing_file_and_unknown_extension(tmp_path):
     (tmp_path / "data.txt").write_text("hello")
     with pytest.raises(DataError, match="unsupported file type"):
         load(load_chat_splits, f"{tmp_path / 'data.txt'}@train")
+
+
+def test_finished_rows_cuts_only_a_torn_last_line(tmp_path):
+    from zephyr.data.io import appending, finished_rows
+
+    out = tmp_path / "out.jsonl"
+    with appending(out) as append:
+        append([{"index": 0}, {"index": 1}])
+    whole = out.read_text()
+    out.write_text(whole + '{"index": 2, "re')  # killed in mid-write
+    assert finished_rows(out) == {0, 1} and out.read_text() == whole
+    out.write_text('{"index": 0}\nnot json\n{"index": 1}\n')  # a damaged line in the middle is not a torn write
+    with pytest.raises(DataError, match="out.jsonl:2: not a finished row"):
+        finished_rows(out)
+    assert out.read_text() == '{"index": 0}\nnot json\n{"index": 1}\n'  # nothing cut

@@ -218,17 +218,21 @@ def write_rows(rows: Iterable[dict], path: str | Path) -> int:
 
 
 def finished_rows(path: str | Path, key: str = "index") -> set[int]:
-    """The `key` of every complete row of a resumable JSONL output; a torn last line (a kill in mid-write) is
-    cut away so that appending keeps the file valid JSONL."""
+    """The `key` of every complete row of a resumable JSONL output; a torn last line (a kill in mid-write, so no
+    newline) is cut away so that appending keeps the file valid JSONL. Any other bad line is an error: the rows
+    after it are kept, never cut."""
     path = Path(path)
     if not path.exists():
         return set()
     done, good_bytes = set(), 0
     with open(path, "rb") as handle:
-        for raw in handle:
+        for number, raw in enumerate(handle, start=1):
             try:
                 done.add(int(json.loads(raw)[key]))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError) as err:
+                if raw.endswith(b"\n"):
+                    raise DataError(f"not a finished row with '{key}' ({err}); fix or remove the line to resume",
+                                    str(path), number) from err
                 break
             good_bytes += len(raw)
     if good_bytes < path.stat().st_size:
