@@ -40,8 +40,8 @@ class SeedConfig:
     """The seed of a training or data stage: TrainConfig and DataConfig both inherit it, so the stage configs
     that combine them have one `seed`."""
 
-    seed: int = field(42, help="seed of everything random: data shuffling, hold-out and sampling, UltraFeedback "
-                               "binarization, adapter init, dropout and the batch order")
+    seed: int = field(42, help="seed of everything random the command does (data shuffling, hold-out and "
+                               "sampling; in training also adapter init, dropout and the batch order)")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
