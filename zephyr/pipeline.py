@@ -120,6 +120,7 @@ def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
     from .dpo.tokenize import tokenize_pairs
     from .dpo.train import held_out_identity
     from .models import ModelConfig, load_model, load_tokenizer, resolve_dtype
+    from .train.precision import autocast, master_weights
 
     sources = resolve_sources(dpo_cfg.dataset_mixer)
     splits = load_preference_splits(dataclasses.replace(dpo_cfg, dataset_mixer=sources))
@@ -139,7 +140,12 @@ def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
                       f"reference cache ({stage_file})", flush=True)
                 continue
         model = load_model(model_cfg, tokenizer)
-        scores[name] = score_pairs(model, pairs, batch_size, tokenizer.pad_token_id, desc=f"scoring {name} model")
+        # scored as the DPO stage computed (fp32 weights under bf16 autocast where dtype is bf16), so that the
+        # rewards against the stage's reference log-probs compare like with like
+        mixed_precision = master_weights(model, model.config.dtype, dpo_cfg.low_precision_weights)
+        with autocast(next(model.parameters()).device, mixed_precision):
+            scores[name] = score_pairs(model, pairs, batch_size, tokenizer.pad_token_id,
+                                       desc=f"scoring {name} model")
         del model
     result = {"pairs": len(scores["dpo"].chosen), "beta": dpo_cfg.beta,
               "sft": {"preference_accuracy": preference_accuracy(scores["sft"])},
