@@ -24,8 +24,8 @@ COPIED = ("README.md", "quantization.json")
 class ExportConfig:
     """Merge a LoRA adapter into its base (or re-save a full checkpoint) as plain safetensors + tokenizer."""
 
-    output_dir: str = field("", help="where the merged checkpoint is written (required)")
-    model: str = field("", help="the trained run's folder: a LoRA adapter (adapter_config.json) or a full checkpoint")
+    output_dir: str = field(help="where the merged checkpoint is written")
+    model: str = field(help="the trained run's folder: a LoRA adapter (adapter_config.json) or a full checkpoint")
     merge_lora: bool = field(False, help="merge the adapter's weights into its base model")
     base_model: str = field("", help="base model of the adapter (default: the one recorded in adapter_config.json)")
     chat_template: str = field("auto", help=TEMPLATE_HELP)
@@ -93,10 +93,5 @@ def save_dtype(base: str, requested: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(ExportConfig, argv, prog="zephyr export", positional="output_dir")
-    if not config.output_dir:
-        raise ConfigError("field 'output_dir' is required: zephyr export OUTPUT_DIR --model RUN_DIR --merge_lora")
-    if not config.model:
-        raise ConfigError("field 'model' is required: the trained run's folder (adapter or checkpoint)")
-    export(config)
+    export(parse_args(ExportConfig, argv, prog="zephyr export", positional="output_dir"))
     return 0

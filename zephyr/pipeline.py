@@ -43,6 +43,11 @@ class RunConfig:
     temperature: float = field(0.0, help="sampling temperature of the sample chats (0: greedy)")
     eval_batch_size: int = field(8, help="pairs per forward pass in the held-out evaluation")
 
+    def __post_init__(self):
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise ConfigError(f"field 'stages': unknown {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+
 
 class Timer:
     """Wall-clock and CPU seconds per stage (CPU time shows what a busy shared machine hides)."""
@@ -191,9 +196,6 @@ def run(cfg: RunConfig) -> dict:
     from .dpo.train import run_dpo
     from .sft.stage import run_sft
 
-    unknown = [s for s in cfg.stages if s not in STAGES]
-    if unknown:
-        raise ConfigError(f"field 'stages': unknown {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     sft_cfg, dpo_cfg = stage_configs(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

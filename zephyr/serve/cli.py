@@ -39,6 +39,14 @@ class ServeConfig:
     setup: str = field("", help="'vllm': create vLLM's managed environment "
                                 "(~/.cache/zephyr/engines/vllm-<env hash>) and exit")
 
+    def __post_init__(self):
+        if self.setup and self.setup != "vllm":
+            raise ConfigError(f"field 'setup': only 'vllm' has a managed environment, not {self.setup!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"field 'engine': unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.model.endswith(".gguf") and not Path(self.model).is_file():
+            raise ConfigError(f"field 'model': GGUF file not found: {self.model}")
+
     def defaults(self) -> Sampling:
         return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
@@ -70,16 +78,10 @@ def load_engine(config: ServeConfig, engine_name: str):
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(ServeConfig, argv, prog="zephyr serve", positional="model")
     if config.setup:
-        if config.setup != "vllm":
-            raise ConfigError(f"field 'setup': only 'vllm' has a managed environment, not {config.setup!r}")
         from ..cache import VLLM, ensure
 
         print(f"zephyr serve: vLLM environment ready: {ensure(VLLM)}")
         return 0
-    if config.engine not in ENGINES:
-        raise ConfigError(f"field 'engine': unknown engine {config.engine!r}; choose one of {', '.join(ENGINES)}")
-    if config.model.endswith(".gguf") and not Path(config.model).is_file():
-        raise ConfigError(f"field 'model': GGUF file not found: {config.model}")
     try:
         engine_name, reason = choose(config.model, config.engine)
     except ValueError as err:
