@@ -82,10 +82,14 @@ class Trainer:
             enable_checkpointing(unwrap(model))
         self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
         self.train_items, self.eval_items = list(train_items), list(eval_items)
-        self.tokenizer, self.recipe = tokenizer, recipe
+        self.tokenizer = tokenizer
+        # the run's settings: recipe.yaml beside each saved model, and the trackers' run configuration
+        self.recipe = None if recipe is None else (
+            to_dict(recipe) if dataclasses.is_dataclass(recipe) else dict(recipe))
         self.output_dir = Path(config.output_dir)
         self.log_history: list[dict[str, Any]] = []
-        self.metrics = MetricsLog(self.output_dir, config.report_to, self.accelerator.is_main_process)
+        self.metrics = MetricsLog(self.output_dir, config.report_to, self.accelerator.is_main_process,
+                                  run_name=self.output_dir.name, config=self.recipe)
 
         self.steps_per_epoch = self._local_count(len(self.train_items)) // config.gradient_accumulation_steps
         if self.steps_per_epoch == 0:
@@ -298,8 +302,7 @@ class Trainer:
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(folder)
         if self.recipe is not None:
-            recipe = to_dict(self.recipe) if dataclasses.is_dataclass(self.recipe) else dict(self.recipe)
-            (Path(folder) / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+            (Path(folder) / "recipe.yaml").write_text(yaml.safe_dump(self.recipe, sort_keys=False))
 
     def save_checkpoint(self, step: int) -> Path:
         path = save_checkpoint(self.accelerator, self.output_dir, step, self.trainer_state(step), self.write_model,
