@@ -48,6 +48,12 @@ class LoraModelConfig(ModelConfig):
     lora_dropout: float = field(0.05, help="dropout on the LoRA input")
     lora_target_modules: list[str] = field(["all-linear"], help="modules that get adapters ('all-linear' = every linear layer but the head)")
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.load_in_4bit and not self.use_lora:
+            raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
+                              "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
+
 
 def resolve(model: str) -> tuple[str, str | None]:
     """-> (folder or hub id, gguf file name or None)."""
@@ -128,8 +134,6 @@ def template_of(tokenizer, requested: str = "auto") -> str:
 
 def quantization_config(config: ModelConfig):
     """QLoRA's 4-bit base (Dettmers et al., 2023): NF4 weights, double-quantized scales, bf16 compute."""
-    from .errors import ConfigError
-
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
@@ -163,11 +167,6 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     from transformers import AutoModelForCausalLM
 
     use_lora = isinstance(config, LoraModelConfig) and config.use_lora
-    if config.load_in_4bit and for_training and not use_lora:
-        from .errors import ConfigError
-
-        raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
-                          "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
     quantization = quantization_config(config) if config.load_in_4bit else None  # errors before any download
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {
