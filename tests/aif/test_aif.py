@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from zephyr.aif.cli import AIFConfig, run
-from zephyr.aif.judge import HTTPJudge, JudgeError
+from zephyr.judge import HTTPJudge, JudgeError
 from zephyr.aif.rubric import judge_prompt, parse_ratings
 from zephyr.errors import ConfigError
 
@@ -80,7 +80,7 @@ def judge_url():
 
 def test_http_judge_protocol_retry_and_errors(judge_url, monkeypatch):
     monkeypatch.setenv("JUDGE_KEY", "sk-test")
-    monkeypatch.setattr("zephyr.aif.judge.time.sleep", lambda s: None)
+    monkeypatch.setattr("zephyr.judge.time.sleep", lambda s: None)
     FakeJudge.fail_first = 2
     judge = HTTPJudge(judge_url, "gpt-4-0613", api_key_env="JUDGE_KEY")
     (text,) = judge.complete([judge_prompt("Say hi", "hi!")])

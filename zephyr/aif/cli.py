@@ -22,7 +22,8 @@ from ..errors import ConfigError
 from ..generate import GenerateConfig, read_conversations
 from ..generate import run as generate
 from ..sampling import Sampling
-from .judge import JudgeConfig, check_judge, make_judge, rate
+from ..judge import JudgeConfig, check_judge, make_judge
+from .judge import rate
 from .rubric import annotations
 
 

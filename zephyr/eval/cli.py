@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..aif.judge import JudgeConfig, check_judge, make_judge
+from ..judge import JudgeConfig, check_judge, make_judge
 from ..config import field, parse_args
 from ..data.io import write_rows
 from ..errors import ConfigError
