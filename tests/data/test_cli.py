@@ -33,13 +33,14 @@ def test_binarize(make, tmp_path, capsys):
                                                         make.completion("b", ["4"] * 4)]})
     source = make.write(tmp_path / "raw.parquet", rows)
     out = tmp_path / "pairs.jsonl"
-    assert main(["data", "binarize", str(source), str(out), "--seed", "3"]) == 0
+    assert main(["data", "binarize", str(source), str(out), "--seed", "3", "--rule", "mean_rating"]) == 0
     pairs = read_jsonl(out)
-    assert len(pairs) == 5 and all(p["chosen"] == "good" and p["rejected"] in ("bad", "meh") for p in pairs)
+    assert len(pairs) == 5 and all(p["chosen"][-1]["content"] == "good" and
+                                   p["rejected"][-1]["content"] in ("bad", "meh") for p in pairs)
     table = capsys.readouterr().out
     assert "binarize_dropped_all_tied" in table and "binarize_na_ratings" in table
     again = tmp_path / "again.jsonl"
-    main(["data", "binarize", str(source), str(again), "--seed=3"])
+    main(["data", "binarize", str(source), str(again), "--seed=3", "--rule=mean_rating"])
     assert read_jsonl(again) == pairs
 
 

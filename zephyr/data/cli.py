@@ -1,6 +1,6 @@
 """`zephyr data <subcommand>`: prepare data files outside training, printing what every rule removed.
 
-  zephyr data binarize IN OUT [--seed 42]                raw UltraFeedback -> preference pairs (binarize.py)
+  zephyr data binarize IN OUT [--rule overall_score]     raw UltraFeedback -> preference pairs (binarize.py)
   zephyr data filter IN OUT                              UltraChat clean-up (ultrachat_filter.py)
   zephyr data decontaminate IN OUT --eval FILE [FILE ...] [--ngram 8]
   zephyr data mix OUT_DIR --config recipe.yaml           mix + split as a stage would -> train/test.jsonl
@@ -22,7 +22,7 @@ from ..cli import dispatch
 from ..config import field, parse_args
 from ..errors import ConfigError, DataError
 from . import schemas
-from .binarize import binarize_row
+from .binarize import RULES, binarized_record
 from .config import DataConfig
 from .decontaminate import DEFAULT_NGRAM, EvalIndex
 from .io import Where, progress, write_rows
@@ -38,7 +38,13 @@ class BinarizeArgs:
     input: str = field(help="raw UltraFeedback file, or hub id[@split]")
     output: str = field(help="where to write the pairs (.jsonl, .json or .parquet)")
     seed: int = field(42, help="seed of the per-row random choice of the rejected completion")
+    rule: str = field("overall_score", help="overall_score (HuggingFaceH4/ultrafeedback_binarized) or mean_rating "
+                                            "(Argilla's cleaned release); see zephyr/data/binarize.py")
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping")
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise ConfigError(f"--rule: {self.rule!r} is not one of {', '.join(RULES)}")
 
 
 @dataclasses.dataclass
@@ -98,9 +104,7 @@ def binarize(args: BinarizeArgs) -> Report:
     counts = report.setdefault(args.input, Counter())
 
     def handle(row: Any, where: Where, counts: Counter) -> dict | None:
-        if schemas.detect(row, where, "instruction") != schemas.RAW_ULTRAFEEDBACK:
-            raise where.error("not a raw UltraFeedback row (needs 'instruction' and 'completions')", "completions")
-        return binarize_row(row, where, args.seed, counts)
+        return binarized_record(row, where, args.seed, counts, args.rule)
 
     write_rows(_each_row(args.input, "binarize", args.skip_invalid, counts, report, handle), args.output)
     return report
