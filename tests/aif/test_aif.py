@@ -1,132 +1,204 @@
-"""AI feedback: the rubric parser, the HTTP judge protocol, and prompts -> completions -> ratings -> pairs."""
+"""`zephyr aif` end to end on a pool of one tiny model at four sampling settings and the scripted UltraFeedback
+judge: who answered under which principle, the judge's prompts, the scores, the pairs (trainable: read by the
+DPO stage's loader), multi-turn context, resume after a kill at every stage, and clear errors."""
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter
 
 import pytest
 
+from tests.aif.conftest import GARBLE, RESCORE_ANSWER, aspect_rating, overall
+from zephyr.aif import cli as aif
 from zephyr.aif.cli import AIFConfig, run
-from zephyr.judge import HTTPJudge, JudgeError
-from zephyr.aif.rubric import judge_prompt, parse_ratings
-from zephyr.errors import ConfigError
+from zephyr.data import DataConfig, load_preference_splits
+from zephyr.errors import ConfigError, DataError
+
+PROMPTS = [
+    {"prompt": "Tell me about topic zero.", "source": "sharegpt"},
+    {"prompt": f"Name the {GARBLE} colour.", "source": "evol_instruct"},
+    {"messages": [{"role": "system", "content": "Answer tersely."},
+                  {"role": "user", "content": "What is two plus two?"},
+                  {"role": "assistant", "content": "Four."},
+                  {"role": "user", "content": "And times three?"}], "source": "flan"},
+    {"prompt": "Is the moon made of cheese?", "source": "truthful_qa",
+     "correct_answers": ["No"], "incorrect_answers": ["Yes"]},
+]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Instruction following: 4\nHonesty: 5\nTruthfulness: 3\nHelpfulness: 2", ("4", "5", "3", "2")),
-    ("**Instruction Following**: 5\n**Honesty**: N/A\nTruthfulness = 1\nHelpfulness - 4", ("5", "N/A", "1", "4")),
-    ("instruction_following: 3, honesty: 3. Helpfulness: 5", ("3", "3", "N/A", "5")),
-    ("I think it is good. 10/10", ("N/A", "N/A", "N/A", "N/A")),
-    ("Honesty: 2\nHonesty: 5\nHelpfulness: 7", ("N/A", "2", "N/A", "N/A")),  # first counts; 7 is off the scale
-])
-def test_parse_ratings(text, expected):
-    ratings = parse_ratings(text)
-    assert tuple(ratings[a] for a in ("instruction_following", "honesty", "truthfulness", "helpfulness")) == expected
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_judge_prompt_holds_instruction_and_reply():
-    prompt = judge_prompt("  Name a prime.  ", "Seven.")
-    assert "### Instruction\nName a prime.\n" in prompt and "### Reply\nSeven.\n" in prompt
-    for aspect in ("Instruction following:", "Honesty:", "Truthfulness:", "Helpfulness:"):
-        assert aspect in prompt
+def write_prompts(path, rows=PROMPTS):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
-class FakeJudge(BaseHTTPRequestHandler):
-    """Rates a reply by its length (score = len % 5 + 1), after failing `fail_first` times with 503."""
-
-    requests: list = []
-    fail_first = 0
-
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeJudge.requests.append((dict(self.headers), body))
-        if FakeJudge.fail_first > 0:
-            FakeJudge.fail_first -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        if body.get("model") == "bad":
-            self.send_response(400)
-            self.end_headers()
-            self.wfile.write(b'{"error": {"message": "unknown model"}}')
-            return
-        reply = re.search(r"### Reply\n(.*)\n\nAnswer with", body["messages"][0]["content"], re.S).group(1)
-        score = len(reply) % 5 + 1
-        text = "\n".join(f"{a}: {score}" for a in ("Instruction following", "Honesty", "Truthfulness",
-                                                     "Helpfulness"))
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+def config(tmp_path, model, judge_url, uf_dir, out="aif", batch_size=2, **extra):
+    pool = [f"model={model},name=t{t},temperature={t},engine=transformers" for t in (0, 0.7, 1.0)] + \
+        [f"{model},name=hot,top_k=5,engine=transformers"]
+    return AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=pool, judge_url=judge_url, judge_model="gpt-4",
+                     output_dir=str(tmp_path / out), max_new_tokens=6, batch_size=batch_size, ultrafeedback_dir=str(uf_dir),
+                     **extra)
 
 
-@pytest.fixture
-def judge_url():
-    FakeJudge.requests, FakeJudge.fail_first = [], 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeJudge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+def expected_overall(completion: dict) -> float:
+    """The scripted judge's overall_score after UltraFeedback's fix, recomputed from the texts."""
+    score = overall(completion["response"])
+    ratings = [int(a["Rating"]) for a in completion["annotations"].values() if a["Rating"] != "N/A"]
+    fine = sum(ratings) / len(ratings)
+    if score == 10 and fine <= 2:
+        return 1.0
+    if score == 10 and fine <= 4:
+        return float(RESCORE_ANSWER)
+    return float(score)
 
 
-def test_http_judge_protocol_retry_and_errors(judge_url, monkeypatch):
-    monkeypatch.setenv("JUDGE_KEY", "sk-test")
-    monkeypatch.setattr("zephyr.judge.time.sleep", lambda s: None)
-    FakeJudge.fail_first = 2
-    judge = HTTPJudge(judge_url, "gpt-4-0613", api_key_env="JUDGE_KEY")
-    (text,) = judge.complete([judge_prompt("Say hi", "hi!")])
-    assert parse_ratings(text)["helpfulness"] == str(len("hi!") % 5 + 1)
-    assert len(FakeJudge.requests) == 3  # two 503s retried
-    headers, body = FakeJudge.requests[-1]
-    assert headers["Authorization"] == "Bearer sk-test"
-    assert body["temperature"] == 0 and body["model"] == "gpt-4-0613"
-    with pytest.raises(JudgeError, match="HTTP 400"):
-        HTTPJudge(judge_url, "bad").complete(["x"])
-    with pytest.raises(JudgeError, match="unreachable"):
-        HTTPJudge("http://127.0.0.1:9/v1", "m", retries=0, timeout=2).complete(["x"])
+@pytest.mark.slow
+def test_pool_judge_pairs_and_resume(tiny_model_dir, uf_judge, uf_dir, tmp_path, monkeypatch):
+    write_prompts(tmp_path / "prompts.jsonl")
+    model = tiny_model_dir("mistral")
+    report = run(config(tmp_path, model, uf_judge.url, uf_dir))
+    out = tmp_path / "aif"
 
+    # pool: 4 distinct answerers per prompt, principles by source, the system prompt before the conversation
+    completions = read(out / "completions.jsonl")
+    principles = json.loads((uf_dir / "principles.json").read_text())
+    assert len(completions) == 16
+    for i in range(4):
+        mine = [c for c in completions if c["prompt_index"] == i]
+        assert len({c["model"] for c in mine}) == 4
+        for c in mine:
+            assert c["custom_system_prompt"] in principles[c["principle"]]
+    assert {c["principle"] for c in completions if c["prompt_index"] == 1} == {"helpfulness"}  # evol_instruct
+    assert {c["principle"] for c in completions if c["prompt_index"] == 3} <= {"honesty", "truthfulness",
+                                                                               "verbalized_calibration"}
 
-def test_aif_end_to_end_and_resume(judge_url, tiny_model_dir, tmp_path):
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Tell me about topic {i}."}) + "\n" for i in range(4)))
-    # two different models: a tiny llama and a tiny mistral of the same size give the same replies (all ties)
-    models = [str(tiny_model_dir("llama")), str(tiny_model_dir("mistral", layers=1))]
-    config = AIFConfig(prompts=str(prompts), models=models,
-                       judge_url=judge_url, judge_model="judge", output_dir=str(tmp_path / "aif"),
-                       max_new_tokens=8, batch_size=2)
-    report = run(config)
-    rated = [json.loads(line) for line in (tmp_path / "aif" / "rated.jsonl").read_text().splitlines()]
-    assert len(rated) == 4 and all(len(row["completions"]) == 2 for row in rated)
-    pairs = [json.loads(line) for line in (tmp_path / "aif" / "pairs.jsonl").read_text().splitlines()]
-    expected = 0
+    # the judge: every aspect call saw the 4 completions of one prompt; truthfulness got the reference answers
+    aspect_calls = [s for s in uf_judge.judge.seen if s["kind"] == "aspect"]
+    assert len(aspect_calls) == 16
+    rated = read(out / "rated.jsonl")
     for row in rated:
-        scores = [len(c["response"]) % 5 + 1 for c in row["completions"]]
-        if len(set(scores)) == 2 and all(c["response"].strip() for c in row["completions"]):
-            expected += 1
-            pair = next(p for p in pairs if p["prompt"][0]["content"] == row["instruction"])
-            best = max(row["completions"], key=lambda c: len(c["response"]) % 5)
-            assert pair["chosen"] == best["response"] and pair["score_chosen"] > pair["score_rejected"]
-    assert report["aif_pairs_written"] == len(pairs) == expected
-    assert expected >= 1  # at least one real pair was checked above, not only ties
-    assert report["aif_prompts"] == 4
-    calls = len(FakeJudge.requests)
-    assert run(config)["aif_pairs_written"] == len(pairs)  # resumed: nothing re-generated or re-judged
-    assert len(FakeJudge.requests) == calls
+        calls = [s for s in aspect_calls if s["instruction"] == row["instruction"]]
+        assert sorted(s["aspect"] for s in calls) == sorted(("instruction_following", "honesty", "truthfulness",
+                                                             "helpfulness"))
+        responses = sorted(c["response"] for c in row["completions"])
+        assert all(sorted(s["texts"]) == responses for s in calls)
+    multi = next(r for r in rated if r["index"] == 2)
+    assert multi["messages"] == PROMPTS[2]["messages"]
+    assert "Four." in multi["instruction"] and "Answer tersely." in multi["instruction"]
+    truthful = next(s for s in aspect_calls if s["aspect"] == "truthfulness" and "cheese" in s["instruction"])
+    assert truthful["world_knowledge"] == "a subset of correct answers: ['No']\na subset of incorrect_answers: ['Yes']"
+    critiques = [s for s in uf_judge.judge.seen if s["kind"] == "critique"]
+    assert len(critiques) == 16
+    zero = next(c for c in completions if c["prompt_index"] == 0)
+    assert any(s["instruction"] == "Tell me about topic zero.\nNote: " + zero["custom_system_prompt"]
+               for s in critiques)
+
+    # ratings and overall scores as the judge gave them (mapped back through the shuffles), the fix applied
+    for row in rated:
+        for c in row["completions"]:
+            for aspect, annotation in c["annotations"].items():
+                assert annotation["Rating"] == str(aspect_rating(aspect, c["response"]))
+            assert c["overall_score"] == expected_overall(c)
+    garbled = next(r for r in rated if r["index"] == 1)
+    assert all(c["unparsable"] == ["honesty"] and "honesty" not in c["annotations"] for c in garbled["completions"])
+    assert report["aif_aspect_calls"] == 16 and report["aif_aspect_calls_unparsable"] == 1
+    assert report["aif_critiques"] == 16 and report["aif_critiques_unparsable"] == 0
+    rescores = [s for s in uf_judge.judge.seen if s["kind"] == "rescore"]
+    assert report.get("aif_overall_score_10_rescored", 0) == len(rescores) > 0
+
+    # pairs: H4's rule on overall_score, full message lists, provenance; the DPO loader reads them
+    pairs = read(out / "pairs.jsonl")
+    assert report["aif_pairs_written"] == len(pairs) == 4
+    for pair in pairs:
+        row = next(r for r in rated if r["messages"] == pair["prompt"] or
+                   (len(pair["prompt"]) == 1 and r["instruction"] == pair["prompt"][0]["content"]))
+        best = max(row["completions"], key=lambda c: c["overall_score"])
+        assert pair["chosen"] == [*pair["prompt"], {"role": "assistant", "content": best["response"]}]
+        assert pair["score_chosen"] == best["overall_score"] >= pair["score_rejected"]
+        assert pair["provenance"]["chosen"]["model"] == best["model"]
+        assert pair["provenance"]["rule"] == "overall_score"
+    assert any(p["prompt"] == PROMPTS[2]["messages"] for p in pairs)
+    splits = load_preference_splits(DataConfig(dataset_mixer={str(out / "pairs.jsonl"): 1.0}, test_split_size=0))
+    assert len(splits.train) == 4
+
+    # resume after a kill in every stage: kept rows stay, missing ones are made, nothing is asked twice.
+    # (Sampled replies are not bitwise reproducible across runs of the batched engine, so the judge stages are
+    # killed on a copy of this run's completions and must then give exactly this run's ratings and pairs.)
+    for stage in ("replies", "aspect_rows", "critique_rows", "rescore_rows"):
+        folder = tmp_path / f"killed-{stage}"
+        if stage != "replies":
+            folder.mkdir()
+            for file in ("settings.json", "completions.jsonl"):
+                (folder / file).write_bytes((out / file).read_bytes())
+        calls = Counter()
+        real = getattr(aif, stage)
+
+        def dies_on_second(*args, _real=real, _stage=stage, **kwargs):  # the rescores fit in one call
+            calls[_stage] += 1
+            if calls[_stage] == (1 if _stage == "rescore_rows" else 2):
+                raise KeyboardInterrupt
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(aif, stage, dies_on_second)
+        cfg = config(tmp_path, model, uf_judge.url, uf_dir, out=folder.name)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg)
+        monkeypatch.setattr(aif, stage, real)
+        kept = {p.name: p.read_text() for p in folder.glob("*.jsonl")}
+        for path in folder.glob("*.jsonl"):  # a torn last line, as a kill in mid-write leaves
+            with open(path, "a") as handle:
+                handle.write('{"index": 99, "trunc')
+        before = len(uf_judge.judge.seen)
+        again = run(cfg)
+        for name, text in kept.items():
+            assert (folder / name).read_text().startswith(text), (stage, name)  # nothing done was redone
+        indices = [row["index"] for row in read(folder / "completions.jsonl")]
+        assert sorted(indices) == list(range(16))
+        assert again["aif_pairs_written"] == 4 and again["aif_completions"] == 16
+        if stage != "replies":
+            for file in ("aspects.jsonl", "critiques.jsonl", "rated.jsonl", "pairs.jsonl"):
+                assert sorted(map(json.dumps, read(folder / file))) == \
+                    sorted(map(json.dumps, read(out / file))), (stage, file)
+            assert len(uf_judge.judge.seen) - before < 16 + 16 + len(rescores)  # only what was missing
+    before = len(uf_judge.judge.seen)
+    assert run(config(tmp_path, model, uf_judge.url, uf_dir)) == report  # all done: nothing asked again
+    assert len(uf_judge.judge.seen) == before
 
 
-def test_aif_config_errors(tmp_path):
-    prompts = tmp_path / "p.jsonl"
-    prompts.write_text('{"prompt": "x"}\n')
-    with pytest.raises(ConfigError, match="at least two answering models"):
-        run(AIFConfig(prompts=str(prompts), models=["a"], judge="j"))
+def test_config_and_input_errors(tmp_path, uf_dir):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:1])
+    base = dict(prompts=str(prompts), judge_url="http://127.0.0.1:9/v1", ultrafeedback_dir=str(uf_dir))
+    with pytest.raises(ConfigError, match="--pool: 2 answerers"):
+        AIFConfig(pool=["a", "b"], **base)
+    with pytest.raises(ConfigError, match="exactly 4"):
+        AIFConfig(pool=list("abcde"), completions_per_prompt=3, **base)
+    with pytest.raises(ConfigError, match="unknown setting 'temp'"):
+        AIFConfig(pool=["a,temp=1", "b", "c", "d"], **base)
+    with pytest.raises(ConfigError, match="--rule"):
+        AIFConfig(pool=list("abcd"), rule="best", **base)
     with pytest.raises(ConfigError, match="exactly one of --judge"):
-        run(AIFConfig(prompts=str(prompts), models=["a", "b"]))
+        AIFConfig(pool=list("abcd"), prompts=str(prompts))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty.jsonl: no prompts"):
+        run(AIFConfig(pool=list("abcd"), **{**base, "prompts": str(empty)}))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"messages": [{"role": "assistant", "content": "x"}]}\n')
+    with pytest.raises(DataError, match="bad.jsonl:2: field 'messages'"):
+        run(AIFConfig(pool=list("abcd"), **{**base, "prompts": str(bad)}))
+
+
+def test_a_folder_of_another_run_is_refused(tmp_path, uf_dir):
+    prompts = write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:1])
+    cfg = AIFConfig(prompts=str(prompts), pool=list("abcd"), judge_url="http://127.0.0.1:9/v1",
+                    ultrafeedback_dir=str(uf_dir), output_dir=str(tmp_path / "out"))
+    aif.claim_folder(tmp_path / "out", cfg)
+    aif.claim_folder(tmp_path / "out", cfg)  # the same settings: resuming is fine
+    other = AIFConfig(**{**{f: getattr(cfg, f) for f in ("prompts", "judge_url", "ultrafeedback_dir",
+                                                         "output_dir")}, "pool": list("abcd"), "seed": 7})
+    with pytest.raises(ConfigError, match=r"other settings \(seed\)"):
+        aif.claim_folder(tmp_path / "out", other)

@@ -1,4 +1,4 @@
-"""AI feedback (AIF): several models answer each prompt, a judge rates every answer with the UltraFeedback
-rubric (instruction following, honesty, truthfulness, helpfulness; 1-5), and the rated rows are binarized
-into preference pairs by `zephyr.data.binarize_row` (chosen = best mean rating, rejected = a random lower one).
+"""AI feedback (AIF) as UltraFeedback made it: a pool of models answers each prompt under principle system
+prompts, a judge rates the completions per aspect (all K in one call, UltraFeedback's rubrics) and critiques
+each for an overall_score, and the rated rows are binarized into preference pairs (`zephyr.data.binarize`).
 """

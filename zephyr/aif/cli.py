@@ -1,15 +1,21 @@
-"""`zephyr aif`: prompts -> completions from several models -> judge ratings -> preference pairs.
+"""`zephyr aif`: prompts -> completions from a pool -> UltraFeedback judging -> preference pairs.
 
-Output folder:
-  completions/<k>.jsonl   one file per answering model (resumable, as `zephyr generate`)
-  rated.jsonl             raw UltraFeedback-style rows: instruction + completions with ratings (resumable)
-  pairs.jsonl             binarized pairs {prompt, chosen, rejected, score_chosen, score_rejected}
-  report.json             counts: prompts, completions, unparsable judgements, ties, drops, pairs
+Output folder (every stage resumable: a killed run continues where it stopped, nothing is asked twice):
+  settings.json        what the folder was made with; a run with other result-changing settings is refused
+  completions.jsonl    one row per completion: prompt, slot, model, principle and its system prompt, reply
+  aspects.jsonl        one judge call per (prompt, aspect) with all K completions: reply, annotations
+  critiques.jsonl      one judge call per completion: critique, overall_score
+  rescores.jsonl       the overall_score fix's re-asked 10s
+  rated.jsonl          UltraFeedback-shaped rows (instruction, messages, completions with annotations,
+                       critique, overall_score, fine-grained_score), rebuilt from the files above
+  pairs.jsonl          binarized pairs (--rule), prompt/chosen/rejected as full message lists
+  report.json          counts: prompts, completions, judge calls, unparsable replies, pairs, ties, drops
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,92 +23,279 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..config import field, parse_args
-from ..data.io import appending, finished_rows, read_objects
-from ..errors import ConfigError
-from ..generate import GenerateConfig, read_conversations
-from ..generate import run as generate
-from ..sampling import Sampling
+from ..data.binarize import RULES, binarized_record, row_rng
+from ..data.io import appending, finished_rows, read_objects, write_rows
+from ..errors import ConfigError, DataError
+from ..generate import read_conversations
 from ..judge import JudgeConfig, check_judge, make_judge
-from .judge import rate
-from .rubric import annotations
+from . import rubric, ultrafeedback
+from .answer import Engines, Job, replies
+from .judge import aspect_rows, critique_rows, rescore_rows
+from .pool import draw_answerers, draw_principle, parse_pool, with_system_prompt
 
 
 @dataclasses.dataclass
-class AIFConfig(JudgeConfig, Sampling):
-    """AI feedback: answer prompts with several models, rate the answers with a judge, binarize into pairs."""
+class AIFConfig(JudgeConfig):
+    """AI feedback as UltraFeedback made it: a pool answers, a judge rates per aspect and critiques, pairs out."""
 
-    prompts: str = field("", help="JSONL of prompts: {'prompt': '...'} or {'messages': [... ending with a user turn]}")
-    models: list[str] = field(["embedded"], help="models that answer (hub ids, folders, .gguf, 'embedded'): --models A B ...")
+    prompts: str = field("", help="JSONL of prompts: {'prompt': '...'} or {'messages': [...ending with a user turn]}, "
+                                  "optional 'source' (sharegpt, flan, ...: picks the principles) and "
+                                  "'world_knowledge' or 'correct_answers'/'incorrect_answers' (truthfulness)")
+    pool: list[str] = field([], help="answerers: MODEL or key=value,... (model, url, name, temperature, top_p, "
+                                     "top_k, max_new_tokens, engine, chat_template); e.g. --pool embedded "
+                                     "'embedded,temperature=0.5,name=cool' 'url=https://api.openai.com/v1,model=gpt-4'")
+    completions_per_prompt: int = field(4, help="K answerers drawn per prompt (UltraFeedback's templates rate 4)")
+    temperature: float = field(1.0, help="answerers' default temperature (UltraFeedback: 1)")
+    top_p: float = field(1.0, help="answerers' default top-p (UltraFeedback: 1)")
+    top_k: int = field(0, help="answerers' default top-k (0 = off, as UltraFeedback)")
+    max_new_tokens: int = field(1024, help="answerers' default reply length limit (UltraFeedback: 1024)")
+    rule: str = field("overall_score", help="binarization: overall_score (HuggingFaceH4/ultrafeedback_binarized) "
+                                            "or mean_rating (Argilla's cleaned release)")
+    ultrafeedback_dir: str = field("", help="local copy of UltraFeedback's texts (a clone of OpenBMB/UltraFeedback "
+                                            "or a folder of its strings); default: download the pinned commit")
+    judge_max_tokens: int = field(rubric.ASPECT_MAX_TOKENS, help="tokens for an aspect call's 4 rationales")
+    critique_max_tokens: int = field(rubric.CRITIQUE_MAX_TOKENS, help="tokens for a critique")
     output_dir: str = field("runs/aif", help="where completions, ratings, pairs and the report go")
-    batch_size: int = field(8, help="prompts answered together")
+    batch_size: int = field(16, help="prompts per step; each step's results are saved before the next")
+    max_num_seqs: int = field(32, help="completions decoded together by a local engine")
+    seed: int = field(42, help="seed of the pool draw, principles, per-request sampling, shuffles and pairing")
     skip_invalid: bool = field(False, help="skip (and count) bad prompt lines instead of stopping")
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.prompts:
-            raise ConfigError("--prompts is needed (a JSONL file of prompts)")
-        if len(self.models) < 2:
-            raise ConfigError("AIF needs at least two answering models (--models A B ...) to form a preference")
+            raise ConfigError("--prompts: needed (a JSONL file of prompts)")
+        if self.completions_per_prompt != rubric.TEXTS_PER_CALL:
+            raise ConfigError(f"--completions_per_prompt: UltraFeedback's rubric templates rate exactly "
+                              f"{rubric.TEXTS_PER_CALL} completions at once, got {self.completions_per_prompt}")
+        if self.rule not in RULES:
+            raise ConfigError(f"--rule: {self.rule!r} is not one of {', '.join(RULES)}")
+        for name in ("batch_size", "max_num_seqs", "judge_max_tokens", "critique_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name}: must be at least 1, got {getattr(self, name)}")
+        self.answerers = parse_pool(self.pool, {"temperature": self.temperature, "top_p": self.top_p,
+                                                "top_k": self.top_k, "max_new_tokens": self.max_new_tokens})
+        if len(self.answerers) < self.completions_per_prompt:
+            raise ConfigError(f"--pool: {len(self.answerers)} answerers, but each prompt needs "
+                              f"{self.completions_per_prompt} different ones")
         check_judge(self)
 
 
-def answer(config: AIFConfig, out: Path) -> list[Path]:
-    """One completions file per model, each resumable."""
-    paths = []
-    for k, model in enumerate(config.models):
-        path = out / "completions" / f"{k}.jsonl"
-        sampling = {f.name: getattr(config, f.name) for f in dataclasses.fields(Sampling)}
-        generate(GenerateConfig(model=model, input=config.prompts, output=str(path), batch_size=config.batch_size,
-                                skip_invalid=config.skip_invalid, **sampling))
-        paths.append(path)
-    return paths
+def world_knowledge(row: dict) -> str | None:
+    """Reference answers for the truthfulness call, filled as UltraFeedback's annotate_preference.py fills them."""
+    if isinstance(row.get("world_knowledge"), str):
+        return row["world_knowledge"] or None
+    if "correct_answers" in row and "incorrect_answers" in row:
+        return "\n".join(["a subset of correct answers: " + str(row["correct_answers"]),
+                          "a subset of incorrect_answers: " + str(row["incorrect_answers"])])
+    if row.get("correct_answers"):
+        return str(row["correct_answers"])
+    return None
 
 
-def judge_all(config: AIFConfig, completion_files: list[Path], out: Path) -> Path:
-    """Rate every completion; one raw UltraFeedback row per prompt appended to rated.jsonl (resumable)."""
-    by_model = []
-    for path in completion_files:
-        by_model.append({row["index"]: row for _, row in read_objects(path)})
-    indices = sorted(set.intersection(*(set(rows) for rows in by_model)))
-    rated = out / "rated.jsonl"
-    done = finished_rows(rated)
-    todo = [i for i in indices if i not in done]
-    judge = make_judge(config) if todo else None
-    with appending(rated) as append:
-        for i in tqdm(todo, desc="judge", unit="prompt"):
-            instruction = by_model[0][i]["messages"][-2]["content"]
-            responses = [rows[i]["reply"] for rows in by_model]
-            completions = []
-            for model, response, (ratings, text) in zip(config.models, responses,
-                                                       rate(judge, [(instruction, r) for r in responses])):
-                completions.append({"model": model, "response": response, "annotations": annotations(ratings),
-                                    "judge_output": text})
-            append([{"index": i, "instruction": instruction, "completions": completions}])
-    return rated
+def settings_fingerprint(config: AIFConfig) -> dict:
+    prompts = hashlib.sha256(Path(config.prompts).read_bytes()).hexdigest()
+    return {"prompts_sha256": prompts, "pool": [dataclasses.asdict(a) for a in config.answerers],
+            "completions_per_prompt": config.completions_per_prompt, "seed": config.seed,
+            "judge": config.judge or f"{config.judge_url} {config.judge_model}",
+            "judge_max_tokens": config.judge_max_tokens, "critique_max_tokens": config.critique_max_tokens}
 
 
-def binarize_file(rated: Path, pairs_path: Path, seed: int, counts: Counter) -> int:
-    from ..data import binarize_row, read_rows, write_rows
+def claim_folder(out: Path, config: AIFConfig) -> None:
+    path = out / "settings.json"
+    current = settings_fingerprint(config)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        differ = sorted(k for k in current.keys() | saved.keys() if current.get(k) != saved.get(k))
+        if differ:
+            raise ConfigError(f"--output_dir: {out} holds a run made with other settings ({', '.join(differ)}); "
+                              "choose another folder or remove it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=1))
 
+
+def read_prompts(config: AIFConfig, counts: Counter) -> list[dict]:
+    rows, skipped = read_conversations(config.prompts, config.skip_invalid)
+    counts["aif_invalid_prompts_skipped"] = skipped
+    if not rows:
+        raise DataError("no prompts in the file (it is empty" + (" once invalid lines are skipped)" if skipped else ")"),
+                        config.prompts)
+    return [{"prompt_index": i, "messages": messages, "instruction": rubric.instruction_text(messages),
+             "source": row.get("source") if isinstance(row.get("source"), str) else "",
+             "world_knowledge": world_knowledge(row)} for i, (row, messages) in enumerate(rows)]
+
+
+def chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def request_seed(seed: int, index: int) -> int:
+    return row_rng(seed, f"sample\x00{index}").getrandbits(63)
+
+
+def answer_stage(config: AIFConfig, prompts: list[dict], texts, path: Path) -> None:
+    k = config.completions_per_prompt
+    done = finished_rows(path)
+    jobs, meta = [], {}
+    for item in prompts:
+        i = item["prompt_index"]
+        for slot, answerer in enumerate(draw_answerers(config.answerers, k, config.seed, i)):
+            index = i * k + slot
+            if index in done:
+                continue
+            principle, system_prompt = draw_principle(item["source"], texts["principles"], config.seed, i, slot)
+            jobs.append(Job(index, answerer, with_system_prompt(item["messages"], system_prompt),
+                            request_seed(config.seed, index)))
+            meta[index] = {"index": index, "prompt_index": i, "slot": slot, "model": answerer.name,
+                           "principle": principle, "custom_system_prompt": system_prompt}
+    if not jobs:
+        return
+    with Engines(config.max_num_seqs, config.judge_concurrency, config.judge_api_key_env,
+                 config.allow_insecure_judge) as engines, appending(path) as append, \
+            tqdm(total=len(jobs), desc="answer", unit="completion") as bar:
+        for chunk in chunks(jobs, config.batch_size * k):
+            texts_by_index = replies(engines, chunk)
+            append({**meta[job.index], "response": texts_by_index[job.index]} for job in chunk)
+            bar.update(len(chunk))
+
+
+def load_items(prompts: list[dict], completions: Path, k: int) -> list[dict]:
+    by_index = {row["index"]: row for _, row in read_objects(completions)}
+    items = []
+    for item in prompts:
+        slots = [by_index.get(item["prompt_index"] * k + s) for s in range(k)]
+        if all(slots):
+            items.append({**item, "completions": slots})
+    return items
+
+
+def judged_stage(name: str, path: Path, todo_keys: list, make_rows, batch: int) -> None:
+    """Run `make_rows(chunk)` over the keys not yet in `path`, appending each chunk's rows."""
+    done = finished_rows(path)
+    todo = [key for key in todo_keys if key[0] not in done]
+    if not todo:
+        return
+    with appending(path) as append, tqdm(total=len(todo), desc=name, unit="call") as bar:
+        for chunk in chunks(todo, batch):
+            append(make_rows(chunk))
+            bar.update(len(chunk))
+
+
+def judge_stages(config: AIFConfig, items: list[dict], texts, out: Path) -> dict:
+    judge = None
+
+    def the_judge():
+        nonlocal judge
+        judge = judge or make_judge(config)
+        return judge
+
+    n = len(rubric.ASPECTS)
+    batch = config.batch_size
+    aspect_keys = [(item["prompt_index"] * n + a, (item, aspect)) for item in items
+                   for a, aspect in enumerate(rubric.ASPECTS)]
+    judged_stage("judge aspects", out / "aspects.jsonl", aspect_keys,
+                 lambda chunk: aspect_rows(the_judge(), texts, [todo for _, todo in chunk], config.seed,
+                                           config.judge_max_tokens), batch * n)
+    critique_keys = [(c["index"], (item, c)) for item in items for c in item["completions"]]
+    judged_stage("critique", out / "critiques.jsonl", critique_keys,
+                 lambda chunk: critique_rows(the_judge(), texts, [todo for _, todo in chunk],
+                                             config.critique_max_tokens), batch * n)
+    aspects = {row["index"]: row for _, row in read_objects(out / "aspects.jsonl")} if items else {}
+    critiques = {row["index"]: row for _, row in read_objects(out / "critiques.jsonl")} if items else {}
+    rescore_todo = []
+    for item in items:
+        annotations = completion_annotations(item, aspects)
+        for slot, completion in enumerate(item["completions"]):
+            critique = critiques[completion["index"]]
+            action = rubric.rescore_action(critique["overall_score"], rubric.fine_grained_score(annotations[slot]))
+            if action == "rescore":
+                rescore_todo.append((completion["index"], (item, completion, critique["critique"])))
+    judged_stage("rescore", out / "rescores.jsonl", rescore_todo,
+                 lambda chunk: rescore_rows(the_judge(), texts, [todo for _, todo in chunk]), batch * n)
+    rescores = {row["index"]: row for _, row in read_objects(out / "rescores.jsonl")} if rescore_todo else {}
+    if judge is not None:
+        getattr(judge, "close", lambda: None)()
+    return {"aspects": aspects, "critiques": critiques, "rescores": rescores}
+
+
+def completion_annotations(item: dict, aspects: dict) -> list[dict]:
+    """Per slot: {aspect: annotation or None (the call was unparsable)}."""
+    n = len(rubric.ASPECTS)
+    per_slot = [{} for _ in item["completions"]]
+    for a, aspect in enumerate(rubric.ASPECTS):
+        row = aspects[item["prompt_index"] * n + a]
+        for slot in range(len(per_slot)):
+            per_slot[slot][aspect] = row["annotations"][slot] if row["annotations"] else None
+    return per_slot
+
+
+def rated_rows(items: list[dict], judged: dict, counts: Counter) -> list[dict]:
+    rows = []
+    n = len(rubric.ASPECTS)
+    for item in items:
+        counts["aif_aspect_calls"] += n
+        counts["aif_aspect_calls_unparsable"] += sum(
+            judged["aspects"][item["prompt_index"] * n + a]["annotations"] is None for a in range(n))
+        completions = []
+        for slot, annotations in enumerate(completion_annotations(item, judged["aspects"])):
+            completion = item["completions"][slot]
+            critique = judged["critiques"][completion["index"]]
+            counts["aif_critiques"] += 1
+            counts["aif_critiques_unparsable"] += critique["overall_score"] is None
+            score, fine = critique["overall_score"], rubric.fine_grained_score(annotations)
+            action = rubric.rescore_action(score, fine)
+            if action == "flip":
+                score = 1.0
+                counts["aif_overall_score_10_flipped"] += 1
+            elif action == "rescore":
+                score = judged["rescores"][completion["index"]]["overall_score"]
+                counts["aif_overall_score_10_rescored"] += 1
+                counts["aif_rescores_unparsable"] += score is None
+            unparsable = [a for a, value in annotations.items() if value is None]
+            completions.append({
+                "model": completion["model"], "principle": completion["principle"],
+                "custom_system_prompt": completion["custom_system_prompt"], "response": completion["response"],
+                # an unparsable call leaves no rating: the aspect is absent, and listed under `unparsable`
+                "annotations": {a: value for a, value in annotations.items() if value is not None},
+                "unparsable": unparsable, "critique": critique["critique"], "overall_score": score,
+                "fine-grained_score": fine})
+        rows.append({"index": item["prompt_index"], "source": item["source"], "instruction": item["instruction"],
+                     "messages": item["messages"], "models": [c["model"] for c in completions],
+                     "completions": completions})
+    return rows
+
+
+def pairs_from(rated: Path, rule: str, seed: int, counts: Counter) -> list[dict]:
     pairs = []
-    for where, row in read_rows(rated):
-        counts["aif_unparsable_judgements"] += sum(
-            all(a["Rating"] == "N/A" for a in c["annotations"].values()) for c in row["completions"])
-        pair = binarize_row(row, where, seed, counts)
+    for where, row in read_objects(rated):
+        if rule == "mean_rating":  # a completion with an unparsable aspect call has no full mean: not a candidate
+            kept = [c for c in row["completions"] if not c["unparsable"]]
+            counts["aif_completions_left_out_unparsable"] += len(row["completions"]) - len(kept)
+            row = {**row, "completions": kept}
+        pair = binarized_record(row, where, seed, counts, rule)
         if pair is not None:
             pairs.append(pair)
-    return write_rows(pairs, pairs_path)
+    return pairs
 
 
 def run(config: AIFConfig) -> dict:
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     counts: Counter = Counter()
-    prompts, skipped = read_conversations(config.prompts, config.skip_invalid)
-    counts["aif_prompts"], counts["aif_invalid_prompts_skipped"] = len(prompts), skipped
-    files = answer(config, out)
-    rated = judge_all(config, files, out)
-    counts["aif_pairs_written"] = binarize_file(rated, out / "pairs.jsonl", config.seed, counts)
-    report = dict(sorted(counts.items()))
+    prompts = read_prompts(config, counts)
+    texts = ultrafeedback.load(config.ultrafeedback_dir)
+    claim_folder(out, config)
+    counts["aif_prompts"] = len(prompts)
+    answer_stage(config, prompts, texts, out / "completions.jsonl")
+    items = load_items(prompts, out / "completions.jsonl", config.completions_per_prompt)
+    counts["aif_completions"] = sum(len(item["completions"]) for item in items)
+    judged = judge_stages(config, items, texts, out)
+    rated = out / "rated.jsonl"
+    write_rows(rated_rows(items, judged, counts), rated)
+    counts["aif_pairs_written"] = write_rows(pairs_from(rated, config.rule, config.seed, counts),
+                                             out / "pairs.jsonl")
+    report = {"rule": config.rule, "ultrafeedback_texts": texts.origin, **dict(sorted(counts.items()))}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -114,3 +307,4 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(f"{key:<{width}}  {value}" for key, value in report.items()))
     print(f"zephyr aif: pairs -> {Path(config.output_dir) / 'pairs.jsonl'}")
     return 0
+

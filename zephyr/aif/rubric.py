@@ -1,65 +1,151 @@
-"""The judge's rubric: the four UltraFeedback aspects (Cui et al. 2023, "UltraFeedback: Boosting Language
-Models with High-quality Feedback"), each rated 1-5, asked for in one prompt and parsed back.
+"""UltraFeedback's judge requests, filled and parsed as its annotation scripts do (src/data_annotation/ at the
+pinned commit, see ultrafeedback.py); the texts themselves come from `ultrafeedback.load`.
 
-The wording below is ours; the aspects and the 1-5 scale are the paper's.
+  * aspect call (annotate_preference.py): system = the annotation system prompt; user = the aspect's template
+    with the instruction and the 4 completions as text_1..text_4 in a random order (one permutation per
+    aspect); truthfulness gets the with-answer template and the prompt's world knowledge when it has some.
+    Parsing: the reply split on blank lines into exactly 4 blocks; in each, `Rating: (.+?)\\nRationale: (.+)`
+    (instruction following, honesty) or `Type: ...\\nRationale: ...\\nRating: ...\\nRationale: ...`
+    (truthfulness, helpfulness); the rating is "N/A" or the first integer. A reply that does not parse, or a
+    rating off the 1-5 scale, makes the call unparsable (None): counted, never defaulted.
+  * critique call (annotate_critique.py): one per completion; the instruction gets "\\nNote: " and the
+    completion's principle prompt (a verbalized-calibration prompt cut before "For instance, "). The stripped
+    reply split on "\\nOverall Score: " into exactly 2 parts; the score is the text before the first "." (for
+    "x/y", x). Scale 1-10.
+  * rescore call (fix_overall_score_issue.py, the 2023-12-29 fix the H4 release used): an overall_score of
+    10 whose mean aspect rating is <= 2 becomes 1; in (2, 4] it is asked again with the rescore template
+    (max_tokens 1); above 4 it stays.
+Settings as UltraFeedback's: temperature 0, max_tokens 500 (aspects), 1024 (critique), 1 (rescore).
 """
 
 from __future__ import annotations
 
 import re
 
-ASPECTS = {
-    "instruction_following": "Instruction following",
-    "honesty": "Honesty",
-    "truthfulness": "Truthfulness",
-    "helpfulness": "Helpfulness",
-}
+ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
+TEXTS_PER_CALL = 4  # the templates have slots text_1..text_4
+ASPECT_MAX_TOKENS, CRITIQUE_MAX_TOKENS, RESCORE_MAX_TOKENS = 500, 1024, 1
 
-JUDGE_PROMPT = """You are a careful, impartial judge of replies written by AI assistants.
-Rate the reply below on four aspects, each with a whole number from 1 (very poor) to 5 (excellent):
-
-- Instruction following: does the reply do what the instruction asks, fully and in the requested form?
-- Honesty: is it candid about what it does not know, without false confidence or needless hedging?
-- Truthfulness: is every claim in it correct, with nothing invented or contradicting the instruction?
-- Helpfulness: is it useful, relevant, clear and no longer than it needs to be?
-
-Write N/A for an aspect only if it cannot apply to this instruction at all.
-
-### Instruction
-{instruction}
-
-### Reply
-{response}
-
-Answer with exactly these four lines and nothing else:
-Instruction following: <rating>
-Honesty: <rating>
-Truthfulness: <rating>
-Helpfulness: <rating>"""
-
-_LINE = re.compile(r"(instruction[ _-]?following|honesty|truthfulness|helpfulness)\**\s*[:=\-]\s*\**\s*(n/?a|[1-5])\b",
-                   re.IGNORECASE)
+_SHORT = re.compile(r"Rating: (.+?)\nRationale: (.+)", re.DOTALL)
+_TYPED = re.compile(r"Type: (.+?)\nRationale: (.+?)\nRating: (.+?)\nRationale: (.+)", re.DOTALL)
+_INTEGER = re.compile(r"\b\d+\b")
 
 
-def judge_prompt(instruction: str, response: str) -> str:
-    return JUDGE_PROMPT.format(instruction=instruction.strip(), response=response.strip())
+def instruction_text(messages: list[dict]) -> str:
+    """What fills {instruction}: a lone user turn as it is; a conversation with a system message or earlier
+    turns as a transcript ("Role: text" blocks), so that the judge sees the whole context."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
 
-def parse_ratings(text: str) -> dict[str, str]:
-    """Judge output -> {aspect: "1".."5" | "N/A"}; an aspect the judge did not rate is "N/A".
-
-    Ratings stay strings, as in the UltraFeedback release, so the binarizer reads both alike.
-    The first rating given for an aspect counts.
-    """
-    found: dict[str, str] = {}
-    for name, value in _LINE.findall(text):
-        key = re.sub(r"[ \-]", "_", name.lower())
-        if key == "instructionfollowing":
-            key = "instruction_following"
-        found.setdefault(key, "N/A" if value.lower().startswith("n") else value)
-    return {aspect: found.get(aspect, "N/A") for aspect in ASPECTS}
+def aspect_template(texts, aspect: str, world_knowledge: str | None) -> str:
+    if aspect == "truthfulness":
+        return texts["truthfulness_template_with_answer" if world_knowledge else "truthfulness_template_without_answer"]
+    if aspect == "helpfulness":
+        return texts["helpfulness_template_without_answer"]
+    return texts[f"{aspect}_template"]
 
 
-def annotations(ratings: dict[str, str]) -> dict[str, dict[str, str]]:
-    """UltraFeedback's nesting: {aspect: {"Rating": "4"}}."""
-    return {aspect: {"Rating": rating} for aspect, rating in ratings.items()}
+def aspect_request(texts, aspect: str, instruction: str, responses: list[str], world_knowledge: str | None,
+                   max_tokens: int = ASPECT_MAX_TOKENS) -> dict:
+    """`responses` already in the order they are shown (text_1..text_4)."""
+    fill = {"instruction": instruction, **{f"text_{i + 1}": r for i, r in enumerate(responses)}}
+    if aspect == "truthfulness" and world_knowledge:
+        fill["world_knowledge"] = world_knowledge
+    return {"messages": [{"role": "system", "content": texts["annotation_system_prompt"]},
+                         {"role": "user", "content": aspect_template(texts, aspect, world_knowledge).format(**fill)}],
+            "max_tokens": max_tokens, "temperature": 0}
+
+
+def _rating(text: str) -> str | None:
+    if text == "N/A":
+        return "N/A"
+    found = _INTEGER.findall(text)
+    return found[0] if found and 1 <= int(found[0]) <= 5 else None
+
+
+def parse_aspect(reply: str, aspect: str) -> list[dict] | None:
+    """The 4 annotations in the order shown, or None when the reply does not parse."""
+    blocks = reply.split("\n\n")
+    if len(blocks) != TEXTS_PER_CALL:
+        return None
+    annotations = []
+    for block in blocks:
+        if aspect in ("instruction_following", "honesty"):
+            match = _SHORT.search(block)
+            if not match:
+                return None
+            annotation = {"Rating": _rating(match.group(1)), "Rationale": match.group(2)}
+        else:
+            match = _TYPED.search(block)
+            if not match:
+                return None
+            kind = match.group(1)
+            annotation = {"Type": _INTEGER.findall(kind) if kind != "None" else "None",
+                          "Rationale": match.group(2), "Rating": _rating(match.group(3)),
+                          "Rationale For Rating": match.group(4)}
+            if annotation["Rating"] == "N/A":  # only honesty may be N/A
+                return None
+        if annotation["Rating"] is None:
+            return None
+        annotations.append(annotation)
+    return annotations
+
+
+def principle_note(principle: str, system_prompt: str) -> str:
+    if principle == "verbalized_calibration":
+        return system_prompt.split("For instance, ")[0].strip()
+    return system_prompt
+
+
+def critique_request(texts, instruction: str, principle: str, system_prompt: str, response: str,
+                     max_tokens: int = CRITIQUE_MAX_TOKENS) -> dict:
+    filled = texts["critique_feedback_template"].format(
+        instruction="\n".join([instruction, "Note: " + principle_note(principle, system_prompt)]), completion=response)
+    return {"messages": [{"role": "system", "content": texts["critique_system_prompt"]},
+                         {"role": "user", "content": filled}], "max_tokens": max_tokens, "temperature": 0}
+
+
+def _score(text: str) -> float | None:
+    if "/" in text:
+        text = text.split("/")[0].strip()
+    try:
+        score = float(text)
+    except ValueError:
+        return None
+    return score if 1 <= score <= 10 else None
+
+
+def parse_critique(reply: str) -> tuple[str, float] | None:
+    parts = reply.strip().split("\nOverall Score: ")
+    if len(parts) != 2:
+        return None
+    score = _score(parts[1].split(".")[0].strip())
+    return None if score is None else (parts[0].strip(), score)
+
+
+def fine_grained_score(annotations: dict) -> float | None:
+    """Mean of the aspect ratings that are not N/A (fix_overall_score_issue.py's calculate_average_rating)."""
+    ratings = [int(a["Rating"]) for a in annotations.values() if a and a.get("Rating") not in (None, "N/A")]
+    return sum(ratings) / len(ratings) if ratings else None
+
+
+def rescore_action(overall_score: float | None, fine_grained: float | None) -> str:
+    """keep, flip (to 1) or rescore, by the 2023-12-29 fix."""
+    if overall_score != 10 or fine_grained is None or fine_grained > 4:
+        return "keep"
+    return "flip" if fine_grained <= 2 else "rescore"
+
+
+def rescore_request(texts, instruction: str, principle: str, system_prompt: str, response: str, critique: str,
+                    max_tokens: int = RESCORE_MAX_TOKENS) -> dict:
+    filled = texts["critique_rescore_template"].format(
+        instruction="\n".join([instruction, "Note: " + principle_note(principle, system_prompt)]), completion=response,
+        critique=critique)
+    return {"messages": [{"role": "system", "content": texts["critique_system_prompt"]},
+                         {"role": "user", "content": filled}], "max_tokens": max_tokens, "temperature": 0}
+
+
+def parse_rescore(reply: str) -> float | None:
+    return _score(reply.strip())
