@@ -107,3 +107,93 @@ def test_order_independent_and_seed_dependent_through_the_loader(make, tmp_path)
     chosen = {p["chosen"] for p in load_preference_splits(
         DataConfig(dataset_mixer={str(tmp_path / "a.jsonl"): 1.0}, test_split_size=0)).train}
     assert chosen == {f"r{i}-0" for i in range(60)}
+
+
+def scored(response, ratings, overall, model="m", principle="helpfulness"):
+    aspects = ("instruction_following", "honesty", "truthfulness", "helpfulness")
+    return {"model": model, "principle": principle, "response": response, "overall_score": overall,
+            "annotations": {a: {"Rating": r, "Rationale": "..."} for a, r in zip(aspects, ratings)}}
+
+
+# a: best mean (5.0) but overall 6; b: best overall (9) with mean 2.0; c, d: in between
+DIFFER = {"instruction": "Which rule?", "completions": [
+    scored("a", ["5"] * 4, 6, model="ma"), scored("b", ["2"] * 4, 9, model="mb", principle="honesty"),
+    scored("c", ["3"] * 4, 7), scored("d", ["4"] * 4, 2)]}
+
+
+def test_the_two_rules_choose_differently_on_the_same_row():
+    from zephyr.data.binarize import binarized_record
+
+    h4 = binarized_record(DIFFER, HERE, 0, Counter(), "overall_score")
+    argilla = binarized_record(DIFFER, HERE, 0, Counter(), "mean_rating")
+    assert h4["chosen"][-1] == {"role": "assistant", "content": "b"} and h4["score_chosen"] == 9.0
+    assert argilla["chosen"][-1]["content"] == "a" and argilla["score_chosen"] == 5.0
+    assert h4["provenance"]["chosen"] == {"completion": 1, "model": "mb", "principle": "honesty"}
+    assert h4["provenance"]["rule"] == "overall_score" and argilla["provenance"]["rule"] == "mean_rating"
+    # H4: rejected is any of the other three (scores 6, 7, 2), uniformly; Argilla: any strictly lower mean
+    picks = Counter(binarized_record(DIFFER, HERE, s, Counter(), "overall_score")["rejected"][-1]["content"]
+                    for s in range(1500))
+    assert set(picks) == {"a", "c", "d"} and all(abs(n / 1500 - 1 / 3) < 0.05 for n in picks.values()), picks
+    lower = {binarized_record(DIFFER, HERE, s, Counter(), "mean_rating")["rejected"][-1]["content"]
+             for s in range(200)}
+    assert lower == {"b", "c", "d"}
+
+
+def test_overall_score_ties_as_the_h4_release():
+    from zephyr.data.binarize import binarized_record
+
+    # two share the top score: the first in list order is chosen; a rejected of equal score is kept
+    row = {"instruction": "ties", "completions": [scored("x", ["1"] * 4, 8), scored("first", ["1"] * 4, 9),
+                                                  scored("second", ["5"] * 4, 9)]}
+    counts = Counter()
+    results = [binarized_record(row, HERE, s, counts, "overall_score") for s in range(300)]
+    assert {r["chosen"][-1]["content"] for r in results} == {"first"}
+    assert {r["rejected"][-1]["content"] for r in results} == {"x", "second"}
+    assert counts["binarize_tied_pairs"] == sum(r["score_rejected"] == 9.0 for r in results) > 0
+    # all tied: still a pair under H4's rule, dropped under Argilla's
+    flat = {"instruction": "flat", "completions": [scored("p", ["3"] * 4, 5), scored("q", ["3"] * 4, 5)]}
+    assert binarized_record(flat, HERE, 0, Counter(), "overall_score")["score_rejected"] == 5.0
+    assert binarized_record(flat, HERE, 0, Counter(), "mean_rating") is None
+
+
+def test_records_keep_the_whole_conversation():
+    from zephyr.data.binarize import binarized_record
+    from zephyr.data.schemas import pair
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Which rule?"}]
+    record = binarized_record({**DIFFER, "messages": messages}, HERE, 0, Counter(), "overall_score")
+    assert record["prompt"] == messages and record["chosen"][:-1] == messages == record["rejected"][:-1]
+    normalised = pair(record, HERE)  # what `zephyr dpo` reads
+    assert normalised["prompt"] == messages and normalised["chosen"] == "b"
+
+
+@pytest.mark.parametrize("rule, value, field", [
+    ("mean_rating", float("nan"), "completions[2].annotations.instruction_following.Rating"),
+    ("mean_rating", "NaN", "completions[2].annotations.instruction_following.Rating"),
+    ("mean_rating", 99, "completions[2].annotations.instruction_following.Rating"),
+    ("mean_rating", "-5", "completions[2].annotations.instruction_following.Rating"),
+    ("overall_score", float("nan"), "completions[2].overall_score"),
+    ("overall_score", 11, "completions[2].overall_score"),
+    ("overall_score", "inf", "completions[2].overall_score"),
+])
+def test_nan_and_off_scale_ratings_are_errors(rule, value, field):
+    from zephyr.data.binarize import binarized_record
+
+    row = {"instruction": "Q", "completions": [dict(c) for c in DIFFER["completions"]]}
+    if rule == "mean_rating":
+        row["completions"][2] = scored("c", [value, "3", "3", "3"], 7)
+    else:
+        row["completions"][2] = scored("c", ["3"] * 4, value)
+    with pytest.raises(DataError) as err:
+        binarized_record(row, HERE, 0, Counter(), rule)
+    assert err.value.field == field and f"uf.jsonl:7: field '{field}'" in str(err.value)
+
+
+def test_a_row_without_completions_names_completions(tmp_path, capsys):
+    from zephyr.cli import main
+
+    source = tmp_path / "raw.jsonl"
+    source.write_text('{"instruction": "x"}\n')
+    assert main(["data", "binarize", str(source), str(tmp_path / "out.jsonl")]) == 2
+    assert f"{source}:1: field 'completions': missing" in capsys.readouterr().err
