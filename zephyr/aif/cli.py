@@ -41,6 +41,7 @@ class AIFConfig(JudgeConfig):
     prompts: str = field("", help="JSONL of prompts: {'prompt': '...'} or {'messages': [...ending with a user turn]}, "
                                   "optional 'source' (sharegpt, flan, ...: picks the principles) and "
                                   "'world_knowledge' or 'correct_answers'/'incorrect_answers' (truthfulness)")
+    max_prompts: int = field(0, help="use only the first N prompts of the file (0 = all)")
     pool: list[str] = field([], help="answerers: MODEL or key=value,... (model, url, name, temperature, top_p, "
                                      "top_k, max_new_tokens, engine, chat_template); e.g. --pool embedded "
                                      "'embedded,temperature=0.5,name=cool' 'url=https://api.openai.com/v1,model=gpt-4'")
@@ -70,6 +71,8 @@ class AIFConfig(JudgeConfig):
                               f"{rubric.TEXTS_PER_CALL} completions at once, got {self.completions_per_prompt}")
         if self.rule not in RULES:
             raise ConfigError(f"--rule: {self.rule!r} is not one of {', '.join(RULES)}")
+        if self.max_prompts < 0:
+            raise ConfigError(f"--max_prompts: must be 0 (all) or more, got {self.max_prompts}")
         for name in ("batch_size", "max_num_seqs", "judge_max_tokens", "critique_max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name}: must be at least 1, got {getattr(self, name)}")
@@ -95,7 +98,7 @@ def world_knowledge(row: dict) -> str | None:
 
 def settings_fingerprint(config: AIFConfig) -> dict:
     prompts = hashlib.sha256(Path(config.prompts).read_bytes()).hexdigest()
-    return {"prompts_sha256": prompts, "pool": [dataclasses.asdict(a) for a in config.answerers],
+    return {"prompts_sha256": prompts, "max_prompts": config.max_prompts, "pool": [dataclasses.asdict(a) for a in config.answerers],
             "completions_per_prompt": config.completions_per_prompt, "seed": config.seed,
             "judge": config.judge or f"{config.judge_url} {config.judge_model}",
             "judge_max_tokens": config.judge_max_tokens, "critique_max_tokens": config.critique_max_tokens}
@@ -118,6 +121,7 @@ def claim_folder(out: Path, config: AIFConfig) -> None:
 def read_prompts(config: AIFConfig, counts: Counter) -> list[dict]:
     rows, skipped = read_conversations(config.prompts, config.skip_invalid)
     counts["aif_invalid_prompts_skipped"] = skipped
+    rows = rows[:config.max_prompts or None]
     if not rows:
         raise DataError("no prompts in the file (it is empty" + (" once invalid lines are skipped)" if skipped else ")"),
                         config.prompts)
