@@ -202,3 +202,29 @@ def test_a_folder_of_another_run_is_refused(tmp_path, uf_dir):
                                                          "output_dir")}, "pool": list("abcd"), "seed": 7})
     with pytest.raises(ConfigError, match=r"other settings \(seed\)"):
         aif.claim_folder(tmp_path / "out", other)
+
+
+def test_endpoint_answerers(uf_judge, uf_dir, tmp_path):
+    """A pool of OpenAI-compatible endpoints: each gets the principle as system message, the prompt, its model
+    name and UltraFeedback's sampling; their replies go through judging into pairs."""
+    from tests.fixtures.openai_server import scripted_server
+
+    def answer(body):
+        return f"{body['model']} says {len(body['messages'][-1]['content'])}"
+
+    write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:2])
+    with scripted_server(answer) as answerers:
+        pool = [f"url={answerers.url},model=m{i}" for i in range(4)] + [f"url={answerers.url},model=m4,temperature=0.5"]
+        report = run(AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=pool, judge_url=uf_judge.url,
+                               output_dir=str(tmp_path / "out"), ultrafeedback_dir=str(uf_dir)))
+        bodies = [r["body"] for r in answerers.requests]
+    principles = json.loads((uf_dir / "principles.json").read_text())
+    assert len(bodies) == 8
+    for body in bodies:
+        system, user = body["messages"]
+        assert system["role"] == "system" and any(system["content"] in v for v in principles.values())
+        assert user["content"] in (PROMPTS[0]["prompt"], PROMPTS[1]["prompt"])
+        assert body["max_tokens"] == 1024 and body["temperature"] == (0.5 if body["model"] == "m4" else 1)
+    completions = read(tmp_path / "out" / "completions.jsonl")
+    assert all(c["response"].startswith(c["model"].split("model=")[1].split(",")[0]) for c in completions)
+    assert report["aif_completions"] == 8 and report["aif_pairs_written"] == 2
