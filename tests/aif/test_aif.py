@@ -212,19 +212,27 @@ def test_endpoint_answerers(uf_judge, uf_dir, tmp_path):
     def answer(body):
         return f"{body['model']} says {len(body['messages'][-1]['content'])}"
 
-    write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:2])
+    write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:3])
     with scripted_server(answer) as answerers:
         pool = [f"url={answerers.url},model=m{i}" for i in range(4)] + [f"url={answerers.url},model=m4,temperature=0.5"]
         report = run(AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=pool, judge_url=uf_judge.url,
                                output_dir=str(tmp_path / "out"), ultrafeedback_dir=str(uf_dir)))
         bodies = [r["body"] for r in answerers.requests]
     principles = json.loads((uf_dir / "principles.json").read_text())
-    assert len(bodies) == 8
+    assert len(bodies) == 12
     for body in bodies:
-        system, user = body["messages"]
-        assert system["role"] == "system" and any(system["content"] in v for v in principles.values())
-        assert user["content"] in (PROMPTS[0]["prompt"], PROMPTS[1]["prompt"])
+        system, *rest = body["messages"]
         assert body["max_tokens"] == 1024 and body["temperature"] == (0.5 if body["model"] == "m4" else 1)
+        if len(rest) == 1:
+            assert system["role"] == "system" and any(system["content"] in v for v in principles.values())
+            assert rest[0]["content"] in (PROMPTS[0]["prompt"], PROMPTS[1]["prompt"])
+        else:  # the multi-turn prompt: its own system text first, then the principle; every turn kept
+            own, *turns = PROMPTS[2]["messages"]
+            assert rest == turns and system["content"].startswith(own["content"] + " ")
+            assert system["content"][len(own["content"]) + 1:] in principles["helpfulness"] + \
+                principles["verbalized_calibration"]  # flan's principles
     completions = read(tmp_path / "out" / "completions.jsonl")
     assert all(c["response"].startswith(c["model"].split("model=")[1].split(",")[0]) for c in completions)
-    assert report["aif_completions"] == 8 and report["aif_pairs_written"] == 2
+    assert report["aif_completions"] == 12 and report["aif_pairs_written"] == 3
+    pairs = read(tmp_path / "out" / "pairs.jsonl")
+    assert [p["prompt"] for p in pairs if len(p["prompt"]) > 1] == [PROMPTS[2]["messages"]]
