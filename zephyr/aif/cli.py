@@ -188,6 +188,7 @@ def judged_stage(name: str, path: Path, todo_keys: list, make_rows, batch: int) 
 
 
 def judge_stages(config: AIFConfig, items: list[dict], texts, out: Path) -> dict:
+    """Aspect calls, then critiques, then the re-asked 10s; the judge is made only when a call is left."""
     judge = None
 
     def the_judge():
@@ -219,8 +220,6 @@ def judge_stages(config: AIFConfig, items: list[dict], texts, out: Path) -> dict
     judged_stage("rescore", out / "rescores.jsonl", rescore_todo,
                  lambda chunk: rescore_rows(the_judge(), texts, [todo for _, todo in chunk]), batch * n)
     rescores = {row["index"]: row for _, row in read_objects(out / "rescores.jsonl")} if rescore_todo else {}
-    if judge is not None:
-        getattr(judge, "close", lambda: None)()
     return {"aspects": aspects, "critiques": critiques, "rescores": rescores}
 
 
