@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from zephyr.model_card import hyperparameters, render_model_card, results_rows, write_stage_card
+from zephyr.model_card import model_index, hyperparameters, render_model_card, results_rows, write_stage_card
 from zephyr.train import TrainConfig
 
 
@@ -65,3 +65,62 @@ def test_a_stage_card_from_its_trainer_and_result(tmp_path):
     for line in ["- distributed_type: multi-GPU", "- num_devices: 2", "- num_epochs: 1.5", "- beta: 0.1",
                  "- Loss: 0.5", "- Rewards/chosen: 0.25", "| 0.75 | 1.5 | 6 | 0.5 | 0.25 |"]:
         assert line + "\n" in card, line
+
+
+def test_eval_results_in_the_zephyr_cardsmodel_index_format(shared_data):
+    """open_llm_v1's figures and MT-Bench's score describe themselves exactly as zephyr-7b-gemma's card does."""
+    import yaml
+
+    from zephyr.eval.card_results import lm_eval_results, mt_bench_results
+    from zephyr.eval.lm_eval_tasks import PRESETS
+
+    card = (shared_data.parent / "model_cards" / "zephyr-7b-gemma-v0.1.md").read_text()
+    published = yaml.safe_load(card.split("---\n")[1])["model-index"][0]["results"]
+    values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in published}
+    table = {f.label: values[f.card["dataset_name"]] for f in PRESETS["open_llm_v1"].figures}
+    ours = lm_eval_results({"preset": "open_llm_v1", "table": table, "apply_chat_template": False})
+    ours += mt_bench_results({"score": 7.8125, "judge": "gpt-4"})
+    index = model_index("zephyr-7b-gemma", ours)[0]["results"]
+    strip = lambda r: {k: r[k] for k in ("task", "dataset", "metrics")}  # noqa: E731 (sources differ: our runs)
+    assert sorted(map(str, map(strip, index))) == sorted(map(str, map(strip, published)))
+
+
+def test_eval_results_update_the_card_without_duplicates(tmp_path):
+    from huggingface_hub import EvalResult
+
+    from zephyr.model_card import record_eval_results
+
+    def result(value, metric="score", source="FastChat llm_judge, judge gpt-4"):
+        return EvalResult(task_type="text-generation", dataset_type="unknown", dataset_name="MT-Bench",
+                          metric_type="unknown", metric_name=metric, metric_value=value,
+                          source_url="https://github.com/lm-sys/FastChat", source_name=source)
+
+    path = tmp_path / "README.md"
+    path.write_text(render_model_card(model_name="zephyr-demo-dpo", base_model="google/gemma-3-270m",
+                                      datasets=["zephyr/demo_data"], hyperparameters={"beta": 0.1}, results=[]))
+    before = path.read_text()
+    record_eval_results(path, [result(6.5)])
+    record_eval_results(path, [result(7.25), result(7.0, "turn 1")])
+    record_eval_results(path, [result(5.5, source="FastChat llm_judge, judge local")])
+    text = path.read_text()
+    front, body = text.split("---\n")[1], text.split("---\n", 2)[2]
+    assert front.startswith("license: apache-2.0\nbase_model: google/gemma-3-270m\ntags:\n- zephyr\n")
+    assert "model-index:\n- name: zephyr-demo-dpo\n  results:\n  - task:\n      type: text-generation\n" in front
+    assert front.count("name: MT-Bench") == 3 and "value: 6.5" not in front and "value: 7.25" in front
+    assert body.count("## Evaluation results") == 1
+    assert "| MT-Bench | score | 7.25 | FastChat llm_judge, judge gpt-4 |" in body
+    assert "| MT-Bench | turn 1 | 7.0 |" in body and "| MT-Bench | score | 5.5 | FastChat llm_judge, judge local |" in body
+    assert body.index("## Evaluation results") < body.index("## Model description")
+    assert body.replace(body[body.index("<!-- zephyr"):body.index("end -->") + 7] + "\n\n", "") == \
+        before.split("---\n", 2)[2]  # the rest of the card is untouched
+
+
+def test_eval_results_make_a_card_where_there_is_none(tmp_path):
+    from zephyr.eval.card_results import record_in_card
+
+    report = {"benchmark": "mt_bench", "score": 6.123, "judge": "gpt-4"}
+    assert record_in_card(str(tmp_path / "no-such-folder"), report) is None
+    assert record_in_card("HuggingFaceH4/zephyr-7b-beta", report) is None
+    card = record_in_card(str(tmp_path), report).read_text()
+    assert card.startswith(f"---\nmodel-index:\n- name: {tmp_path.name}\n")
+    assert "value: 6.12" in card and f"# {tmp_path.name}" in card and "| MT-Bench | score | 6.12 |" in card

@@ -187,12 +187,28 @@ def _results_section(results: Sequence[Any]) -> str:
     return "\n".join(lines + [EVAL_END])
 
 
+def model_index(name: str, results: Sequence[Any]) -> list[dict]:
+    """The model-index as the Zephyr cards write it: one entry per result, with its own source (huggingface_hub's
+    grouping would merge two results of one benchmark under one source, e.g. the same benchmark judged twice)."""
+    def kept(**values):
+        return {key: value for key, value in values.items() if value is not None}
+
+    entries = [kept(task=kept(type=r.task_type, name=r.task_name),
+                    dataset=kept(name=r.dataset_name, type=r.dataset_type, config=r.dataset_config,
+                                 split=r.dataset_split, revision=r.dataset_revision, args=r.dataset_args),
+                    metrics=[kept(type=r.metric_type, value=r.metric_value, name=r.metric_name,
+                                  config=r.metric_config, args=r.metric_args, verified=r.verified,
+                                  verifyToken=r.verify_token)],
+                    source=kept(url=r.source_url, name=r.source_name) or None) for r in results]
+    return [{"name": name, "results": entries}]
+
+
 def record_eval_results(path: str | Path, results: Sequence[Any], model_name: str | None = None) -> Path:
     """Put evaluation results (huggingface_hub `EvalResult`s) into the card at `path`: its model-index results
     (a result with the same benchmark, metric and source as one there replaces it) and the "Evaluation results"
     table in its text, made from all of them. A missing card is created with just these."""
     import yaml
-    from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+    from huggingface_hub.repocard_data import model_index_to_eval_results
 
     path = Path(path)
     metadata, body = _split_card(path.read_text(encoding="utf-8") if path.is_file() else "")
@@ -202,7 +218,7 @@ def record_eval_results(path: str | Path, results: Sequence[Any], model_name: st
         name = index_name or name
     for result in results:
         known = [r for r in known if not r.is_equal_except_value(result)] + [result]
-    metadata["model-index"] = eval_results_to_model_index(name, known)
+    metadata["model-index"] = model_index(name, known)
     section = _results_section(known)
     if EVAL_START in body and EVAL_END in body:
         body = body[:body.index(EVAL_START)] + section + body[body.index(EVAL_END) + len(EVAL_END):]
