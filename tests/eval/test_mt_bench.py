@@ -324,3 +324,24 @@ def io_bytes(payload):
     import io
 
     return io.BytesIO(payload)
+
+
+@pytest.mark.slow
+def test_a_tiny_model_answers_with_fastchats_generation_settings(mt, tiny_model_dir, tmp_path, monkeypatch):
+    from zephyr.eval import cli
+
+    questions = [next(q for q in mt.questions if q["category"] == c) for c in ("writing", "math")]
+    data = write(tmp_path, "q.jsonl", questions)
+    used = []
+    make_generator = cli.make_generator
+    monkeypatch.setattr(cli, "make_generator", lambda sampling: used.append(sampling) or make_generator(sampling))
+    with scripted_server(lambda body: "[[4]]") as server:
+        report = run(config(mt, tmp_path, data, model=str(tiny_model_dir("llama")), judge_url=server.url,
+                            mt_bench_max_new_tokens=3, update_card=False))
+    (sampling,) = used
+    assert (sampling.max_new_tokens, sampling.top_p, sampling.top_k) == (3, 1.0, 50)
+    rows = [json.loads(line) for line in (tmp_path / "out/model_answer" /
+                                          f"{tiny_model_dir('llama').name}.jsonl").read_text().splitlines()]
+    assert [r["question_id"] for r in rows] == [q["question_id"] for q in questions]
+    assert all(len(r["choices"][0]["turns"]) == 2 for r in rows)
+    assert report["score"] == 4 and report["judged"] == 4

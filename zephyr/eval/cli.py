@@ -1,18 +1,22 @@
 """`zephyr eval BENCHMARK`: answer a benchmark with a model, score the answers, write a report.
 
-    zephyr eval mt_bench    --model runs/demo/dpo --judge_url http://127.0.0.1:8000/v1 --judge_model gpt-4
+    zephyr eval mt_bench    --model runs/demo/dpo --judge_url https://api.openai.com/v1 --judge_model gpt-4
+    zephyr eval mt_bench    --judgments model_judgment/gpt-4_single.jsonl   (show_result's tables, no model)
     zephyr eval alpaca_eval --model runs/demo/dpo --judge_url ... [--data alpaca_eval.json]
     zephyr eval ifeval      --model runs/demo/dpo [--data input_data.jsonl]
     zephyr eval lm_eval     --model runs/demo/dpo --tasks arc_easy hellaswag [--num_fewshot 0]
+    zephyr eval lm_eval     --model runs/demo/dpo --preset open_llm_v1
 
 Output folder: answers.jsonl, judgements.jsonl (judged benchmarks), report.json; the report is printed.
-Without --data, each benchmark loads its hub copy.
+MT-Bench writes FastChat's model_answer/ and model_judgment/ files instead. The figures also go into the model
+card of a local --model folder. Without --data, each benchmark loads its official copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -131,7 +135,7 @@ def record(config: EvalConfig, report: dict) -> dict:
 
         card = record_in_card(config.model, report)
         if card:
-            report["model_card"] = str(card)
+            print(f"zephyr eval: results written into {card}", file=sys.stderr)
     return report
 
 
