@@ -345,3 +345,25 @@ def test_a_tiny_model_answers_with_fastchats_generation_settings(mt, tiny_model_
     assert [r["question_id"] for r in rows] == [q["question_id"] for q in questions]
     assert all(len(r["choices"][0]["turns"]) == 2 for r in rows)
     assert report["score"] == 4 and report["judged"] == 4
+
+
+def test_given_answers_are_judged_without_a_model(mt, tmp_path):
+    data, questions = small_question_file(mt, tmp_path)
+    answers = [{"question_id": q["question_id"], "answer_id": "x", "model_id": "published",
+                "choices": [{"index": 0, "turns": [f"A1 {q['question_id']}", f"A2 {q['question_id']}"]}],
+                "tstamp": 0.0} for q in questions]
+    path = write(tmp_path, "published-model.jsonl", answers)
+    with scripted_server(lambda body: "[[7]]") as server:
+        report = run(config(mt, tmp_path, data, model=str(tmp_path / "missing"), answers=path,
+                            judge_url=server.url))
+    assert report["model_id"] == "published-model" and report["score"] == 7 and report["judged"] == 32
+    sent = [r["body"]["messages"][-1]["content"] for r in server.requests]
+    assert sum(f"A2 {questions[0]['question_id']}" in s for s in sent) == 1  # the turn-2 prompt
+    rows = [json.loads(line) for line in (tmp_path / "out/model_judgment/gpt-4_single.jsonl").read_text().splitlines()]
+    assert {r["model"] for r in rows} == {"published-model"}
+    assert not (tmp_path / "out/model_answer").exists()
+    with pytest.raises(DataError, match=r"published-model\.jsonl: no answer to question \d+ \(1 missing\)"):
+        run(config(mt, tmp_path, data, answers=write(tmp_path, "published-model.jsonl", answers[1:])))
+    with pytest.raises(DataError, match=r"published-model\.jsonl:1: field 'choices\[0\]\.turns': must hold 2"):
+        bad = [{**answers[0], "choices": [{"index": 0, "turns": ["only one"]}]}] + answers[1:]
+        run(config(mt, tmp_path, data, answers=write(tmp_path, "published-model.jsonl", bad)))

@@ -49,7 +49,10 @@ class EvalConfig(JudgeConfig, SamplingConfig):
                                      "(default: FastChat's reference_answer/gpt-4.jsonl)")
     judgments: str = field("", help="MT-Bench: print show_result's tables for this FastChat judgments file "
                                     "(model_judgment/*_single.jsonl); no model, no judge")
-    model_id: str = field("", help="MT-Bench: the model's name in FastChat's files (default: the model folder's)")
+    answers: str = field("", help="MT-Bench: judge the answers of this FastChat model_answer/<model_id>.jsonl "
+                                  "instead of generating (no model loads)")
+    model_id: str = field("", help="MT-Bench: the model's name in FastChat's files (default: the model folder's, "
+                                   "or the --answers file's name)")
     mt_bench_max_new_tokens: int = field(1024, help="MT-Bench: longest answer per turn (FastChat's 1024)")
     tasks: list[str] = field([], help="lm_eval: harness task names (e.g. --tasks arc_easy hellaswag)")
     preset: str = field("", help="lm_eval: open_llm_v1, open_llm_v2 or nous (the tasks, shots and metrics of "

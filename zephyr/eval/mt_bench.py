@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..data.io import write_rows
+from ..errors import DataError
 from . import fastchat_data
 
 # FastChat's llm_judge/common.py constants
@@ -198,6 +199,16 @@ def load_inputs(config) -> tuple[list[dict], dict[str, dict], dict[int, dict]]:
     return questions, prompts, references
 
 
+def load_given_answers(path: str, questions: list[dict]) -> dict[int, list[str]]:
+    """Both turns of every question from a FastChat model_answer file (its first choice, as gen_judgment
+    grades); a question without an answer is an error, as in FastChat's check_data."""
+    rows = fastchat_data.load_answers(path, turns=2)
+    missing = [q["question_id"] for q in questions if q["question_id"] not in rows]
+    if missing:
+        raise DataError(f"no answer to question {missing[0]} ({len(missing)} missing)", path)
+    return {q["question_id"]: rows[q["question_id"]]["choices"][0]["turns"] for q in questions}
+
+
 def file_name(name: str) -> str:
     """A judge or model name as FastChat's file names hold it (a local folder: its last part)."""
     return Path(name.rstrip("/")).name or name
@@ -205,7 +216,8 @@ def file_name(name: str) -> str:
 
 def run(config, make_generate: Callable[[], Callable], make_judge: Callable) -> dict:
     """`zephyr eval mt_bench`: answer, judge, write FastChat's files, print show_result's tables.
-    With `config.judgments`, only the tables and report of that judgments file (no model, no judge)."""
+    With `config.answers`, the answers of that FastChat model_answer file are judged (no model);
+    with `config.judgments`, only the tables and report of that judgments file (no model, no judge)."""
     out = Path(config.output_dir)
     if config.judgments:
         rows = fastchat_data.load_judgments(config.judgments)
@@ -214,11 +226,15 @@ def run(config, make_generate: Callable[[], Callable], make_judge: Callable) -> 
                 "models": {model: summarize([r for r in rows if r["model"] == model])
                            for model in sorted({r["model"] for r in rows})}}
     questions, prompts, references = load_inputs(config)
+    given = load_given_answers(config.answers, questions) if config.answers else None
     judge = make_judge(config)
-    model_id = config.model_id or file_name(config.model)
+    model_id = config.model_id or (Path(config.answers).stem if given else file_name(config.model))
     judge_name = file_name(judge.name)
-    answers = answer_questions(make_generate(), questions)
-    write_rows(answer_rows(answers, model_id), out / "model_answer" / f"{model_id}.jsonl")
+    if given is None:
+        answers = answer_questions(make_generate(), questions)
+        write_rows(answer_rows(answers, model_id), out / "model_answer" / f"{model_id}.jsonl")
+    else:
+        answers = given
     rows = judge_answers(judge, judge_name, prompts, questions, answers, references, model_id)
     judgments_path = out / "model_judgment" / f"{judge_name}_single.jsonl"
     write_judgments(judgments_path, rows, model_id)
