@@ -109,7 +109,8 @@ def test_eval_results_update_the_card_without_duplicates(tmp_path):
     assert front.count("name: MT-Bench") == 3 and "value: 6.5" not in front and "value: 7.25" in front
     assert body.count("## Evaluation results") == 1
     assert "| MT-Bench | score | 7.25 | FastChat llm_judge, judge gpt-4 |" in body
-    assert "| MT-Bench | turn 1 | 7.0 |" in body and "| MT-Bench | score | 5.5 | FastChat llm_judge, judge local |" in body
+    assert "| MT-Bench | turn 1 | 7.0 |" in body
+    assert "| MT-Bench | score | 5.5 | FastChat llm_judge, judge local |" in body
     assert body.index("## Evaluation results") < body.index("## Model description")
     assert body.replace(body[body.index("<!-- zephyr"):body.index("end -->") + 7] + "\n\n", "") == \
         before.split("---\n", 2)[2]  # the rest of the card is untouched

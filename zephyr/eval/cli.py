@@ -41,8 +41,8 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     output_dir: str = field("runs/eval", help="where answers, judgements and report.json go")
     limit: int = field(0, help="evaluate only the first N items (0 = all)")
     batch_size: int = field(8, help="prompts generated together")
+    # --- MT-Bench (FastChat llm_judge), lm-eval, and results into the model card ---
     update_card: bool = field(True, help="write the results into the model card (README.md) of a local --model folder")
-    # --- MT-Bench (FastChat llm_judge) and lm-eval settings ---
     judge_prompts: str = field("", help="MT-Bench: FastChat's judge_prompts.jsonl (default: FastChat v0.2.36's, "
                                         "downloaded once and cached)")
     references: str = field("", help="MT-Bench: reference answers for math/reasoning/coding, FastChat layout "
