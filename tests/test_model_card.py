@@ -125,3 +125,24 @@ def test_eval_results_make_a_card_where_there_is_none(tmp_path):
     card = record_in_card(str(tmp_path), report).read_text()
     assert card.startswith(f"---\nmodel-index:\n- name: {tmp_path.name}\n")
     assert "value: 6.12" in card and f"# {tmp_path.name}" in card and "| MT-Bench | score | 6.12 |" in card
+
+
+def test_every_benchmark_report_gives_its_card_results():
+    from zephyr.eval.card_results import RESULTS
+
+    def described(report):
+        return [(r.dataset_name, r.metric_name or r.metric_type, r.metric_value, r.dataset_args, r.source_name)
+                for r in RESULTS[report["benchmark"]](report)]
+
+    source = "alpaca_eval, annotator weighted_alpaca_eval_gpt4_turbo"
+    assert described({"benchmark": "alpaca_eval", "win_rate": 90.604, "length_controlled_winrate": 50.126,
+                      "annotator": "weighted_alpaca_eval_gpt4_turbo"}) == [
+        ("AlpacaEval", "length-controlled win rate", 50.13, None, source),
+        ("AlpacaEval", "win rate", 90.6, None, source)]
+    assert described({"benchmark": "ifeval", "prompt_level_strict": 40.0, "instruction_level_loose_acc": 55.5}) == [
+        ("IFEval (0-Shot)", "prompt level strict accuracy", 40.0, {"num_few_shot": 0}, "IFEval"),
+        ("IFEval (0-Shot)", "instruction level loose accuracy", 55.5, {"num_few_shot": 0}, "IFEval")]
+    assert described({"benchmark": "lm_eval", "apply_chat_template": False, "num_fewshot": {"arc_easy": 25},
+                      "results": {"arc_easy": {"alias": "arc_easy", "acc": 0.51234, "acc_stderr": 0.01}}}) == [
+        ("arc_easy", "acc", 51.23, {"num_few_shot": 25}, "lm-evaluation-harness, no chat template")]
+    assert described({"benchmark": "mt_bench", "score": None, "judge": "gpt-4"}) == []
