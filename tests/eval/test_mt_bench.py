@@ -7,6 +7,7 @@ are stubbed here as only the prompt construction and rating are compared)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -73,22 +74,23 @@ def test_ratings_as_fastchat_reads_them():
         assert got == expected and type(got) is type(expected), text
 
 
-def fastchat_common():
+def fastchat_common(monkeypatch):
     source = os.environ.get("ZEPHYR_FASTCHAT_SRC")
     if source:
-        sys.path.insert(0, source)
-    for name in ("openai", "anthropic"):  # imported by common.py, not used by what is compared here
-        sys.modules.setdefault(name, types.ModuleType(name))
-    try:
-        from fastchat.llm_judge import common
-    except ImportError:
+        monkeypatch.syspath_prepend(source)
+    if importlib.util.find_spec("fastchat") is None:
         pytest.skip("FastChat (fschat 0.2.36) not importable; set ZEPHYR_FASTCHAT_SRC to an unpacked wheel")
+    for name in ("openai", "anthropic"):  # imported by common.py, unused by what is compared here: stubbed for
+        if importlib.util.find_spec(name) is None:  # this test only when not installed
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    from fastchat.llm_judge import common
+
     return common
 
 
 @pytest.mark.slow
 def test_against_fastchat_itself(mt, monkeypatch):
-    common = fastchat_common()
+    common = fastchat_common(monkeypatch)
     sent = []
 
     def chat_completion_openai(model, conv, temperature, max_tokens, api_dict=None):
@@ -245,8 +247,8 @@ def test_judgments_file_prints_show_results_tables(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_judgments_table_equals_fastchats_show_result(tmp_path, capsys):
-    fastchat_common()
+def test_judgments_table_equals_fastchats_show_result(tmp_path, capsys, monkeypatch):
+    fastchat_common(monkeypatch)
     from fastchat.llm_judge import show_result
 
     rows = [("a", 1, 7), ("a", 2, 8.5), ("b", 1, 3), ("b", 2, -1), ("c", 1, 10), ("c", 2, 2), ("a", 1, 11)]
