@@ -146,3 +146,21 @@ def test_every_benchmark_report_gives_its_card_results():
                       "results": {"arc_easy": {"alias": "arc_easy", "acc": 0.51234, "acc_stderr": 0.01}}}) == [
         ("arc_easy", "acc", 51.23, {"num_few_shot": 25}, "lm-evaluation-harness, no chat template")]
     assert described({"benchmark": "mt_bench", "score": None, "judge": "gpt-4"}) == []
+
+
+def test_a_card_that_cannot_be_read_is_a_data_error(tmp_path):
+    import pytest
+    from huggingface_hub import EvalResult
+
+    from zephyr.errors import DataError
+    from zephyr.model_card import record_eval_results
+
+    result = EvalResult(task_type="text-generation", dataset_type="unknown", dataset_name="MT-Bench",
+                        metric_type="unknown", metric_value=7.0)
+    path = tmp_path / "README.md"
+    path.write_text("---\nmodel-index:\n- name: m\n  results:\n  - metrics: 3\n---\nbody\n")
+    with pytest.raises(DataError, match="README.md: field 'model-index'"):
+        record_eval_results(path, [result])
+    path.write_text("---\nlicense: [unclosed\n---\nbody\n")
+    with pytest.raises(DataError, match="front matter is not YAML"):
+        record_eval_results(path, [result])

@@ -24,6 +24,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import DataError
+
 BASE_COLUMNS = {"Training Loss": "loss", "Epoch": "epoch", "Step": "step", "Validation Loss": "eval_loss"}
 # accelerate's DistributedType -> the published cards' word
 DISTRIBUTED_TYPES = {"NO": "single-device", "MULTI_GPU": "multi-GPU", "MULTI_CPU": "multi-CPU",
@@ -168,14 +170,20 @@ def write_stage_card(cfg: Any, trainer: Any, result: Any, description: str,
 EVAL_START, EVAL_END = "<!-- zephyr eval results: start -->", "<!-- zephyr eval results: end -->"
 
 
-def _split_card(text: str) -> tuple[dict, str]:
+def _split_card(text: str, path: str) -> tuple[dict, str]:
     """(front-matter metadata, body) of a README.md; a card without front matter has empty metadata."""
     import yaml
 
     if text.startswith("---\n"):
         end = text.find("\n---\n", 4)
         if end != -1:
-            return yaml.safe_load(text[4:end]) or {}, text[end + 5:]
+            try:
+                metadata = yaml.safe_load(text[4:end]) or {}
+            except yaml.YAMLError as err:
+                raise DataError(f"the card's front matter is not YAML ({err})", path) from None
+            if not isinstance(metadata, dict):
+                raise DataError("the card's front matter is not a mapping", path)
+            return metadata, text[end + 5:]
     return {}, text
 
 
@@ -211,10 +219,14 @@ def record_eval_results(path: str | Path, results: Sequence[Any], model_name: st
     from huggingface_hub.repocard_data import model_index_to_eval_results
 
     path = Path(path)
-    metadata, body = _split_card(path.read_text(encoding="utf-8") if path.is_file() else "")
+    metadata, body = _split_card(path.read_text(encoding="utf-8") if path.is_file() else "", str(path))
     name, known = model_name or path.parent.resolve().name, []
     if metadata.get("model-index"):
-        index_name, known = model_index_to_eval_results(metadata["model-index"])
+        try:
+            index_name, known = model_index_to_eval_results(metadata["model-index"])
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise DataError(f"its model-index is not in the model-card format ({err!r})", str(path),
+                            field="model-index") from None
         name = index_name or name
     for result in results:
         known = [r for r in known if not r.is_equal_except_value(result)] + [result]
