@@ -28,7 +28,7 @@ CONVERSATIONS = [{"messages": [{"role": "user", "content": f"Question {i}?"}]} f
 ]
 
 
-def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path):
+def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
     source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
     out = tmp_path / "out.jsonl"
     common = ["--model", str(tiny_model_dir("llama")), "--input", str(source), "--output", str(out),
@@ -52,8 +52,16 @@ def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path):
     again = {json.loads(line)["index"]: json.loads(line)["reply"] for line in out.read_text().splitlines()}
     assert again == first  # same seed, same batches: the resumed run reproduces the uninterrupted one
 
-    # nothing left to do: the model is not even loaded
-    assert run(GenerateConfig(model="/nonexistent", input=str(source), output=str(out)))["generated"] == 0
+    # nothing left to do: not even the tokenizer is loaded
+    import zephyr.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded a tokenizer with nothing to generate")
+
+    monkeypatch.setattr(zephyr.models, "load_tokenizer", no_loading)
+    report = run(GenerateConfig(model=str(tiny_model_dir("llama")), input=str(source), output=str(out),
+                                max_new_tokens=6, batch_size=3))
+    assert report["generated"] == 0 and report["already_done"] == len(CONVERSATIONS)
 
 
 def test_greedy_generation_is_deterministic(tiny_model_dir, tmp_path):

@@ -107,7 +107,7 @@ def test_dtypes_and_bad_inputs(tmp_path):
     assert resolve_dtype("auto") == (torch.bfloat16 if fast_bf16 else torch.float32)
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         resolve_dtype("float8")
-    with pytest.raises(FileNotFoundError, match="GGUF file not found"):
+    with pytest.raises(ConfigError, match="GGUF file not found"):
         resolve(str(tmp_path / "missing.gguf"))
     stray = tmp_path / "weights.bin"
     stray.write_bytes(b"x")
