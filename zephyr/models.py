@@ -84,8 +84,9 @@ def resolve(model: str) -> tuple[str, str | None]:
             raise ConfigError(f"field 'model': GGUF file not found: {path}")
         return str(path.parent), path.name
     if path.is_dir():
-        if not any((path / name).is_file() for name in MODEL_FILES):
-            raise ConfigError(f"field 'model': the folder {path} holds no model: no config.json ({_listing(path)})")
+        if not any((path / name).is_file() for name in MODEL_FILES + TOKENIZER_FILES):
+            raise ConfigError(f"field 'model': the folder {path} holds no model: no config.json and no tokenizer "
+                              f"({_listing(path)})")
         return model, None
     if path.exists():
         raise ConfigError(f"field 'model': {path} is a file; pass a model folder, a .gguf file, a hub id, or "
@@ -99,6 +100,12 @@ def resolve(model: str) -> tuple[str, str | None]:
 def _listing(folder: Path) -> str:
     names = sorted(p.name for p in folder.iterdir())
     return "it is empty" if not names else "it has " + ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+
+
+def _require_model_files(where: str, gguf_file: str | None) -> None:
+    if not gguf_file and Path(where).is_dir() and not any((Path(where) / n).is_file() for n in MODEL_FILES):
+        raise ConfigError(f"field 'model': the folder {where} has no config.json ({_listing(Path(where))}); it "
+                          f"holds no model weights")
 
 
 def _from_hub_or_local(load, where: str, model: str, **kwargs):
@@ -230,6 +237,7 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
             import os
 
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    _require_model_files(where, gguf_file)
     model = _from_hub_or_local(AutoModelForCausalLM.from_pretrained, where, config.model, **kwargs)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
@@ -255,6 +263,7 @@ def context_length(config: ModelConfig) -> int | None:
     from transformers import AutoConfig
 
     where, gguf_file = resolve(config.model)
+    _require_model_files(where, gguf_file)
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
