@@ -167,7 +167,7 @@ def encode_prompts(conversations: list[Conversation], todo: list[int], tokenizer
         if problem is not None:
             if not config.skip_invalid:
                 raise item.where.error(f"{problem}; shorten it, lower --max_new_tokens, or pass --skip_invalid",
-                                       "messages")
+                                       "messages" if "messages" in item.row else "prompt")
             skipped += 1
     return encoded, skipped
 

@@ -103,7 +103,12 @@ def read_rows(path: str | Path) -> Iterator[tuple[Where, Any]]:
     if not path.is_file():
         raise DataError("file not found", str(path))
     reader = {"jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "csv": _read_csv}[fmt]
-    yield from reader(path)
+    empty = True
+    for item in reader(path):
+        empty = False
+        yield item
+    if empty:
+        raise DataError("holds no rows (the file is empty)", str(path))
 
 
 def read_objects(path: str | Path) -> Iterator[tuple[Where, dict]]:
