@@ -251,7 +251,7 @@ def _read_csv(path: Path) -> Iterator[tuple[Where, Any]]:
                 try:
                     row[name] = _decode_cell(name, value)
                 except DuplicateKey as err:
-                    yield where, where.error(DUPLICATE, f"{name}: {err.key}")
+                    yield where, where.error(f"its key {err.key!r} {DUPLICATE}", name)
                     break
             else:
                 yield where, row
