@@ -185,7 +185,7 @@ def test_prompts_too_long_for_the_context_are_refused_before_the_model_loads(tin
 
     long_prompt = " ".join(f"word{i}" for i in range(3000))  # > 2048 tokens, the tiny model's context
     source = write_jsonl(tmp_path / "in.jsonl", [CONVERSATIONS[0], {"prompt": long_prompt}, CONVERSATIONS[1]])
-    out = tmp_path / "out.jsonl"
+    out = tmp_path / "new_folder" / "out.jsonl"
     args = ["generate", "--model", str(tiny_model_dir("llama")), "--input", str(source), "--output", str(out),
             "--max_new_tokens", "4"]
     with monkeypatch.context() as patch:

@@ -136,6 +136,7 @@ def bind_output(config: GenerateConfig) -> None:
             what = "; ".join(f"{name}: {theirs.get(name)!r} there, {ours[name]!r} now" for name in differ)
             raise ConfigError(f"field 'output': {output} holds replies made with other settings ({what}); {fix}")
     with disk_full_is_reported(record, "nothing was generated yet"):
+        record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({**ours, "input": str(config.input)}, indent=1), encoding="utf-8")
 
 
