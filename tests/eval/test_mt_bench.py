@@ -284,7 +284,7 @@ def test_bad_inputs_stop_before_any_model_loads(mt, tmp_path):
     fails(r"q\.jsonl:1: field 'question_id': must be an integer",
           data=write(tmp_path, "q.jsonl", [{**q, "question_id": "1"}]))
     fails(r"q\.jsonl:1: field 'category'", data=write(tmp_path, "q.jsonl", [{**q, "category": None}]))
-    fails(r"empty\.jsonl: the file has no rows", data=write(tmp_path, "empty.jsonl", []))
+    fails(r"empty\.jsonl: holds no rows", data=write(tmp_path, "empty.jsonl", []))
     fails(r"q\.jsonl:2: not valid JSON", data=write(tmp_path, "q.jsonl", [q, "{oops"]))
     fails(r"p\.jsonl: has no judge prompt named single-math-v1",
           judge_prompts=write(tmp_path, "p.jsonl", [p for p in prompts if p["name"] != "single-math-v1"]))
