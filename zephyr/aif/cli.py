@@ -125,9 +125,9 @@ def read_prompts(config: AIFConfig, counts: Counter) -> list[dict]:
     if not rows:
         raise DataError("no prompts in the file (it is empty" + (" once invalid lines are skipped)" if skipped else ")"),
                         config.prompts)
-    return [{"prompt_index": i, "messages": messages, "instruction": rubric.instruction_text(messages),
-             "source": row.get("source") if isinstance(row.get("source"), str) else "",
-             "world_knowledge": world_knowledge(row)} for i, (row, messages) in enumerate(rows)]
+    return [{"prompt_index": i, "messages": c.messages, "instruction": rubric.instruction_text(c.messages),
+             "source": c.row.get("source") if isinstance(c.row.get("source"), str) else "",
+             "world_knowledge": world_knowledge(c.row)} for i, c in enumerate(rows)]
 
 
 def chunks(items: list, size: int):
