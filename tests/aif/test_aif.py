@@ -184,7 +184,7 @@ def test_config_and_input_errors(tmp_path, uf_dir):
         AIFConfig(pool=list("abcd"), prompts=str(prompts))
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(DataError, match="empty.jsonl: no prompts"):
+    with pytest.raises(DataError, match="empty.jsonl: (holds no rows|no prompts)"):
         run(AIFConfig(pool=list("abcd"), **{**base, "prompts": str(empty)}))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"messages": [{"role": "assistant", "content": "x"}]}\n')
