@@ -236,3 +236,23 @@ def test_endpoint_answerers(uf_judge, uf_dir, tmp_path):
     assert report["aif_completions"] == 12 and report["aif_pairs_written"] == 3
     pairs = read(tmp_path / "out" / "pairs.jsonl")
     assert [p["prompt"] for p in pairs if len(p["prompt"]) > 1] == [PROMPTS[2]["messages"]]
+
+
+@pytest.mark.slow
+def test_gguf_answerers_through_llama_cpp(uf_judge, uf_dir, tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'zephyr[gguf]')")
+    from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
+    from zephyr.aif import answer
+    from zephyr.quantize.gguf import write_gguf
+
+    gguf, _ = write_gguf(tiny_gemma3_real_vocab(tmp_path / "tiny-gemma3", embedding_scale=4.0), tmp_path / "gguf",
+                         "f16", "zephyr")
+    loaded = []
+    real = answer.Engines._make
+    monkeypatch.setattr(answer.Engines, "_make", lambda self, a: loaded.append(real(self, a)) or loaded[-1])
+    write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:2])
+    pool = [f"{gguf},name=g{t},temperature={t},engine=llama.cpp" for t in (0, 0.5, 1.0, 1.5)]
+    report = run(AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=pool, judge_url=uf_judge.url,
+                           output_dir=str(tmp_path / "out"), max_new_tokens=6, ultrafeedback_dir=str(uf_dir)))
+    assert [engine.name for engine in loaded] == ["llama.cpp"]  # one engine for the four settings
+    assert report["aif_completions"] == 8 and report["aif_pairs_written"] == 2
