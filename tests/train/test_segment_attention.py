@@ -7,26 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from zephyr.train import attention
+from tests.train.attention_oracles import dense_mask
 from zephyr.train.segment_attention import Piece, segment_attention as attend
-
-
-def dense_mask(rows: list[list[Piece]], length: int, window: int | None) -> torch.Tensor:
-    """The same visibility written out as a [rows, 1, L, L] mask, position by position."""
-    mask = torch.zeros(len(rows), 1, length, length, dtype=torch.bool)
-    for r, pieces in enumerate(rows):
-        for p in pieces:
-            if p.pad:
-                for q in range(p.start, p.end):
-                    mask[r, 0, q, q] = True  # a padding query sees itself (its output is discarded)
-                continue
-            keys = list(range(p.keys_from, p.keys_to)) + list(range(p.start, p.end))
-            position = {k: i for i, k in enumerate(keys)}
-            for q in range(p.start, p.end):
-                for k in keys:
-                    d = position[q] - position[k]
-                    if d >= 0 and (window is None or d < window):
-                        mask[r, 0, q, k] = True
-    return mask
 
 
 def module(groups: int):
