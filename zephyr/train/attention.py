@@ -178,6 +178,7 @@ def _flex(query, key, value, seg: Segments, scaling, window, softcap) -> torch.T
     return out.transpose(1, 2).contiguous()
 
 
+@torch.compiler.disable  # a graph break: compiled decoder layers (TrainConfig.compile) never trace the pieces
 def packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                      sliding_window: int | None = None, softcap=None, segments: Segments | None = None, **kwargs):
     """transformers attention interface: query [B, H, L, D], key/value [B, Hkv, L, D] -> ([B, L, H, D], None)."""
