@@ -25,6 +25,8 @@ other call (generation, evaluation) is handed to transformers' own sdpa unchange
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -103,13 +105,24 @@ def pieces_from_positions(position_ids: torch.Tensor) -> list[list[Piece]]:
     return rows
 
 
+@functools.cache
+def varlen_available() -> bool:
+    """Whether this PyTorch has varlen_attn with sliding windows and grouped-query attention (2.13 has both)."""
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return False
+    return {"window_size", "enable_gqa"} <= set(inspect.signature(varlen_attn).parameters)
+
+
 def kernel_for(query: torch.Tensor, softcap, requested: str = "auto") -> str:
     """The kernel a call runs: `requested`, or for "auto" the fastest that computes this call exactly."""
     if requested != "auto":
         return requested
     if query.device.type != "cuda":
         return "segments"
-    if softcap is None and query.dtype in (torch.bfloat16, torch.float16) and query.shape[-1] <= 256:
+    if (softcap is None and query.dtype in (torch.bfloat16, torch.float16) and query.shape[-1] <= 256
+            and varlen_available()):
         return "varlen"
     return "flex"
 
