@@ -96,3 +96,30 @@ def test_training_step_never_waits_for_the_gpu(tiny_model_dir):
         finally:
             torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+
+
+def test_dpo_forward_never_waits_for_the_gpu(tiny_model_dir):
+    """The DPO policy's scoring of a shared-prompt batch, moved to the GPU inside the checked region."""
+    from zephyr.dpo.layout import collate, completion_logps
+    from zephyr.dpo.tokenize import TokenizedPair
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir("gemma3"), dtype=torch.float32,
+                                                 attn_implementation="sdpa").cuda()
+    model.train()
+    scorer = TokenScorer(model)
+    g = torch.Generator().manual_seed(0)
+
+    def ids(n):
+        return torch.randint(4, model.config.vocab_size, (n,), generator=g).tolist()
+
+    pairs = [TokenizedPair(prompt=ids(7 + i), chosen=ids(5 + 2 * i), rejected=ids(9 - i), index=i) for i in range(3)]
+    batch = collate(pairs, "shared")
+    for sync_mode in ("default", "error"):
+        torch.cuda.set_sync_debug_mode(sync_mode)
+        try:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                scores = completion_logps(scorer, batch.to("cuda"))
+                scores.logps.sum().backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()

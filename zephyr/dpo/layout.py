@@ -64,8 +64,9 @@ class PairBatch:
         return int((self.segment_ids >= 0).sum())
 
     def to(self, device) -> "PairBatch":
-        moved = {k: (v.to(device) if isinstance(v, (torch.Tensor, packed.Segments)) else v)
-                 for k, v in self.__dict__.items()}
+        # asynchronous copies: a blocking host-to-device copy waits for the whole queue of GPU work
+        moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor)
+                     else v.to(device) if isinstance(v, packed.Segments) else v) for k, v in self.__dict__.items()}
         return PairBatch(**moved)
 
     def attention_kwargs(self, lm) -> dict:
