@@ -348,8 +348,10 @@ def measure(task: str, impl: str, name: str, args, device, info: dict) -> dict:
     vocab = model.config.get_text_config().vocab_size
     steps = args.warmup + args.steps
     if task == "sft":
-        examples = sft_examples(args.rows * args.seq_len * (steps + 2) // 400, vocab, args.seq_len, args.seed)
+        examples = sft_examples(args.rows * args.seq_len * (steps + 2) // 300, vocab, args.seq_len, args.seed)
         items = group_rows(pack(examples, args.seq_len), args.rows, args.seed)[:steps]
+        if len(items) < steps or len(items[-1]) < args.rows:
+            raise ValueError(f"only {len(items)} micro-batches of packed rows for {steps} steps")
         # the timed work as our packing lays it out; TRL packs the same examples best-fit too, so its FLOPs are
         # counted per token at the same rate
         timed = [collate_rows(item, examples, pad_id=0) for item in items[args.warmup:]]
