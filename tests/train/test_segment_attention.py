@@ -6,27 +6,9 @@ import types
 import torch
 import torch.nn.functional as F
 
-from zephyr.train import segment_attention
+from zephyr.train import attention
+from tests.train.attention_oracles import dense_mask
 from zephyr.train.segment_attention import Piece, segment_attention as attend
-
-
-def dense_mask(rows: list[list[Piece]], length: int, window: int | None) -> torch.Tensor:
-    """The same visibility written out as a [rows, 1, L, L] mask, position by position."""
-    mask = torch.zeros(len(rows), 1, length, length, dtype=torch.bool)
-    for r, pieces in enumerate(rows):
-        for p in pieces:
-            if p.pad:
-                for q in range(p.start, p.end):
-                    mask[r, 0, q, q] = True  # a padding query sees itself (its output is discarded)
-                continue
-            keys = list(range(p.keys_from, p.keys_to)) + list(range(p.start, p.end))
-            position = {k: i for i, k in enumerate(keys)}
-            for q in range(p.start, p.end):
-                for k in keys:
-                    d = position[q] - position[k]
-                    if d >= 0 and (window is None or d < window):
-                        mask[r, 0, q, k] = True
-    return mask
 
 
 def module(groups: int):
@@ -38,7 +20,7 @@ def check(rows, length, heads=4, kv_heads=2, window=None):
     q = torch.randn(len(rows), heads, length, 8, requires_grad=True)
     k = torch.randn(len(rows), kv_heads, length, 8, requires_grad=True)
     v = torch.randn(len(rows), kv_heads, length, 8, requires_grad=True)
-    got, _ = attend(module(heads // kv_heads), q, k, v, None, scaling=0.3, sliding_window=window, segments=rows)
+    got, _ = attend(module(heads // kv_heads), q, k, v, rows, scaling=0.3, sliding_window=window)
     rep = heads // kv_heads
     want = F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1),
                                           attn_mask=dense_mask(rows, length, window), scale=0.3).transpose(1, 2)
@@ -72,7 +54,7 @@ def test_without_segments_it_is_sdpa():
     torch.manual_seed(1)
     q, k, v = torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8), torch.randn(2, 4, 6, 8)
     mask = torch.ones(2, 1, 6, 6, dtype=torch.bool).tril()
-    got, _ = attend(module(1), q, k, v, mask, scaling=0.5)
+    got, _ = attention.packed_attention(module(1), q, k, v, mask, scaling=0.5)
     want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.5).transpose(1, 2)
     torch.testing.assert_close(got, want)
 
@@ -84,8 +66,8 @@ def test_install_switches_sdpa_only(tiny_model_dir, tokenizer):
     eager = AutoModelForCausalLM.from_pretrained(tiny_model_dir("llama"), attn_implementation="eager")
     ids = torch.tensor([tokenizer.encode("hello there, how are you")])
     before = sdpa.generate(ids, max_new_tokens=6, do_sample=False)
-    assert segment_attention.install(sdpa.config) and not segment_attention.install(eager.config)
-    assert sdpa.config._attn_implementation == segment_attention.NAME
+    assert attention.install(sdpa.config) and not attention.install(eager.config)
+    assert sdpa.config._attn_implementation == attention.NAME
     assert eager.config._attn_implementation == "eager"
     # ordinary calls (generation with a KV cache) are unchanged
     torch.testing.assert_close(sdpa.generate(ids, max_new_tokens=6, do_sample=False), before)

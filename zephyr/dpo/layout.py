@@ -8,10 +8,11 @@ Three layouts give the same numbers (tests/dpo/test_layouts.py checks it to 1e-4
   chosen tokens see the prompt and themselves, the rejected tokens the prompt and themselves (not the chosen),
   and the rejected positions restart right after the prompt, so each completion sees exactly what it would
   see alone.
-With sdpa, the packed layouts run attention piece by piece (zephyr/train/segment_attention.py): each sequence, or
-each shared prompt with its chosen completion, causally on its own keys, and each rejected completion on the
-prompt's keys and its own, so no masked-out score is ever computed; `pieces` describes each row for it. Eager
-attention gets the equivalent dense mask from `allowed()`.
+With sdpa, the packed layouts run attention piece by piece: each sequence, or each shared prompt with its chosen
+completion, causally on its own keys, and each rejected completion on the prompt's keys and its own, so no
+masked-out score is ever computed; `pieces` describes each row, and `segments` (built at collate time) holds
+them with the index tensors of every kernel: per-piece sdpa on CPU, varlen flash or FlexAttention on CUDA
+(zephyr/train/attention.py). Eager attention gets the equivalent dense mask from `allowed()`.
 
 Every layout yields the same scoring plan: for each completion token, the (row, index) of the hidden state that
 predicts it, its label and which sequence it belongs to (pair j's chosen = j, its rejected = pairs + j).
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..train import segment_attention
+from ..train import attention as packed
 from ..train.packing import best_fit_decreasing
 from ..train.scoring import scorer_of, unwrap
 from ..train.segment_attention import Piece
@@ -49,7 +50,8 @@ class PairBatch:
     rejected_tokens: torch.Tensor  # [pairs]
     pair_index: torch.Tensor       # [pairs] index in the split (precomputed reference lookup)
     layout: str
-    pieces: list[list[Piece]] | None = None   # per row, for segment attention
+    pieces: list[list[Piece]] | None = None   # per row, for packed attention
+    segments: packed.Segments | None = None   # the pieces with every kernel's index tensors (collate time)
     ref_chosen: torch.Tensor | None = None    # [pairs] precomputed reference log-probs, when cached
     ref_rejected: torch.Tensor | None = None
 
@@ -62,7 +64,9 @@ class PairBatch:
         return int((self.segment_ids >= 0).sum())
 
     def to(self, device) -> "PairBatch":
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        # asynchronous copies: a blocking host-to-device copy waits for the whole queue of GPU work
+        moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor)
+                     else v.to(device) if isinstance(v, packed.Segments) else v) for k, v in self.__dict__.items()}
         return PairBatch(**moved)
 
     def attention_kwargs(self, lm) -> dict:
@@ -71,8 +75,11 @@ class PairBatch:
         if self.layout == "padded":
             return {"attention_mask": (self.segment_ids >= 0).long()}
         impl = getattr(lm.config, "_attn_implementation", "sdpa")
-        if impl == segment_attention.NAME:
-            return segment_attention.forward_kwargs(lm.config, self.pieces, self.input_ids.device)
+        if impl == packed.NAME:
+            segments = self.segments
+            if segments is None or segments.pieces is not self.pieces:  # pieces set by hand after collate
+                segments = packed.Segments.build(self.pieces, self.input_ids.shape[1])
+            return packed.forward_kwargs(lm.config, segments, self.input_ids.device)
         if impl not in ("sdpa", "eager"):
             raise ValueError(f"the {self.layout!r} layout needs attn_implementation sdpa or eager (got {impl!r}); "
                              "use layout: padded with other kernels")
@@ -188,7 +195,8 @@ def collate(pairs: list[TokenizedPair], layout: str = "shared", pad_id: int = 0,
     batch = PairBatch(ids, pos, seg, branch, t_row, t_index, t_label, t_seq,
                       chosen_tokens=torch.tensor([len(p.chosen) for p in pairs]),
                       rejected_tokens=torch.tensor([len(p.rejected) for p in pairs]),
-                      pair_index=torch.tensor([p.index for p in pairs]), layout=layout, pieces=rows.pieces)
+                      pair_index=torch.tensor([p.index for p in pairs]), layout=layout, pieces=rows.pieces,
+                      segments=packed.Segments.build(rows.pieces, ids.shape[1]))
     return batch
 
 

@@ -13,5 +13,6 @@ import torch
 
 def sft_loss(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
     """model: a zephyr.train.TokenScorer; batch: zephyr.train.collate_rows output -> (NLL sum, targets, sums)."""
-    logps, _ = model(batch["input_ids"], batch["position_ids"], batch["target_index"], batch["target_ids"])
+    logps, _ = model(batch["input_ids"], batch["position_ids"], batch["target_index"], batch["target_ids"],
+                     segments=batch.get("segments"))
     return -logps.sum(), int(batch["n_targets"]), {}

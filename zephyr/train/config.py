@@ -44,6 +44,7 @@ class TrainConfig(SeedConfig):
     fsdp: bool = field(False, help="shard weights, gradients and AdamW state across processes with FSDP2, one unit per decoder layer (launch with torchrun or accelerate launch --config_file recipes/accelerate/fsdp.yaml)")
     progress_bar: bool = field(True, help="show a tqdm bar with loss, lr, tokens/s and ETA")
     hub_model_id: str = field("", help="name written into the model card (default: the output folder's name)")
+    compile: bool = field(False, help="torch.compile each decoder layer (attention stays outside the compiled code); the first steps pay the compilation")
 
     def __post_init__(self):
         check_report_to(self.report_to)  # a missing tracker is an error before any model loads

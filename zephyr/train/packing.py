@@ -10,9 +10,11 @@ conversation ends (transformers' packed-sequence detection on CPU, the varlen fl
                            or (1, B*L) "flat" layout (flash-attention varlen: no padding at all);
   target_index             flat positions whose hidden state predicts a target token (the token after it);
   target_ids, target_seq   the target tokens and which conversation of the batch each belongs to;
+  segments                 the rows' attention pieces with every kernel's index tensors (zephyr/train/attention.py),
+                           built here on the host so that the training step never reads positions back;
   n_targets, n_tokens, n_seqs.
 A row shorter than the batch's longest is filled with pad tokens that form their own dummy sequence
-(positions 0, 1, ...), so they attend to nothing real and carry no target.
+(positions 0, 1, ...; a padding piece to the attention), so they attend to nothing real and carry no target.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import dataclasses
 from typing import Sequence
 
 import torch
+
+from .attention import Segments
+from .segment_attention import Piece
 
 
 @dataclasses.dataclass
@@ -127,14 +132,17 @@ def collate_rows(batch_rows: Sequence[Sequence[int]], examples: Sequence[Tokeniz
     target_ids: list[int] = []
     target_seq: list[int] = []
     n_seqs, offset = 0, 0
+    pieces: list[list[Piece]] = [[] for _ in range(input_ids.shape[0])]
     for b, row in enumerate(batch_rows):
         if not flat:
             offset = b * width
+        row_start = 0 if flat else b * width
         for e in row:
             ex = examples[e]
             n = len(ex.ids)
             flat_ids[offset:offset + n] = torch.tensor(ex.ids)
             flat_pos[offset:offset + n] = torch.arange(n)
+            pieces[0 if flat else b].append(Piece(offset - row_start, offset - row_start + n))
             for t in range(1, n):
                 if ex.mask[t]:  # the hidden state at t-1 predicts token t
                     target_index.append(offset + t - 1)
@@ -145,12 +153,14 @@ def collate_rows(batch_rows: Sequence[Sequence[int]], examples: Sequence[Tokeniz
         if not flat and lengths[b] < width:
             # padding is its own dummy sequence: positions restart at 0 so it never joins the last conversation
             flat_pos[offset:b * width + width] = torch.arange(width - lengths[b])
+            pieces[b].append(Piece(lengths[b], width, pad=True))
     return {
         "input_ids": input_ids,
         "position_ids": position_ids,
         "target_index": torch.tensor(target_index, dtype=torch.long),
         "target_ids": torch.tensor(target_ids, dtype=torch.long),
         "target_seq": torch.tensor(target_seq, dtype=torch.long),
+        "segments": Segments.build(pieces, width),
         "n_targets": len(target_ids),
         "n_tokens": sum(lengths),
         "n_seqs": n_seqs,

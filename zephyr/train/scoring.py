@@ -7,14 +7,17 @@
 in `target_ids`; both results are (N_targets,) fp32. SFT (zephyr/sft/loss.py) and DPO (zephyr/dpo/layout.py)
 both score through it, so the lm_head checks, the soft-cap and the chunk size are decided here only.
 
-`attention` is the layout's attention kwargs (DPO's masks or segment pieces). None means rows whose sequences
+`attention` is the layout's attention kwargs (DPO's masks or segments). Without it, `segments` (built when the
+batch was collated, zephyr/train/attention.py) tells packed sequences apart; with neither, rows whose sequences
 are told apart by position-id restarts alone, which transformers honours only when the 2-D attention mask is
 None *and* no KV cache is built (masking_utils: packed-sequence detection runs only without a mask and without
 past_key_values). An all-ones mask, or `use_cache` left at its eval-mode default, silently lets a row attend
 as one sequence, so `decoder_hidden` forces both and refuses a mask. With sdpa the scorer switches the model
 to segment attention (zephyr/train/segment_attention.py): each conversation attends on its own, cut at the
-same position-id restarts, with no dense [L, L] block mask. On GPU with flash-attention, the "flat" (1, N)
-layout goes through the varlen kernel from the same position ids.
+same position-id restarts, with no dense [L, L] block mask; on CUDA the same segments run through PyTorch's
+varlen flash kernel or FlexAttention. Segments from collate time keep the step free of host syncs; ones read
+off the position ids (callers that pass none) cost one. With flash_attention_2, the "flat" (1, N) layout goes
+through its varlen kernel from the same position ids.
 
 The whole computation (decoder + chunked lm_head) happens inside this module's forward so that DDP, FSDP and
 ZeRO-3 hooks see every parameter use; only the small per-target tensors leave it. The head runs the fused
@@ -28,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import segment_attention
+from . import attention as packed
 from .chunked_lm_head import token_logps, token_logps_checkpointed
 
 # at most this many logits (fp32) exist at once: 2^27 = 512 MB; with Gemma's 262k vocabulary, 512 tokens a chunk
@@ -83,17 +86,19 @@ def _run_decoder(lm: nn.Module, input_ids: torch.Tensor, position_ids: torch.Ten
 
 
 def decoder_hidden(model: nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
-                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                   attention_mask: torch.Tensor | None = None, segments: packed.Segments | None = None
+                   ) -> torch.Tensor:
     """Final hidden states (after the last norm) of packed rows whose sequences restart their position ids, with
-    the guards that keep them isolated."""
+    the guards that keep them isolated. `segments`: the rows' pieces from collate time (else read off the ids)."""
     if attention_mask is not None:
         raise ValueError("packed rows must be run with attention_mask=None: transformers isolates packed "
                          "conversations from position_ids only when no 2-D mask is given")
     lm = unwrap(model)
     attention = {"attention_mask": None}
-    if lm.config._attn_implementation == segment_attention.NAME:  # each conversation attended on its own
-        attention = segment_attention.forward_kwargs(
-            lm.config, segment_attention.pieces_from_positions(position_ids), input_ids.device)
+    if lm.config._attn_implementation == packed.NAME:  # each conversation attended on its own
+        if segments is None:
+            segments = packed.Segments.build(packed.pieces_from_positions(position_ids), input_ids.shape[1])
+        attention = packed.forward_kwargs(lm.config, segments, input_ids.device)
     return _run_decoder(lm, input_ids, position_ids, attention)
 
 
@@ -111,7 +116,7 @@ class TokenScorer(nn.Module):
         super().__init__()
         self.model = model
         lm = unwrap(model)
-        segment_attention.install(lm.config)  # sdpa -> per-conversation attention, no dense block mask
+        packed.install(lm.config)  # sdpa -> per-conversation attention, no dense block mask
         config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
         self.softcap = getattr(config, "final_logit_softcapping", None)
         self.chunk_size = chunk_size
@@ -119,10 +124,11 @@ class TokenScorer(nn.Module):
         self._no_split_modules = getattr(lm, "_no_split_modules", None)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, target_index: torch.Tensor,
-                target_ids: torch.Tensor, attention: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                target_ids: torch.Tensor, attention: dict | None = None, segments: packed.Segments | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         lm = unwrap(self.model)
         if attention is None:
-            hidden = decoder_hidden(lm, input_ids, position_ids)
+            hidden = decoder_hidden(lm, input_ids, position_ids, segments=segments)
         else:
             hidden = _run_decoder(lm, input_ids, position_ids, attention)
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, target_index)

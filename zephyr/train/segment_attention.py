@@ -15,8 +15,7 @@ A row is described by `Piece`s, in order, covering it:
 Positions inside a piece's key range run on from the prefix, so a sliding window (Gemma's local layers) is
 applied as the model counts positions: key k is visible to query q when 0 <= q - k < window.
 
-Installed as the attention implementation "zephyr_segments": a call that passes `segments=` gets this path;
-any other call (generation, evaluation) is handed to transformers' own sdpa unchanged.
+This is the CPU kernel of packed attention; zephyr/train/attention.py chooses it, or a GPU kernel, per call.
 """
 
 from __future__ import annotations
@@ -25,8 +24,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-NAME = "zephyr_segments"
 
 
 @dataclass(frozen=True)
@@ -51,32 +48,27 @@ def _visible(n_queries: int, n_keys: int, window: int | None, device) -> torch.T
     return mask
 
 
-def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
-                      sliding_window: int | None = None, softcap=None, segments=None, **kwargs):
-    """transformers attention interface: query [B, H, L, D], key/value [B, Hkv, L, D] -> ([B, L, H, D], None)."""
-    if segments is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      sliding_window=sliding_window, softcap=softcap, **kwargs)
+def segment_attention(module, query, key, value, pieces: list[list[Piece]], dropout: float = 0.0, scaling=None,
+                      sliding_window: int | None = None, softcap=None):
+    """query [B, H, L, D], key/value [B, Hkv, L, D], `pieces` per row -> ([B, L, H, D], None)."""
     if softcap is not None:
         raise ValueError("segment attention does not support attention logit soft-capping")
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     rows = []
-    for r, pieces in enumerate(segments):
+    for r, row in enumerate(pieces):
         # one split per row rather than a slice per piece: a slice's backward writes a zero-filled gradient of
         # the whole row for every piece (measured: a tenth of the step on a packed row of 16 pieces)
-        sizes = [p.end - p.start for p in pieces]
+        sizes = [p.end - p.start for p in row]
         qs, ks, vs = (t[r:r + 1].split(sizes, dim=2) for t in (query, key, value))
         outs = []
-        for i, p in enumerate(pieces):
+        for i, p in enumerate(row):
             if p.pad:
                 outs.append(torch.zeros_like(qs[i]))
                 continue
             k, v = ks[i], vs[i]
             if p.keys_to > p.keys_from:
-                j = next(j for j, o in enumerate(pieces) if o.start <= p.keys_from and p.keys_to <= o.end)
-                a, b = p.keys_from - pieces[j].start, p.keys_to - pieces[j].start
+                j = next(j for j, o in enumerate(row) if o.start <= p.keys_from and p.keys_to <= o.end)
+                a, b = p.keys_from - row[j].start, p.keys_to - row[j].start
                 k, v = torch.cat([ks[j][:, :, a:b], k], dim=2), torch.cat([vs[j][:, :, a:b], v], dim=2)
             mask = _visible(sizes[i], k.shape[2], sliding_window, query.device)
             outs.append(F.scaled_dot_product_attention(
@@ -84,40 +76,3 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
                 dropout_p=dropout if module.training else 0.0, enable_gqa=gqa))
         rows.append(torch.cat(outs, dim=2))
     return torch.cat(rows, dim=0).transpose(1, 2).contiguous(), None
-
-
-def pieces_from_positions(position_ids: torch.Tensor) -> list[list[Piece]]:
-    """Packed rows whose position ids restart at 0 for every sequence -> one causal piece per sequence."""
-    rows = []
-    for row in position_ids.tolist():
-        starts = [0] + [i for i, p in enumerate(row) if p == 0 and i > 0]
-        rows.append([Piece(a, b) for a, b in zip(starts, starts[1:] + [len(row)])])
-    return rows
-
-
-def forward_kwargs(model_config, pieces: list[list[Piece]], device) -> dict:
-    """What the model's forward takes for segment attention: the pieces, and a 4-D placeholder mask (per layer
-    type where the model has several) that tells transformers the mask is prepared, so it builds none."""
-    config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)
-    kinds = set(getattr(config, "layer_types", None) or [])
-    mask = {kind: placeholder for kind in kinds} if "sliding_attention" in kinds else placeholder
-    return {"attention_mask": mask, "segments": pieces}
-
-
-def install(model_config) -> bool:
-    """Make `model_config` use segment attention where it uses sdpa; -> whether it now does. The name is
-    registered with transformers' attention interface (calls without `segments=` behave as sdpa) and with
-    its mask interface (those calls get sdpa's masks)."""
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    if NAME not in ALL_ATTENTION_FUNCTIONS:
-        ALL_ATTENTION_FUNCTIONS.register(NAME, segment_attention)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
-    if model_config._attn_implementation == NAME:
-        return True
-    if model_config._attn_implementation != "sdpa":
-        return False
-    model_config._attn_implementation = NAME
-    return True

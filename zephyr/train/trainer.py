@@ -61,6 +61,20 @@ def enable_checkpointing(model: torch.nn.Module) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+def compile_layers(model: torch.nn.Module, **options) -> None:
+    """torch.compile each decoder layer in place (parameter names, hence checkpoints, unchanged); attention itself
+    stays outside the compiled code (zephyr/train/attention.py), so packed batches of any shape reuse it.
+    `options` go to torch.compile (tests pass a light backend)."""
+    for layer in fsdp.decoder_layers(model):
+        layer.compile(**options)
+
+
+def adamw(groups: list[dict], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with the config's settings; on CUDA the fused kernel (one launch for every parameter, no host loop)."""
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                             eps=config.adam_epsilon, fused=True if torch.device(device).type == "cuda" else None)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
                  collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
@@ -80,6 +94,8 @@ class Trainer:
         set_seed(config.seed)
         if config.gradient_checkpointing:
             enable_checkpointing(unwrap(model))
+        if config.compile:
+            compile_layers(unwrap(model))
         self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
         self.train_items, self.eval_items = list(train_items), list(eval_items)
         self.tokenizer = tokenizer
@@ -106,9 +122,8 @@ class Trainer:
             fsdp.shard(model, self.accelerator)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate,
-                                      betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon)
+        optimizer = adamw([{"params": decay, "weight_decay": config.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], config, self.accelerator.device)
         if self.fsdp:
             self.model, self.optimizer = model, optimizer
         else:
