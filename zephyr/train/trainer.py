@@ -38,7 +38,7 @@ from . import fsdp
 from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
 from .config import TrainConfig
 from .metrics_log import MetricsLog
-from .precision import autocast
+from .precision import MIXED_PRECISION, autocast
 from .scoring import unwrap
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int, dict[str, torch.Tensor]]]
@@ -73,6 +73,9 @@ class Trainer:
         # autocast is ours (below), not accelerate's `mixed_precision`: that is one per process, and a launch
         # config's value (DeepSpeed's bf16 mode keeps its own fp32 masters) still applies
         self.accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps)
+        if mixed_precision not in MIXED_PRECISION.values():
+            raise ConfigError(f"mixed_precision: {mixed_precision!r} is not one of "
+                              f"{', '.join(MIXED_PRECISION.values())} (zephyr.train.precision.master_weights gives it)")
         self.mixed_precision = mixed_precision
         if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
             raise ConfigError("the Accelerator's gradient_accumulation_steps must equal the config's")
