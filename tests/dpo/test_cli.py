@@ -132,8 +132,8 @@ def test_reference_cache_is_keyed_by_the_loaded_dtype_not_its_name(tiny_model_di
     (["--label_smoothing", "nan"], "--label_smoothing: must be in [0, 0.5)"),
     (["--loss_type", "simpo", "--simpo_gamma", "inf"], "--simpo_gamma: must be a number >= 0"),
     (["--max_length", "0"], "--max_length: must be >= 2 tokens"),
-    (["--max_prompt_length", "1024"], "--max_prompt_length: must be >= 0 and below --max_length (1024)"),
-    (["--max_prompt_length", "-1"], "--max_prompt_length: must be >= 0"),
+    (["--max_prompt_length", "0"], "--max_prompt_length: must be >= 1 token"),
+    (["--max_prompt_length", "-1"], "--max_prompt_length: must be >= 1 token"),
     (["--per_device_train_batch_size", "-2"], "--per_device_train_batch_size: must be a number >= 1"),
     (["--learning_rate", "nan"], "--learning_rate: must be a number >= 0"),
 ])
