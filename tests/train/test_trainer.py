@@ -249,3 +249,23 @@ def test_evaluation_shows_a_progress_bar(tmp_path, tiny_model_dir, capsys):
     assert result["eval_loss"] > 0
     err = capsys.readouterr().err
     assert "eval:" in err and "/4 [" in err  # a bar over the 4 eval batches (leave=False clears it at the end)
+
+
+def test_resume_refuses_other_training_data_and_unknown_precision(tmp_path, tiny_model_dir):
+    from zephyr.errors import ConfigError
+
+    examples = _examples(512, 4)
+    items = [[[i]] for i in range(4)]
+
+    def trainer(fingerprint, resume=False, mixed_precision="no"):
+        return Trainer(_config(tmp_path, max_steps=2, save_steps=1, resume=resume),
+                       TokenScorer(_model(tiny_model_dir("mistral"))), nll_loss, items,
+                       lambda item: collate_rows(item, examples, 0), data_fingerprint=fingerprint,
+                       mixed_precision=mixed_precision)
+
+    with pytest.raises(ConfigError, match="mixed_precision: 'fp16' is not one of no, bf16"):
+        trainer("a", mixed_precision="fp16")
+    trainer("a").train()
+    with pytest.raises(ConfigError, match="it was trained on other data"):
+        trainer("b", resume=True).train()
+    assert trainer("a", resume=True).train().global_step == 2

@@ -167,7 +167,8 @@ def _train(cfg: DPOConfig, tokenizer, callbacks: Sequence[Callable]) -> DPORun:
     trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
                                                                    cfg.seed),
                       objective.collate, micro_batches(eval_pairs, cfg.per_device_eval_batch_size, cfg.seed),
-                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks, mixed_precision=mixed_precision)
+                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks, mixed_precision=mixed_precision,
+                      data_fingerprint=data_fingerprint(train_pairs))
     if trainer.accelerator.is_main_process:
         print(f"zephyr dpo: {len(train_pairs)} train pairs in {len(trainer.train_items)} micro-batches of "
               f"{cfg.per_device_train_batch_size}, {trainer.total_steps} optimizer steps, reference: {mode}, "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from array import array
 from functools import partial
 from typing import Callable, Sequence
 
@@ -27,6 +29,15 @@ def tokenize_conversations(conversations: Sequence[list[dict]], tokenizer, templ
         ids, mask = render_ids(messages, tokenizer, template, index=index)
         out.append(Tokenized(ids, mask if assistant_only else [1] * len(ids)))
     return out
+
+
+def examples_fingerprint(examples: Sequence[Tokenized]) -> str:
+    """A hash of the tokenized training set (ids and loss masks, in order): what a resumed run must train on."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(len(example.ids).to_bytes(8, "little"))
+        digest.update(array("q", example.ids).tobytes() + array("b", example.mask).tobytes())
+    return digest.hexdigest()
 
 
 def packed_items(examples: list[Tokenized], cfg: SFTConfig, rows_per_batch: int, seed: int,
@@ -94,7 +105,7 @@ def _train(cfg: SFTConfig, tokenizer, callbacks: Sequence[Callable]) -> TrainRes
     mixed_precision = master_weights(model, model.config.dtype, cfg.low_precision_weights)
     trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, train_items, collate,
                       eval_items=eval_items, tokenizer=tokenizer, recipe=cfg, callbacks=callbacks,
-                      mixed_precision=mixed_precision)
+                      mixed_precision=mixed_precision, data_fingerprint=examples_fingerprint(train))
     if trainer.accelerator.is_main_process:
         print(f"zephyr sft: {stats.conversations} train conversations -> {stats.rows} rows of <= "
               f"{cfg.max_seq_length} tokens ({stats.fill:.1%} full, {stats.truncated} truncated, "

@@ -3,6 +3,7 @@
     trainer = Trainer(config, model, loss_fn, train_items, collate, eval_items, tokenizer=tok, recipe=cfg)
     result = trainer.train()
 
+- `data_fingerprint`: a hash of the training data's content (the stages give one), checked on resume.
 - `train_items`: one entry per micro-batch (e.g. a list of packed rows); `collate(item) -> dict` turns it into
   tensors. Each epoch visits the items in a seeded permutation, split across processes.
 - `loss_fn(model, batch) -> (loss_sum, n_targets, metrics)`: a *sum* over the batch's targets (tokens for
@@ -71,7 +72,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
                  collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
                  accelerator=None, callbacks: Sequence[Callable[["Trainer", str, int], None]] = (),
-                 mixed_precision: str = "no"):
+                 mixed_precision: str = "no", data_fingerprint: str | None = None):
         from accelerate import Accelerator
         from accelerate.utils import DistributedType, set_seed
 
@@ -92,6 +93,7 @@ class Trainer:
         self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
         self.train_items, self.eval_items = list(train_items), list(eval_items)
         self.tokenizer = tokenizer
+        self.data_fingerprint = data_fingerprint  # of the training data's content: a resume must see the same
         # the run's settings: recipe.yaml beside each saved model, and the trackers' run configuration
         self.recipe = None if recipe is None else (
             to_dict(recipe) if dataclasses.is_dataclass(recipe) else dict(recipe))
@@ -294,6 +296,7 @@ class Trainer:
                 "total_steps": self.total_steps, "num_processes": self.accelerator.num_processes,
                 "gradient_accumulation_steps": self.config.gradient_accumulation_steps,
                 "micro_batches_done_in_epoch": (step % self.steps_per_epoch) * self.config.gradient_accumulation_steps,
+                "data_fingerprint": self.data_fingerprint,
                 "log_history": self.log_history}
 
     def write_model(self, folder: Path) -> None:
@@ -378,6 +381,11 @@ class Trainer:
             if state[key] != current:
                 raise ConfigError(f"cannot resume from {checkpoint}: it was written with {key}={state[key]}, "
                                   f"this run has {current} (the data position would not match)")
+        if None not in (state.get("data_fingerprint"), self.data_fingerprint) and \
+                state["data_fingerprint"] != self.data_fingerprint:
+            raise ConfigError(f"cannot resume from {checkpoint}: it was trained on other data (same settings, but "
+                              "the tokenized training set differs: changed data files?); start over with "
+                              "--overwrite_output_dir or restore the data")
         self.load_state(checkpoint / "state")
         self.log_history = list(state["log_history"])
         if self.accelerator.is_main_process:
