@@ -65,10 +65,11 @@ def test_the_same_run_needs_resume_to_continue_and_ignores_logging_fields(tmp_pa
     assert latest_checkpoint(tmp_path).name == "checkpoint-4"
 
 
-def test_a_folder_with_other_files_is_refused(tmp_path):
+@pytest.mark.parametrize("resume, overwrite", [(False, False), (True, False), (False, True)])
+def test_a_folder_with_other_files_is_refused_never_emptied(tmp_path, resume, overwrite):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="is not empty and holds no zephyr run"):
-        claim(tmp_path, RECIPE, resume=True, overwrite=False)
+        claim(tmp_path, RECIPE, resume=resume, overwrite=overwrite)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 

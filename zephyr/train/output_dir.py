@@ -7,8 +7,9 @@ anything; `output_folder(cfg)` is the same as a context manager for a whole stag
   alive refuses the second run; one left by a process that has died is taken over. A holder on another host
   cannot be checked, so it is refused, naming the file to delete once that run is known to be gone. The same
   process may claim a folder it holds again (a stage, then its trainer); the last release deletes the file.
-- makes sure the folder holds nothing of another run. An empty (or new) folder is used as it is.
-  `overwrite` (--overwrite_output_dir) empties it first. Otherwise the folder's recipe.yaml (written here at the
+- makes sure the folder holds nothing of another run. An empty (or new) folder is used as it is; one holding
+  files but no zephyr run (no recipe.yaml) is refused whatever the flags, as zephyr deletes only what it wrote.
+  `overwrite` (--overwrite_output_dir) empties a run's folder first. Otherwise the folder's recipe.yaml (written here at the
   start of every run, and beside every saved model) must match this run's in every field that changes the
   trained weights, or the run is refused with the differences listed; without `resume` a folder that already
   holds checkpoints of the same settings is refused too (continue it with --resume, or start over with
@@ -30,7 +31,7 @@ from typing import Any, Iterator
 import yaml
 
 from ..errors import ConfigError
-from .checkpoint import checkpoint_dirs, latest_checkpoint
+from .checkpoint import PREFIX, checkpoint_dirs, latest_checkpoint
 
 LOCK = ".zephyr-lock"
 RECIPE = "recipe.yaml"
@@ -161,10 +162,10 @@ class RunLock:
 
 
 def saved_recipe(folder: Path) -> dict[str, Any] | None:
-    """The recipe of the run a folder holds: its recipe.yaml, else its newest checkpoint's."""
-    checkpoint = latest_checkpoint(folder)
-    for path in (folder / RECIPE, checkpoint / RECIPE if checkpoint else None):
-        if path is not None and path.is_file():
+    """The recipe of the run a folder holds: its recipe.yaml, else its newest checkpoint's (complete or not)."""
+    checkpoints = sorted(folder.glob(f"{PREFIX}*/{RECIPE}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in (folder / RECIPE, *checkpoints):
+        if path.is_file():
             try:
                 recipe = yaml.safe_load(path.read_text())
             except yaml.YAMLError:
@@ -185,17 +186,16 @@ def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
 def prepare(folder: Path, recipe: dict[str, Any], resume: bool, overwrite: bool) -> None:
     """Refuse, empty or accept the folder for this run (see the module docstring), then write its recipe.yaml."""
     contents = [p for p in folder.iterdir() if p.name != LOCK]
+    if contents and saved_recipe(folder) is None:  # never deleted, whatever the flags: it may be anything
+        raise ConfigError(f"--output_dir: {folder} is not empty and holds no zephyr run (no {RECIPE}); choose an "
+                          "empty or new folder (zephyr does not delete files it did not write)")
     if contents and overwrite:
         print(f"zephyr: --overwrite_output_dir: deleting the {len(contents)} entries of {folder}", flush=True)
         for path in contents:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         contents = []
     if contents:
-        saved = saved_recipe(folder)
-        if saved is None:
-            raise ConfigError(f"--output_dir: {folder} is not empty and holds no zephyr run (no {RECIPE}); choose an "
-                              "empty folder, or pass --overwrite_output_dir to delete what it holds")
-        changed = differences(saved, recipe)
+        changed = differences(saved_recipe(folder), recipe)
         if changed:
             raise ConfigError(f"--output_dir: {folder} holds a run with other settings ({'; '.join(changed)}); "
                               f"{'--resume continues only the same run; ' if resume else ''}pass "
