@@ -3,9 +3,9 @@
     trainer = Trainer(config, model, loss_fn, train_items, collate, eval_items, tokenizer=tok, recipe=cfg)
     result = trainer.train()
 
-- `data_fingerprint`: a hash of the training data's content (the stages give one), checked on resume.
 - `train_items`: one entry per micro-batch (e.g. a list of packed rows); `collate(item) -> dict` turns it into
-  tensors. Each epoch visits the items in a seeded permutation, split across processes.
+  tensors. Each epoch visits the items in a seeded permutation, split across processes. `data_fingerprint`: a
+  hash of their content (the stages give one), which a resumed run must match.
 - `loss_fn(model, batch) -> (loss_sum, n_targets, metrics)`: a *sum* over the batch's targets (tokens for
   SFT, pairs for DPO), their count, and a dict of metric *sums* over the same targets (logged divided by
   the count). `batch["n_targets"]` must hold that count before the forward pass.
