@@ -2,6 +2,7 @@
 evaluation reads the SFT model's held-out scores from the DPO stage's folder."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,11 @@ def test_a_killed_stage_continues_from_its_newest_checkpoint(tiny_model_dir, tmp
     recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
     out = tmp_path / "out"
     argv = ["run", str(recipe), "--output_dir", str(out), "--stages", "sft"]
-    assert zephyr(argv + ["--sft_overrides", json.dumps({"max_steps": 2, "save_steps": 1})]) == 0
+    assert zephyr(argv + ["--sft_overrides", json.dumps({"max_steps": 3, "save_steps": 1, "save_total_limit": 0})]) == 0
     assert (out / "sft" / "checkpoint-2" / "trainer_state.json").is_file()
-    (out / "sft" / "README.md").unlink()  # what a run killed after its second checkpoint leaves: no card
+    # what a run killed after its second checkpoint leaves: no third checkpoint, no card
+    shutil.rmtree(out / "sft" / "checkpoint-3")
+    (out / "sft" / "README.md").unlink()
     capsys.readouterr()
 
     assert zephyr(argv + ["--sft_overrides", json.dumps({"max_steps": 3, "save_steps": 1})]) == 0

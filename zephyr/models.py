@@ -17,6 +17,7 @@ from .errors import ConfigError
 EMBEDDED = "embedded"
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
 @dataclasses.dataclass
@@ -26,7 +27,7 @@ class ModelConfig:
     model: str = field(EMBEDDED, help="hub id, local folder, .gguf file, or 'embedded' (google/gemma-3-270m shipped on PyPI)")
     revision: str = field("main", help="hub revision (branch, tag or commit) when `model` is a hub id")
     dtype: str = field("auto", help="auto (bf16 where the hardware computes in it: a GPU with bf16, a CPU with AVX512-BF16/AMX; else fp32), float32, bfloat16, float16")
-    attn_implementation: str = field("sdpa", help="attention kernel: sdpa, eager, flash_attention_2, ...")
+    attn_implementation: str = field("sdpa", help=f"attention kernel: {', '.join(ATTENTION)}")
     trust_remote_code: bool = field(False, help="run model code shipped with a hub checkpoint (off: safetensors + library code only)")
     chat_template: str = field("auto", help=TEMPLATE_HELP)
     load_in_4bit: bool = field(False, help="QLoRA: load the base in 4-bit NF4 with double quantization and bf16 compute (pip install \"zephyr[qlora]\"; CPU or GPU)")
@@ -37,6 +38,8 @@ class ModelConfig:
                               f"{', '.join((*TEMPLATE_NAMES, CHECKPOINT, 'auto'))}")
         if self.dtype not in DTYPES and self.dtype != "auto":
             raise ConfigError(f"field 'dtype': {self.dtype!r} is not one of auto, {', '.join(DTYPES)}")
+        if self.attn_implementation not in ATTENTION:
+            raise ConfigError(f"--attn_implementation: {self.attn_implementation!r} is not one of {', '.join(ATTENTION)}")
 
 
 @dataclasses.dataclass

@@ -89,17 +89,13 @@ def _done(folder: Path, marker: str) -> bool:
 
 def _continued(stage_cfg, reuse: bool):
     """The stage's config, set to resume when an earlier (killed) run left a checkpoint in its output folder.
-    Redoing a stage (reuse off) removes its old checkpoints, so a later resume cannot pick up a stale one."""
-    import shutil
-
+    Redoing a stage (reuse off) empties its output folder first, so a later resume cannot pick up a stale one."""
     from .train.checkpoint import checkpoint_dirs
 
-    old = checkpoint_dirs(stage_cfg.output_dir)
-    if reuse and old:
+    if not reuse:
+        return dataclasses.replace(stage_cfg, overwrite_output_dir=True)
+    if checkpoint_dirs(stage_cfg.output_dir):
         return dataclasses.replace(stage_cfg, resume=True)
-    for folder in old:
-        print(f"zephyr run: removing {folder} (the stage is redone from the start)", flush=True)
-        shutil.rmtree(folder)
     return stage_cfg
 
 

@@ -122,3 +122,23 @@ def test_reference_cache_is_keyed_by_the_loaded_dtype_not_its_name(tiny_model_di
     assert list(cache.glob("*.safetensors")) == [entry]
     assert zephyr(args(model, tmp_path / "c", *common, "--dtype", "bfloat16")) == 0
     assert len(list(cache.glob("*.safetensors"))) == 2
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--beta", "0"], "--beta: must be a number > 0"),
+    (["--beta", "-0.1"], "--beta: must be a number > 0"),
+    (["--beta", "nan"], "--beta: must be a number > 0"),
+    (["--label_smoothing", "0.5"], "--label_smoothing: must be in [0, 0.5)"),
+    (["--label_smoothing", "nan"], "--label_smoothing: must be in [0, 0.5)"),
+    (["--loss_type", "simpo", "--simpo_gamma", "inf"], "--simpo_gamma: must be a number >= 0"),
+    (["--max_length", "0"], "--max_length: must be >= 2 tokens"),
+    (["--max_prompt_length", "0"], "--max_prompt_length: must be >= 1 token"),
+    (["--max_prompt_length", "-1"], "--max_prompt_length: must be >= 1 token"),
+    (["--per_device_train_batch_size", "-2"], "--per_device_train_batch_size: must be a number >= 1"),
+    (["--learning_rate", "nan"], "--learning_rate: must be a number >= 0"),
+])
+def test_bad_dpo_setting_is_a_clear_error(extra, message, tmp_path, capsys):
+    assert zephyr(["dpo", "--output_dir", str(tmp_path / "run"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -149,10 +150,66 @@ def test_half_written_checkpoint_is_never_resumed(tmp_path):
     good = tmp_path / "checkpoint-2"
     good.mkdir()
     (good / "trainer_state.json").write_text("{}")
+    (good / "COMPLETE").write_text("")
     (tmp_path / "checkpoint-4.tmp").mkdir()  # a crash during the rename-less staging phase
     (tmp_path / "checkpoint-4.tmp" / "trainer_state.json").write_text("{}")
-    (tmp_path / "checkpoint-6").mkdir()  # renamed but without trainer_state.json: never produced by us, ignore
+    (tmp_path / "checkpoint-4.tmp" / "COMPLETE").write_text("")
+    (tmp_path / "checkpoint-6").mkdir()  # renamed but without the completion marker: never produced by us, ignore
+    (tmp_path / "checkpoint-6" / "trainer_state.json").write_text("{}")
     assert latest_checkpoint(tmp_path) == good
+
+
+def test_rotation_killed_halfway_leaves_no_checkpoint_that_looks_complete(tmp_path, monkeypatch):
+    from zephyr.train import checkpoint
+
+    for step in (2, 4):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in ("model.safetensors", "trainer_state.json", "COMPLETE"):
+            (folder / name).write_text("{}")
+
+    def killed_rmtree(path, ignore_errors=False):  # the weights go first, then the process is killed
+        (Path(path) / "model.safetensors").unlink()
+        raise Kill
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_rmtree)
+    with pytest.raises(Kill):
+        checkpoint.rotate(tmp_path, keep=1)
+    assert checkpoint.checkpoint_dirs(tmp_path) == [tmp_path / "checkpoint-4"]
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 640 vs 574")])
+def test_disk_full_during_a_checkpoint_is_a_clear_error_and_keeps_the_previous_one(tmp_path, tiny_model_dir,
+                                                                                   monkeypatch, failure):
+    from zephyr.errors import ZephyrError
+    from zephyr.train import checkpoint, trainer as trainer_module
+
+    examples = _examples(512, 4)
+    items = [[[i]] for i in range(4)]
+
+    def run(**overrides):
+        cfg = _config(tmp_path, max_steps=3, save_steps=1, save_total_limit=1, **overrides)
+        return Trainer(cfg, TokenScorer(_model(tiny_model_dir("mistral"))), nll_loss, items,
+                       lambda item: collate_rows(item, examples, 0))
+
+    writes = []
+    real = trainer_module.save_tensors_dict
+
+    def full_disk(state, path):  # the second checkpoint's optimizer state hits a full disk
+        writes.append(path)
+        if "checkpoint-2" in str(path):
+            raise failure
+        real(state, path)
+
+    monkeypatch.setattr(trainer_module, "save_tensors_dict", full_disk)
+    with pytest.raises(ZephyrError, match=f"no space left on {tmp_path}: checkpoint-2 was not written; the earlier "
+                                          "checkpoints are intact \\(checkpoint-1\\)"):
+        run().train()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint")] == ["checkpoint-1"]
+    assert checkpoint.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"
+    monkeypatch.setattr(trainer_module, "save_tensors_dict", real)
+    assert run(resume=True).train().global_step == 3  # and the run continues from it once there is space
 
 
 def test_too_little_data_is_a_clear_error(tmp_path, tiny_model_dir):
@@ -192,3 +249,23 @@ def test_evaluation_shows_a_progress_bar(tmp_path, tiny_model_dir, capsys):
     assert result["eval_loss"] > 0
     err = capsys.readouterr().err
     assert "eval:" in err and "/4 [" in err  # a bar over the 4 eval batches (leave=False clears it at the end)
+
+
+def test_resume_refuses_other_training_data_and_unknown_precision(tmp_path, tiny_model_dir):
+    from zephyr.errors import ConfigError
+
+    examples = _examples(512, 4)
+    items = [[[i]] for i in range(4)]
+
+    def trainer(fingerprint, resume=False, mixed_precision="no"):
+        return Trainer(_config(tmp_path, max_steps=2, save_steps=1, resume=resume),
+                       TokenScorer(_model(tiny_model_dir("mistral"))), nll_loss, items,
+                       lambda item: collate_rows(item, examples, 0), data_fingerprint=fingerprint,
+                       mixed_precision=mixed_precision)
+
+    with pytest.raises(ConfigError, match="mixed_precision: 'fp16' is not one of no, bf16"):
+        trainer("a", mixed_precision="fp16")
+    trainer("a").train()
+    with pytest.raises(ConfigError, match="it was trained on other data"):
+        trainer("b", resume=True).train()
+    assert trainer("a", resume=True).train().global_step == 2

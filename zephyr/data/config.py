@@ -35,9 +35,10 @@ class DataConfig(SeedConfig):
     max_eval_samples: int | None = field(None, help="cap on evaluation rows after mixing (None: all)")
 
     def __post_init__(self):
-        if not math.isfinite(self.test_split_size) or self.test_split_size < 0:
-            raise ConfigError(f"field 'test_split_size': must be a share from 0 to 1 or a row count >= 1, got "
-                              f"{self.test_split_size}")
+        size = self.test_split_size
+        if not (math.isfinite(size) and size >= 0 and (size < 1 or float(size).is_integer())):
+            raise ConfigError(f"field 'test_split_size': must be a share from 0 to 1 or a whole row count >= 1, got "
+                              f"{size}")
         if self.decontaminate_ngram < 1:
             raise ConfigError(f"field 'decontaminate_ngram': an n-gram has at least 1 word, got "
                               f"{self.decontaminate_ngram}")

@@ -40,6 +40,10 @@ class DPOConfig(TrainConfig, DataConfig, LossConfig, LoraModelConfig):
             raise ConfigError(f"field 'reference': {self.reference!r} is not one of {', '.join(MODES)}")
         if self.layout not in (*LAYOUTS, "auto"):
             raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+        if self.max_length < 2:  # at least one prompt token and one completion token
+            raise ConfigError(f"--max_length: must be >= 2 tokens, got {self.max_length}")
+        if self.max_prompt_length < 1:  # a pair without a prompt token is dropped: 0 would drop them all
+            raise ConfigError(f"--max_prompt_length: must be >= 1 token, got {self.max_prompt_length}")
         self.reference_mode()  # raises for a reference the loss or the LoRA setting cannot use
 
     def reference_mode(self) -> str:

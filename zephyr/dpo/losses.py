@@ -12,6 +12,7 @@ the trainer whether reference log-probs are needed at all.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -123,10 +124,12 @@ class LossConfig:
 
     def __post_init__(self):
         make_loss(self)  # an unknown loss_type fails here
-        if self.beta <= 0:
-            raise ConfigError("field 'beta' must be > 0")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError("field 'label_smoothing' must be in [0, 0.5)")
+        if not (math.isfinite(self.beta) and self.beta > 0):
+            raise ConfigError(f"--beta: must be a number > 0, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:  # false for NaN too
+            raise ConfigError(f"--label_smoothing: must be in [0, 0.5), got {self.label_smoothing}")
+        if not (math.isfinite(self.simpo_gamma) and self.simpo_gamma >= 0):
+            raise ConfigError(f"--simpo_gamma: must be a number >= 0, got {self.simpo_gamma}")
         rest = getattr(super(), "__post_init__", None)  # the next base's checks, in a stage config
         if rest is not None:
             rest()

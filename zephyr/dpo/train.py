@@ -15,6 +15,8 @@ import torch
 
 from ..cache import cache_root
 from ..data.sources import resolve_sources
+from ..errors import ConfigError
+from ..train.output_dir import output_folder
 from ..train.precision import autocast, master_weights, precision_label
 from ..train.scoring import TokenScorer
 from .card import write_dpo_card
@@ -114,13 +116,18 @@ def write_reference_scores(cfg: DPOConfig, test_pairs: list[TokenizedPair], tabl
 
 
 def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
+    from ..models import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place, before the recipe is recorded
+    with output_folder(cfg):  # locked, and free of other runs, before the data and the model load
+        return _train(cfg, tokenizer, callbacks)
+
+
+def _train(cfg: DPOConfig, tokenizer, callbacks: Sequence[Callable]) -> DPORun:
     from ..data import load_preference_splits
-    from ..models import load_model, load_tokenizer
+    from ..models import load_model
     from ..train.trainer import Trainer
 
-    from ..errors import ConfigError
-
-    tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
     splits = load_preference_splits(dataclasses.replace(cfg, dataset_mixer=resolve_sources(cfg.dataset_mixer)))
     if not splits.train:
         raise ConfigError("the training split is empty after mixing; check dataset_mixer and dataset_splits")
@@ -160,7 +167,8 @@ def run_dpo(cfg: DPOConfig, callbacks: Sequence[Callable] = ()) -> DPORun:
     trainer = Trainer(cfg, model, objective.loss_fn, micro_batches(train_pairs, cfg.per_device_train_batch_size,
                                                                    cfg.seed),
                       objective.collate, micro_batches(eval_pairs, cfg.per_device_eval_batch_size, cfg.seed),
-                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks, mixed_precision=mixed_precision)
+                      tokenizer=tokenizer, recipe=cfg, callbacks=callbacks, mixed_precision=mixed_precision,
+                      data_fingerprint=data_fingerprint(train_pairs))
     if trainer.accelerator.is_main_process:
         print(f"zephyr dpo: {len(train_pairs)} train pairs in {len(trainer.train_items)} micro-batches of "
               f"{cfg.per_device_train_batch_size}, {trainer.total_steps} optimizer steps, reference: {mode}, "

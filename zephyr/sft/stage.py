@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+from array import array
 from functools import partial
 from typing import Callable, Sequence
 
@@ -13,6 +15,7 @@ from ..data.sources import resolve_sources
 from ..errors import ConfigError
 from ..model_card import write_stage_card
 from ..train import PackStats, TokenScorer, Tokenized, Trainer, TrainResult, collate_rows, group_rows, pack, truncate
+from ..train.output_dir import output_folder
 from ..train.precision import master_weights
 from .config import SFTConfig
 from .loss import sft_loss
@@ -26,6 +29,15 @@ def tokenize_conversations(conversations: Sequence[list[dict]], tokenizer, templ
         ids, mask = render_ids(messages, tokenizer, template, index=index)
         out.append(Tokenized(ids, mask if assistant_only else [1] * len(ids)))
     return out
+
+
+def examples_fingerprint(examples: Sequence[Tokenized]) -> str:
+    """A hash of the tokenized training set (ids and loss masks, in order): what a resumed run must train on."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(len(example.ids).to_bytes(8, "little"))
+        digest.update(array("q", example.ids).tobytes() + array("b", example.mask).tobytes())
+    return digest.hexdigest()
 
 
 def packed_items(examples: list[Tokenized], cfg: SFTConfig, rows_per_batch: int, seed: int,
@@ -48,16 +60,15 @@ def choose_layout(cfg: SFTConfig) -> bool:
     return cfg.layout == "flat"
 
 
-def prepare(cfg: SFTConfig):
-    """-> (model, tokenizer, train examples, eval examples, data report, pack stats)."""
+def prepare(cfg: SFTConfig, tokenizer):
+    """-> (model, train examples, eval examples, data report, pack stats)."""
     from ..data import load_chat_splits
-    from ..models import load_model, load_tokenizer
+    from ..models import load_model
 
     data_cfg = dataclasses.replace(cfg, dataset_mixer=resolve_sources(cfg.dataset_mixer))
     splits = load_chat_splits(data_cfg)
     if not splits.train:
         raise ConfigError("the training split is empty after mixing; check dataset_mixer and dataset_splits")
-    tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place
     stats = PackStats()
     train = truncate(tokenize_conversations(splits.train, tokenizer, cfg.chat_template, "tokenizing train",
                                             cfg.assistant_only_loss),
@@ -70,12 +81,20 @@ def prepare(cfg: SFTConfig):
 
     set_seed(cfg.seed)  # the LoRA adapter's random init must be the same on every run with this seed
     model = load_model(cfg, tokenizer, for_training=True)
-    return model, tokenizer, train, test, splits.report, stats
+    return model, train, test, splits.report, stats
 
 
 def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
     """Train, checkpoint, and write output_dir/{model, tokenizer, recipe.yaml, metrics.jsonl, README.md}."""
-    model, tokenizer, train, test, _, stats = prepare(cfg)
+    from ..models import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg)  # resolves chat_template "auto" in place, before the recipe is recorded
+    with output_folder(cfg):  # locked, and free of other runs, before the data and the model load
+        return _train(cfg, tokenizer, callbacks)
+
+
+def _train(cfg: SFTConfig, tokenizer, callbacks: Sequence[Callable]) -> TrainResult:
+    model, train, test, _, stats = prepare(cfg, tokenizer)
     train_items = packed_items(train, cfg, cfg.per_device_train_batch_size, cfg.seed, stats)
     # test examples follow the train ones in one list, so a single collate serves both
     offset = len(train)
@@ -86,7 +105,7 @@ def run_sft(cfg: SFTConfig, callbacks: Sequence[Callable] = ()) -> TrainResult:
     mixed_precision = master_weights(model, model.config.dtype, cfg.low_precision_weights)
     trainer = Trainer(cfg, TokenScorer(model, chunk_size=cfg.logit_chunk_size), sft_loss, train_items, collate,
                       eval_items=eval_items, tokenizer=tokenizer, recipe=cfg, callbacks=callbacks,
-                      mixed_precision=mixed_precision)
+                      mixed_precision=mixed_precision, data_fingerprint=examples_fingerprint(train))
     if trainer.accelerator.is_main_process:
         print(f"zephyr sft: {stats.conversations} train conversations -> {stats.rows} rows of <= "
               f"{cfg.max_seq_length} tokens ({stats.fill:.1%} full, {stats.truncated} truncated, "

@@ -4,7 +4,8 @@
     result = trainer.train()
 
 - `train_items`: one entry per micro-batch (e.g. a list of packed rows); `collate(item) -> dict` turns it into
-  tensors. Each epoch visits the items in a seeded permutation, split across processes.
+  tensors. Each epoch visits the items in a seeded permutation, split across processes. `data_fingerprint`: a
+  hash of their content (the stages give one), which a resumed run must match.
 - `loss_fn(model, batch) -> (loss_sum, n_targets, metrics)`: a *sum* over the batch's targets (tokens for
   SFT, pairs for DPO), their count, and a dict of metric *sums* over the same targets (logged divided by
   the count). `batch["n_targets"]` must hold that count before the forward pass.
@@ -14,8 +15,11 @@
   master weights (zephyr.train.precision.master_weights makes them and returns the value).
 - Distributed: accelerate launches (DDP, DeepSpeed ZeRO-3 via `accelerate launch --config_file ...`); with
   `fsdp: true` the model is sharded by zephyr.train.fsdp (FSDP2, per decoder layer) on CPU and GPU alike.
+- Output folder (zephyr.train.output_dir): locked for the run; one holding another run is refused unless
+  `overwrite_output_dir` (emptied) or `resume` with the same settings.
 - Checkpoints (zephyr.train.checkpoint) every `save_steps` and at the end; `resume` restores weights, optimizer,
-  scheduler, RNG and the data position, so a resumed run matches an uninterrupted one.
+  scheduler, RNG and the data position (without unpickling anything), so a resumed run matches an uninterrupted
+  one.
 - Logs: tqdm bar (loss, lr, tokens/s, ETA) and the `report_to` sinks (metrics.jsonl, tensorboard, wandb); eval
   every `eval_steps`.
 """
@@ -35,10 +39,13 @@ from tqdm.auto import tqdm
 from ..config import to_dict
 from ..errors import ConfigError
 from . import fsdp
-from .checkpoint import latest_checkpoint, read_state, rotate, save_checkpoint
+from .checkpoint import (OPTIMIZER, SCHEDULER, TRAINABLE, disk_full, latest_checkpoint, load_rng, load_tensors_dict,
+                         load_trainable, no_space_error, read_state, rotate, save_checkpoint, save_rng,
+                         save_tensors_dict, save_trainable)
 from .config import TrainConfig
 from .metrics_log import MetricsLog
-from .precision import autocast
+from .output_dir import claim
+from .precision import MIXED_PRECISION, autocast
 from .scoring import unwrap
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int, dict[str, torch.Tensor]]]
@@ -79,7 +86,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
                  collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
                  accelerator=None, callbacks: Sequence[Callable[["Trainer", str, int], None]] = (),
-                 mixed_precision: str = "no"):
+                 mixed_precision: str = "no", data_fingerprint: str | None = None):
         from accelerate import Accelerator
         from accelerate.utils import DistributedType, set_seed
 
@@ -87,6 +94,9 @@ class Trainer:
         # autocast is ours (below), not accelerate's `mixed_precision`: that is one per process, and a launch
         # config's value (DeepSpeed's bf16 mode keeps its own fp32 masters) still applies
         self.accelerator = accelerator or Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps)
+        if mixed_precision not in MIXED_PRECISION.values():
+            raise ConfigError(f"mixed_precision: {mixed_precision!r} is not one of "
+                              f"{', '.join(MIXED_PRECISION.values())} (zephyr.train.precision.master_weights gives it)")
         self.mixed_precision = mixed_precision
         if self.accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
             raise ConfigError("the Accelerator's gradient_accumulation_steps must equal the config's")
@@ -99,13 +109,12 @@ class Trainer:
         self.loss_fn, self.collate, self.callbacks = loss_fn, collate, list(callbacks)
         self.train_items, self.eval_items = list(train_items), list(eval_items)
         self.tokenizer = tokenizer
+        self.data_fingerprint = data_fingerprint  # of the training data's content: a resume must see the same
         # the run's settings: recipe.yaml beside each saved model, and the trackers' run configuration
         self.recipe = None if recipe is None else (
             to_dict(recipe) if dataclasses.is_dataclass(recipe) else dict(recipe))
         self.output_dir = Path(config.output_dir)
         self.log_history: list[dict[str, Any]] = []
-        self.metrics = MetricsLog(self.output_dir, config.report_to, self.accelerator.is_main_process,
-                                  run_name=self.output_dir.name, config=self.recipe)
 
         self.steps_per_epoch = self._local_count(len(self.train_items)) // config.gradient_accumulation_steps
         if self.steps_per_epoch == 0:
@@ -139,8 +148,14 @@ class Trainer:
         self.scheduler = get_scheduler(config.lr_scheduler_type, self.optimizer,
                                        num_warmup_steps=math.ceil(config.warmup_ratio * self.total_steps),
                                        num_training_steps=self.total_steps)
-        self.accelerator.register_for_checkpointing(self.scheduler)
-        self.accelerator.register_save_state_pre_hook(self._keep_only_trainable)
+        if self.sharded:  # DeepSpeed / accelerate's FSDP plugin: their engine state is saved through accelerate
+            self.accelerator.register_for_checkpointing(self.scheduler)
+        # the output folder: locked for this run and free of other runs' files before anything is written
+        self.lock = claim(self.output_dir, self.recipe if self.recipe is not None else to_dict(config), config.resume,
+                          config.overwrite_output_dir) if self.accelerator.is_main_process else None
+        self.accelerator.wait_for_everyone()
+        self.metrics = MetricsLog(self.output_dir, config.report_to, self.accelerator.is_main_process,
+                                  run_name=self.output_dir.name, config=self.recipe)
 
     # ---- data order -------------------------------------------------------------------------------------
     def _local_count(self, n: int) -> int:
@@ -158,6 +173,14 @@ class Trainer:
 
     # ---- training ---------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
+        try:
+            return self._train()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+
+    def _train(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         ga = cfg.gradient_accumulation_steps
         step = self._resume() if cfg.resume else 0
@@ -283,20 +306,12 @@ class Trainer:
         return result
 
     # ---- checkpoints ------------------------------------------------------------------------------------
-    def _keep_only_trainable(self, models, weights, output_dir) -> None:
-        """accelerate save_state pre-hook: store trainable tensors only (a LoRA checkpoint stays adapter-sized)."""
-        if self.sharded:
-            return
-        for model, state in zip(models, weights):
-            trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-            for name in [k for k in state if k not in trainable]:
-                del state[name]
-
     def trainer_state(self, step: int) -> dict[str, Any]:
         return {"global_step": step, "epoch": step / self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps, "num_processes": self.accelerator.num_processes,
                 "gradient_accumulation_steps": self.config.gradient_accumulation_steps,
                 "micro_batches_done_in_epoch": (step % self.steps_per_epoch) * self.config.gradient_accumulation_steps,
+                "data_fingerprint": self.data_fingerprint,
                 "log_history": self.log_history}
 
     def write_model(self, folder: Path) -> None:
@@ -320,18 +335,53 @@ class Trainer:
             (Path(folder) / "recipe.yaml").write_text(yaml.safe_dump(self.recipe, sort_keys=False))
 
     def save_checkpoint(self, step: int) -> Path:
-        path = save_checkpoint(self.accelerator, self.output_dir, step, self.trainer_state(step), self.write_model,
-                               self._write_sharded if self.fsdp else None)
+        path = save_checkpoint(self.accelerator, self.output_dir, step, self.trainer_state(step), self.write_state,
+                               self.write_model)
         if self.accelerator.is_main_process:
             rotate(self.output_dir, self.config.save_total_limit)
         self.accelerator.wait_for_everyone()
         return path
 
-    def _write_sharded(self, state_folder: Path) -> None:
-        fsdp.save_sharded(self.model, self.optimizer, state_folder / fsdp.FOLDER)
+    def write_state(self, folder: Path) -> None:
+        """The training state (see zephyr.train.checkpoint), each process writing its own part."""
+        acc = self.accelerator
+        if self.sharded:  # DeepSpeed / accelerate FSDP engines: accelerate's own format
+            acc.save_state(str(folder), safe_serialization=True)
+            return
+        if self.fsdp:
+            fsdp.save_sharded(self.model, self.optimizer, folder / fsdp.FOLDER)
+        elif acc.is_main_process:  # replicated: one copy (trainable tensors only: a LoRA state stays adapter-sized)
+            save_trainable(acc.unwrap_model(self.model), folder)
+            save_tensors_dict(self.optimizer.state_dict(), folder / OPTIMIZER)
+        if acc.is_main_process:
+            save_tensors_dict(self.scheduler.state_dict(), folder / SCHEDULER)
+        save_rng(folder, acc.process_index, acc.step)
+
+    def load_state(self, folder: Path) -> None:
+        """Read back what write_state wrote, never unpickling anything (see zephyr.train.checkpoint)."""
+        acc = self.accelerator
+        if self.sharded:
+            acc.load_state(str(folder))
+            return
+        if not (folder / SCHEDULER).is_file() or not (self.fsdp or (folder / TRAINABLE).is_file()):
+            raise ConfigError(f"cannot resume from {folder.parent}: it holds no {SCHEDULER}/{TRAINABLE} (a checkpoint "
+                              "of another format, whose pickled state is not loaded); start over with "
+                              "--overwrite_output_dir")
+        if self.fsdp:
+            fsdp.load_sharded(self.model, self.optimizer, folder / fsdp.FOLDER)
+        else:
+            load_trainable(acc.unwrap_model(self.model), folder)
+            self.optimizer.load_state_dict(load_tensors_dict(folder / OPTIMIZER, map_location=acc.device))
+        self.scheduler.load_state_dict(load_tensors_dict(folder / SCHEDULER))
+        acc.step = load_rng(folder, acc.process_index)
 
     def save_final(self) -> None:
-        self.write_model(self.output_dir)
+        try:
+            self.write_model(self.output_dir)
+        except Exception as err:
+            if not disk_full(err):
+                raise
+            raise no_space_error(self.output_dir, "the final model") from err
         self.accelerator.wait_for_everyone()
 
     def _resume(self) -> int:
@@ -346,10 +396,12 @@ class Trainer:
             if state[key] != current:
                 raise ConfigError(f"cannot resume from {checkpoint}: it was written with {key}={state[key]}, "
                                   f"this run has {current} (the data position would not match)")
-        # non-sharded checkpoints hold only the trainable tensors (see _keep_only_trainable)
-        self.accelerator.load_state(str(checkpoint / "state"), **({} if self.sharded else {"strict": False}))
-        if self.fsdp:
-            fsdp.load_sharded(self.model, self.optimizer, checkpoint / "state" / fsdp.FOLDER)
+        if None not in (state.get("data_fingerprint"), self.data_fingerprint) and \
+                state["data_fingerprint"] != self.data_fingerprint:
+            raise ConfigError(f"cannot resume from {checkpoint}: it was trained on other data (same settings, but "
+                              "the tokenized training set differs: changed data files?); start over with "
+                              "--overwrite_output_dir or restore the data")
+        self.load_state(checkpoint / "state")
         self.log_history = list(state["log_history"])
         if self.accelerator.is_main_process:
             self.metrics.restart(self.log_history)
