@@ -41,6 +41,14 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     tasks: list[str] = field([], help="lm_eval: harness task names (e.g. --tasks arc_easy hellaswag)")
     num_fewshot: int | None = field(None, help="lm_eval: few-shot examples (default: each task's own)")
     include_path: str = field("", help="lm_eval: folder of extra task YAMLs")
+    # AlpacaEval (zephyr/eval/alpaca_eval.py)
+    annotator: str = field("weighted_alpaca_eval_gpt4_turbo",
+                           help="alpaca_eval: weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2) or alpaca_eval_gpt4 (1)")
+    annotations: str = field("", help="alpaca_eval: recompute the leaderboard row of this annotations.json "
+                                      "(no model, no judge)")
+    df_gamed: str = field("", help="alpaca_eval: local copy of the hub's df_gamed.csv for the length-controlled "
+                                   "win rate (default: downloaded by alpaca-eval)")
+    generator: str = field("", help="alpaca_eval: the model's name in the outputs (default: the model folder's)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -48,7 +56,9 @@ class EvalConfig(JudgeConfig, SamplingConfig):
             raise ConfigError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
         if self.benchmark == "lm_eval" and not self.tasks:
             raise ConfigError("lm_eval needs --tasks (harness task names)")
-        if self.benchmark in JUDGED:
+        if self.benchmark == "alpaca_eval":
+            alpaca_eval.check_settings(self)
+        if self.benchmark in JUDGED and not (self.benchmark == "alpaca_eval" and self.annotations):
             check_judge(self)  # fail on a bad judge before generating
 
 
@@ -73,6 +83,12 @@ def make_generator(config: EvalConfig):
 def run(config: EvalConfig, generate=None) -> dict:
     if config.benchmark == "lm_eval":
         return run_lm_eval(config)
+    if config.benchmark == "alpaca_eval":
+        if config.annotations:
+            return alpaca_eval.recompute(config)
+        defaults = {f.name: f.default for f in dataclasses.fields(EvalConfig)}
+        config = alpaca_eval.with_defaults(config, defaults)
+        return alpaca_eval.run(config, (lambda _: generate) if generate else make_generator, make_judge)
     judge = make_judge(config) if config.benchmark in JUDGED else None
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,12 +100,6 @@ def run(config: EvalConfig, generate=None) -> dict:
         write_rows(({"question_id": q, "turns": a} for q, a in answers.items()), out / "answers.jsonl")
         judgements, report = mt_bench.judge_answers(judge, questions, answers,
                                                     mt_bench.load_references(config.references or None))
-    elif config.benchmark == "alpaca_eval":
-        rows = alpaca_eval.load_instructions(config.data or None)[:limit]
-        outputs = generate([[{"role": "user", "content": r["instruction"]}] for r in rows])
-        write_rows(({"instruction": r["instruction"], "output": o} for r, o in zip(rows, outputs)),
-                   out / "answers.jsonl")
-        judgements, report = alpaca_eval.judge_outputs(judge, rows, outputs, config.seed)
     else:
         rows = ifeval.load_prompts(config.data or None)[:limit]
         responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
