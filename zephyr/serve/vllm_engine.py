@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -78,12 +79,16 @@ class VllmEngine(HFTokenizerEngine):
                    # on CPU this fraction is of host RAM, checked against what is free at start-up: vLLM's
                    # default 0.92 fails on any shared machine, so ask for a fixed KV-cache space instead
                    "--gpu-memory-utilization", "0.25"]
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+        # a fresh key per start, in the child's environment (not its command line, which every local user can
+        # read): other local users cannot use the internal server to go around `zephyr serve --api_key`
+        self.key = secrets.token_urlsafe(32)
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+               "VLLM_API_KEY": self.key}
         print(f"zephyr serve: starting vLLM: {' '.join(command)}", file=sys.stderr, flush=True)
         self.process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
         atexit.register(self.close)
         self._wait(startup_timeout)
-        self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="internal",
+        self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=self.key,
                                          max_retries=0, timeout=3600)
 
     def _wait(self, timeout: float) -> None:
