@@ -274,3 +274,14 @@ def test_generation_and_judge_defaults_follow_alpaca_eval(shared_data):
     ae1 = alpaca_eval.with_defaults(EvalConfig(benchmark="alpaca_eval", annotator=AE1, max_new_tokens=300,
                                                judge_url="http://127.0.0.1:9/v1", judge_model="my-judge"), defaults)
     assert ae1.max_new_tokens == 300 and ae1.judge_model == "my-judge"  # what the user set stays
+
+
+def test_the_command_exits_2_with_the_row_and_field(tmp_path, capsys):
+    from zephyr.cli import main as zephyr
+
+    bad = write(tmp_path / "annotations.json", [{"instruction": "i", "output_1": "a", "output_2": 5}])
+    assert zephyr(["eval", "alpaca_eval", "--annotations", bad]) == 2
+    assert f"{bad} (row 0): field 'output_2': must be a string, got int" in capsys.readouterr().err
+    empty = write(tmp_path / "empty.json", [])
+    assert zephyr(["eval", "alpaca_eval", "--data", empty, "--judge_url", "http://127.0.0.1:9/v1"]) == 2
+    assert "no rows" in capsys.readouterr().err
