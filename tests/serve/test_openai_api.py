@@ -271,3 +271,12 @@ def test_unknown_route_and_method_are_json(server):
 
 def test_still_serving_after_errors(client):
     assert ask(client, QUESTIONS[0], max_tokens=3).choices[0].finish_reason in ("stop", "length")
+
+
+def test_vllm_internal_server_needs_its_per_start_key(server):
+    if server.engine.name != "vllm":
+        pytest.skip("the vLLM engine's internal server only")
+    internal = f"http://127.0.0.1:{server.engine.port}/v1/models"
+    assert request("GET", internal)[0] == 401  # a local user without the key is refused
+    assert request("GET", internal, key=server.engine.key)[0] == 200
+    assert len(server.engine.key) >= 32
