@@ -28,7 +28,7 @@ CONVERSATIONS = [{"messages": [{"role": "user", "content": f"Question {i}?"}]} f
 ]
 
 
-def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path):
+def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
     source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
     out = tmp_path / "out.jsonl"
     common = ["--model", str(tiny_model_dir("llama")), "--input", str(source), "--output", str(out),
@@ -52,8 +52,16 @@ def test_generate_writes_every_row_and_resumes(tiny_model_dir, tmp_path):
     again = {json.loads(line)["index"]: json.loads(line)["reply"] for line in out.read_text().splitlines()}
     assert again == first  # same seed, same batches: the resumed run reproduces the uninterrupted one
 
-    # nothing left to do: the model is not even loaded
-    assert run(GenerateConfig(model="/nonexistent", input=str(source), output=str(out)))["generated"] == 0
+    # nothing left to do: not even the tokenizer is loaded
+    import zephyr.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded a tokenizer with nothing to generate")
+
+    monkeypatch.setattr(zephyr.models, "load_tokenizer", no_loading)
+    report = run(GenerateConfig(model=str(tiny_model_dir("llama")), input=str(source), output=str(out),
+                                max_new_tokens=6, batch_size=3))
+    assert report["generated"] == 0 and report["already_done"] == len(CONVERSATIONS)
 
 
 def test_greedy_generation_is_deterministic(tiny_model_dir, tmp_path):
@@ -120,3 +128,108 @@ def test_chat_command_over_a_pipe(tiny_model_dir):
                             text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("assistant> ") == 2 and result.stdout.count("you> ") == 3
+
+
+def tripwire(*args, **kwargs):
+    raise AssertionError("the model was loaded")
+
+
+def test_output_is_bound_to_its_input_model_and_settings(tiny_model_dir, tmp_path, capsys):
+    from zephyr.generate import bind_output, settings_path
+
+    source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    out = tmp_path / "out.jsonl"
+    model = str(tiny_model_dir("llama"))
+    base = ["generate", "--model", model, "--input", str(source), "--output", str(out)]
+    bind_output(GenerateConfig(model=model, input=str(source), output=str(out)))
+    write_jsonl(out, [{"index": 0, "reply": "old"}])
+    recorded = json.loads(settings_path(out).read_text())
+    assert recorded["temperature"] == 0.7 and recorded["model"] == model and len(recorded["input_sha256"]) == 64
+
+    other = write_jsonl(tmp_path / "other.jsonl", CONVERSATIONS[:3])
+    for change, names in ((["--input", str(other)], "input_sha256: "), (["--temperature", "0.2"], "temperature: 0.7"),
+                          (["--seed", "1", "--batch_size", "2"], "batch_size: 8 there, 2 now; seed: 42 there, 1 now")):
+        assert cli([*base, *change]) == 2
+        err = capsys.readouterr().err
+        assert f"field 'output': {out} holds replies made with other settings (" in err and names in err, err
+        assert "pass another --output, or --overwrite to replace its replies" in err
+    assert out.read_text() == '{"index": 0, "reply": "old"}\n'
+
+    settings_path(out).unlink()  # rows whose origin is unknown are not resumed either
+    assert cli(base) == 2
+    assert "already holds rows but no out.jsonl.settings.json" in capsys.readouterr().err
+
+    # --overwrite starts again; the output then matches what made it
+    assert cli([*base, "--input", str(other), "--overwrite", "--max_new_tokens", "3"]) == 0
+    assert sorted(json.loads(line)["index"] for line in out.read_text().splitlines()) == [0, 1, 2]
+    assert json.loads(settings_path(out).read_text())["max_new_tokens"] == 3
+
+
+def test_resuming_stops_at_a_line_without_index(tmp_path, capsys):
+    source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    out = tmp_path / "out.jsonl"
+    from zephyr.generate import bind_output
+
+    config = GenerateConfig(model="/no/model/needed", input=str(source), output=str(out))
+    bind_output(config)
+    text = '{"index": 0, "reply": "a"}\n{"reply": "b"}\n{"index": 2, "reply": "c"}\n'
+    out.write_text(text)
+    assert cli(["generate", "--model", "/no/model/needed", "--input", str(source), "--output", str(out)]) == 2
+    assert "out.jsonl:2: field 'index': missing or not an integer" in capsys.readouterr().err
+    assert out.read_text() == text
+
+
+def test_prompts_too_long_for_the_context_are_refused_before_the_model_loads(tiny_model_dir, tmp_path,
+                                                                              monkeypatch, capsys):
+    import zephyr.models
+
+    long_prompt = " ".join(f"word{i}" for i in range(3000))  # > 2048 tokens, the tiny model's context
+    source = write_jsonl(tmp_path / "in.jsonl", [CONVERSATIONS[0], {"prompt": long_prompt}, CONVERSATIONS[1]])
+    out = tmp_path / "new_folder" / "out.jsonl"
+    args = ["generate", "--model", str(tiny_model_dir("llama")), "--input", str(source), "--output", str(out),
+            "--max_new_tokens", "4"]
+    with monkeypatch.context() as patch:
+        patch.setattr(zephyr.models, "load_model", tripwire)
+        assert cli(args) == 2
+        err = capsys.readouterr().err
+        assert "in.jsonl:2: field 'prompt': the prompt is " in err and "tokens; with max_new_tokens 4 it does not " \
+            "fit the model's context of 2048 tokens; shorten it, lower --max_new_tokens, or pass --skip_invalid" in err
+        assert not out.exists() or out.read_text() == ""
+
+        huge = write_jsonl(tmp_path / "huge.jsonl", [{"prompt": "x" * 10_000_000}])  # refused without tokenizing
+        patch.setattr("zephyr.generate.prompt_ids", tripwire)
+        assert cli([*args[:4], str(huge), "--output", str(tmp_path / "huge_out.jsonl")]) == 2
+        assert ("huge.jsonl:1: field 'prompt': the prompt has 10000000 characters, far more than the model's "
+                "context of 2048 tokens can hold") in capsys.readouterr().err
+    assert cli([*args, "--skip_invalid"]) == 0
+    assert "2 generated, 0 already done, 0 invalid lines and 1 too-long prompts skipped" in capsys.readouterr().out
+    assert sorted(json.loads(line)["index"] for line in out.read_text().splitlines()) == [0, 2]
+
+
+def test_full_disk_keeps_the_rows_written_and_the_next_run_resumes(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import zephyr.data.io
+
+    source = write_jsonl(tmp_path / "in.jsonl", CONVERSATIONS)
+    out = tmp_path / "out.jsonl"
+    args = ["generate", "--model", str(tiny_model_dir("llama")), "--input", str(source), "--output", str(out),
+            "--max_new_tokens", "3", "--batch_size", "2"]
+    calls = []
+    real_fsync = zephyr.data.io.os.fsync
+
+    def fsync_until_full(fd):
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zephyr.data.io.os, "fsync", fsync_until_full)
+        assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on {out} (the disk is full, errno 28): the rows written before are kept" in err
+    assert "Traceback" not in err
+    assert finished_rows(out) >= {0, 1, 2, 3}
+    assert cli(args) == 0
+    assert sorted(json.loads(line)["index"] for line in out.read_text().splitlines()) == list(range(len(CONVERSATIONS)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from zephyr.model_card import hyperparameters, render_model_card, results_rows, write_stage_card
+from zephyr.model_card import model_index, hyperparameters, render_model_card, results_rows, write_stage_card
 from zephyr.train import TrainConfig
 
 
@@ -65,3 +65,102 @@ def test_a_stage_card_from_its_trainer_and_result(tmp_path):
     for line in ["- distributed_type: multi-GPU", "- num_devices: 2", "- num_epochs: 1.5", "- beta: 0.1",
                  "- Loss: 0.5", "- Rewards/chosen: 0.25", "| 0.75 | 1.5 | 6 | 0.5 | 0.25 |"]:
         assert line + "\n" in card, line
+
+
+def test_eval_results_in_the_zephyr_cardsmodel_index_format(shared_data):
+    """open_llm_v1's figures and MT-Bench's score describe themselves exactly as zephyr-7b-gemma's card does."""
+    import yaml
+
+    from zephyr.eval.card_results import lm_eval_results, mt_bench_results
+    from zephyr.eval.lm_eval_tasks import PRESETS
+
+    card = (shared_data.parent / "model_cards" / "zephyr-7b-gemma-v0.1.md").read_text()
+    published = yaml.safe_load(card.split("---\n")[1])["model-index"][0]["results"]
+    values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in published}
+    table = {f.label: values[f.card["dataset_name"]] for f in PRESETS["open_llm_v1"].figures}
+    ours = lm_eval_results({"preset": "open_llm_v1", "table": table, "apply_chat_template": False})
+    ours += mt_bench_results({"score": 7.8125, "judge": "gpt-4"})
+    index = model_index("zephyr-7b-gemma", ours)[0]["results"]
+    strip = lambda r: {k: r[k] for k in ("task", "dataset", "metrics")}  # noqa: E731 (sources differ: our runs)
+    assert sorted(map(str, map(strip, index))) == sorted(map(str, map(strip, published)))
+
+
+def test_eval_results_update_the_card_without_duplicates(tmp_path):
+    from huggingface_hub import EvalResult
+
+    from zephyr.model_card import record_eval_results
+
+    def result(value, metric="score", source="FastChat llm_judge, judge gpt-4"):
+        return EvalResult(task_type="text-generation", dataset_type="unknown", dataset_name="MT-Bench",
+                          metric_type="unknown", metric_name=metric, metric_value=value,
+                          source_url="https://github.com/lm-sys/FastChat", source_name=source)
+
+    path = tmp_path / "README.md"
+    path.write_text(render_model_card(model_name="zephyr-demo-dpo", base_model="google/gemma-3-270m",
+                                      datasets=["zephyr/demo_data"], hyperparameters={"beta": 0.1}, results=[]))
+    before = path.read_text()
+    record_eval_results(path, [result(6.5)])
+    record_eval_results(path, [result(7.25), result(7.0, "turn 1")])
+    record_eval_results(path, [result(5.5, source="FastChat llm_judge, judge local")])
+    text = path.read_text()
+    front, body = text.split("---\n")[1], text.split("---\n", 2)[2]
+    assert front.startswith("license: apache-2.0\nbase_model: google/gemma-3-270m\ntags:\n- zephyr\n")
+    assert "model-index:\n- name: zephyr-demo-dpo\n  results:\n  - task:\n      type: text-generation\n" in front
+    assert front.count("name: MT-Bench") == 3 and "value: 6.5" not in front and "value: 7.25" in front
+    assert body.count("## Evaluation results") == 1
+    assert "| MT-Bench | score | 7.25 | FastChat llm_judge, judge gpt-4 |" in body
+    assert "| MT-Bench | turn 1 | 7.0 |" in body
+    assert "| MT-Bench | score | 5.5 | FastChat llm_judge, judge local |" in body
+    assert body.index("## Evaluation results") < body.index("## Model description")
+    assert body.replace(body[body.index("<!-- zephyr"):body.index("end -->") + 7] + "\n\n", "") == \
+        before.split("---\n", 2)[2]  # the rest of the card is untouched
+
+
+def test_eval_results_make_a_card_where_there_is_none(tmp_path):
+    from zephyr.eval.card_results import record_in_card
+
+    report = {"benchmark": "mt_bench", "score": 6.123, "judge": "gpt-4"}
+    assert record_in_card(str(tmp_path / "no-such-folder"), report) is None
+    assert record_in_card("HuggingFaceH4/zephyr-7b-beta", report) is None
+    card = record_in_card(str(tmp_path), report).read_text()
+    assert card.startswith(f"---\nmodel-index:\n- name: {tmp_path.name}\n")
+    assert "value: 6.12" in card and f"# {tmp_path.name}" in card and "| MT-Bench | score | 6.12 |" in card
+
+
+def test_every_benchmark_report_gives_its_card_results():
+    from zephyr.eval.card_results import RESULTS
+
+    def described(report):
+        return [(r.dataset_name, r.metric_name or r.metric_type, r.metric_value, r.dataset_args, r.source_name)
+                for r in RESULTS[report["benchmark"]](report)]
+
+    source = "alpaca_eval, annotator weighted_alpaca_eval_gpt4_turbo"
+    assert described({"benchmark": "alpaca_eval", "win_rate": 90.604, "length_controlled_winrate": 50.126,
+                      "annotator": "weighted_alpaca_eval_gpt4_turbo"}) == [
+        ("AlpacaEval", "length-controlled win rate", 50.13, None, source),
+        ("AlpacaEval", "win rate", 90.6, None, source)]
+    assert described({"benchmark": "ifeval", "prompt_level_strict": 40.0, "instruction_level_loose_acc": 55.5}) == [
+        ("IFEval (0-Shot)", "prompt level strict accuracy", 40.0, {"num_few_shot": 0}, "IFEval"),
+        ("IFEval (0-Shot)", "instruction level loose accuracy", 55.5, {"num_few_shot": 0}, "IFEval")]
+    assert described({"benchmark": "lm_eval", "apply_chat_template": False, "num_fewshot": {"arc_easy": 25},
+                      "results": {"arc_easy": {"alias": "arc_easy", "acc": 0.51234, "acc_stderr": 0.01}}}) == [
+        ("arc_easy", "acc", 51.23, {"num_few_shot": 25}, "lm-evaluation-harness, no chat template")]
+    assert described({"benchmark": "mt_bench", "score": None, "judge": "gpt-4"}) == []
+
+
+def test_a_card_that_cannot_be_read_is_a_data_error(tmp_path):
+    import pytest
+    from huggingface_hub import EvalResult
+
+    from zephyr.errors import DataError
+    from zephyr.model_card import record_eval_results
+
+    result = EvalResult(task_type="text-generation", dataset_type="unknown", dataset_name="MT-Bench",
+                        metric_type="unknown", metric_value=7.0)
+    path = tmp_path / "README.md"
+    path.write_text("---\nmodel-index:\n- name: m\n  results:\n  - metrics: 3\n---\nbody\n")
+    with pytest.raises(DataError, match="README.md: field 'model-index'"):
+        record_eval_results(path, [result])
+    path.write_text("---\nlicense: [unclosed\n---\nbody\n")
+    with pytest.raises(DataError, match="front matter is not YAML"):
+        record_eval_results(path, [result])

@@ -107,7 +107,7 @@ def test_dtypes_and_bad_inputs(tmp_path):
     assert resolve_dtype("auto") == (torch.bfloat16 if fast_bf16 else torch.float32)
     with pytest.raises(ValueError, match="unknown dtype 'float8'"):
         resolve_dtype("float8")
-    with pytest.raises(FileNotFoundError, match="GGUF file not found"):
+    with pytest.raises(ConfigError, match="GGUF file not found"):
         resolve(str(tmp_path / "missing.gguf"))
     stray = tmp_path / "weights.bin"
     stray.write_bytes(b"x")
@@ -192,3 +192,55 @@ def test_checkpoint_template_that_closes_the_last_turn_differently(tiny_model_di
     ids, mask = render_ids(TWO_TURNS, tokenizer, config.chat_template)
     assert ids == list(tokenizer.apply_chat_template(TWO_TURNS, tokenize=True, return_dict=True)["input_ids"])
     assert tokenizer.decode([t for t, m in zip(ids, mask) if m]) == "It is 391.<|im_end|>408.<|im_end|>\n</s>"
+
+
+def test_lora_target_modules_that_match_nothing_are_named(tiny_model_dir):
+    config = LoraModelConfig(model=str(tiny_model_dir("llama")), use_lora=True, lora_r=4,
+                             lora_target_modules=["q_proj", "query_key_value", "dense"])
+    with pytest.raises(ConfigError) as err:
+        load_model(config, load_tokenizer(config), for_training=True)
+    message = str(err.value)
+    assert message.startswith("field 'lora_target_modules': query_key_value, dense match no module of LlamaForCausalLM")
+    assert "its linear layers are down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj" in message
+    config.lora_target_modules = ["q_proj", "model.layers.0.self_attn.v_proj"]  # names and full paths both match
+    assert any("lora_A" in name for name, _ in load_model(config, for_training=True).named_parameters())
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lora_r": 0}, "field 'lora_r': the adapter rank must be >= 1, got 0"),
+    ({"lora_alpha": -8}, "field 'lora_alpha': must be > 0"),
+    ({"lora_dropout": 1.0}, "field 'lora_dropout': a probability in [0, 1) is needed, got 1.0"),
+    ({"lora_dropout": -0.5}, "field 'lora_dropout'"),
+    ({"lora_target_modules": []}, "field 'lora_target_modules': name the modules"),
+    ({"dtype": "int8"}, "field 'dtype': 'int8' is not one of auto"),
+    ({"chat_template": "vicuna"}, "field 'chat_template': 'vicuna' is not one of"),
+])
+def test_bad_model_settings(values, message):
+    with pytest.raises(ConfigError) as err:
+        LoraModelConfig(use_lora=True, **values)
+    assert message in str(err.value)
+
+
+def test_model_paths_that_hold_no_model(tmp_path, tiny_model_dir):
+    with pytest.raises(ConfigError, match=r"field 'model': no such model folder: /no/such/folder \(and not a hub id"):
+        load_tokenizer(ModelConfig(model="/no/such/folder"))
+    with pytest.raises(ConfigError, match=r"no such model folder: \.\./runs/sft"):
+        resolve("../runs/sft")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match=r"the folder .*empty holds no model: no config.json and no tokenizer "
+                                          r"\(it is empty\)"):
+        load_tokenizer(ModelConfig(model=str(empty)))
+    weights_only = tmp_path / "weights_only"
+    weights_only.mkdir()
+    (weights_only / "config.json").write_text((tiny_model_dir("llama") / "config.json").read_text())
+    with pytest.raises(ConfigError, match=r"has no tokenizer \(none of tokenizer.json.*it has config.json\)"):
+        load_tokenizer(ModelConfig(model=str(weights_only)))
+    tokenizer_only = tmp_path / "tokenizer_only"
+    load_tokenizer(ModelConfig(model=str(tiny_model_dir("llama")))).save_pretrained(tokenizer_only)
+    with pytest.raises(ConfigError, match=r"tokenizer_only has no config.json .*; it holds no model weights"):
+        load_model(ModelConfig(model=str(tokenizer_only)))
+    # a name in hub form that is no local folder: the hub's (here: offline) failure says so
+    with pytest.raises(ConfigError, match=r"field 'model': runs/nothing-here is no local folder, and no model of "
+                                          r"that name could be loaded from the Hugging Face Hub"):
+        load_tokenizer(ModelConfig(model="runs/nothing-here"))

@@ -17,3 +17,12 @@ class DataError(ZephyrError):
         where = ":".join(str(p) for p in (path, line) if p is not None)
         what = f"field '{field}': " if field else ""
         super().__init__(f"{where}: {what}{problem}" if where else f"{what}{problem}")
+
+
+class DiskFull(ZephyrError):
+    """The disk filled up while writing `path`; what was written before stays, and the command can be rerun."""
+
+    def __init__(self, path: str, kept: str):
+        self.path = path
+        super().__init__(f"no space left on {path} (the disk is full, errno 28): {kept}; free some space (or "
+                         "write to another disk) and run the command again")

@@ -24,6 +24,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import DataError
+
 BASE_COLUMNS = {"Training Loss": "loss", "Epoch": "epoch", "Step": "step", "Validation Loss": "eval_loss"}
 # accelerate's DistributedType -> the published cards' word
 DISTRIBUTED_TYPES = {"NO": "single-device", "MULTI_GPU": "multi-GPU", "MULTI_CPU": "multi-CPU",
@@ -161,3 +163,82 @@ def write_stage_card(cfg: Any, trainer: Any, result: Any, description: str,
                             datasets=[str(d) for d in cfg.dataset_mixer], hyperparameters=params,
                             results=results_rows(result.log_history), eval_metrics=eval_metrics,
                             extra_columns=columns, description=description, adapter=cfg.use_lora)
+
+
+# --- evaluation results: model-index entries (the Zephyr cards' format) and a table in the card's text ---
+
+EVAL_START, EVAL_END = "<!-- zephyr eval results: start -->", "<!-- zephyr eval results: end -->"
+
+
+def _split_card(text: str, path: str) -> tuple[dict, str]:
+    """(front-matter metadata, body) of a README.md; a card without front matter has empty metadata."""
+    import yaml
+
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        if end != -1:
+            try:
+                metadata = yaml.safe_load(text[4:end]) or {}
+            except yaml.YAMLError as err:
+                raise DataError(f"the card's front matter is not YAML ({err})", path) from None
+            if not isinstance(metadata, dict):
+                raise DataError("the card's front matter is not a mapping", path)
+            return metadata, text[end + 5:]
+    return {}, text
+
+
+def _results_section(results: Sequence[Any]) -> str:
+    lines = [EVAL_START, "## Evaluation results", "", "| Benchmark | Metric | Value | Source |", "|---|---|---:|---|"]
+    for r in results:
+        lines.append(f"| {r.dataset_name} | {r.metric_name or r.metric_type} | {_number(r.metric_value)} | "
+                     f"{r.source_name or ''} |")
+    return "\n".join(lines + [EVAL_END])
+
+
+def model_index(name: str, results: Sequence[Any]) -> list[dict]:
+    """The model-index as the Zephyr cards write it: one entry per result, with its own source (huggingface_hub's
+    grouping would merge two results of one benchmark under one source, e.g. the same benchmark judged twice)."""
+    def kept(**values):
+        return {key: value for key, value in values.items() if value is not None}
+
+    entries = [kept(task=kept(type=r.task_type, name=r.task_name),
+                    dataset=kept(name=r.dataset_name, type=r.dataset_type, config=r.dataset_config,
+                                 split=r.dataset_split, revision=r.dataset_revision, args=r.dataset_args),
+                    metrics=[kept(type=r.metric_type, value=r.metric_value, name=r.metric_name,
+                                  config=r.metric_config, args=r.metric_args, verified=r.verified,
+                                  verifyToken=r.verify_token)],
+                    source=kept(url=r.source_url, name=r.source_name) or None) for r in results]
+    return [{"name": name, "results": entries}]
+
+
+def record_eval_results(path: str | Path, results: Sequence[Any], model_name: str | None = None) -> Path:
+    """Put evaluation results (huggingface_hub `EvalResult`s) into the card at `path`: its model-index results
+    (a result with the same benchmark, metric and source as one there replaces it) and the "Evaluation results"
+    table in its text, made from all of them. A missing card is created with just these."""
+    import yaml
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    path = Path(path)
+    metadata, body = _split_card(path.read_text(encoding="utf-8") if path.is_file() else "", str(path))
+    name, known = model_name or path.parent.resolve().name, []
+    if metadata.get("model-index"):
+        try:
+            index_name, known = model_index_to_eval_results(metadata["model-index"])
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise DataError(f"its model-index is not in the model-card format ({err!r})", str(path),
+                            field="model-index") from None
+        name = index_name or name
+    for result in results:
+        known = [r for r in known if not r.is_equal_except_value(result)] + [result]
+    metadata["model-index"] = model_index(name, known)
+    section = _results_section(known)
+    if EVAL_START in body and EVAL_END in body:
+        body = body[:body.index(EVAL_START)] + section + body[body.index(EVAL_END) + len(EVAL_END):]
+    elif "\n## " in body:  # before the card's first section, where the Zephyr cards show their figures
+        at = body.index("\n## ") + 1
+        body = body[:at] + section + "\n\n" + body[at:]
+    else:
+        body = (body or f"\n# {name}\n").rstrip("\n") + "\n\n" + section + "\n"
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=10**6)
+    path.write_text(f"---\n{front}---\n{body}", encoding="utf-8")
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,13 +51,29 @@ class LoraModelConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.lora_r < 1:
+            raise ConfigError(f"field 'lora_r': the adapter rank must be >= 1, got {self.lora_r}")
+        if not self.lora_alpha > 0:
+            raise ConfigError(f"field 'lora_alpha': must be > 0 (scale = alpha / r), got {self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"field 'lora_dropout': a probability in [0, 1) is needed, got {self.lora_dropout}")
+        if not self.lora_target_modules or not all(self.lora_target_modules):
+            raise ConfigError("field 'lora_target_modules': name the modules that get adapters ('all-linear' = "
+                              "every linear layer but the head)")
         if self.load_in_4bit and not self.use_lora:
             raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
                               "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
 
 
+# a hub id is `name` or `namespace/name` (letters, digits, - _ .); anything else can only be a local path
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+MODEL_FILES = ("config.json", "adapter_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
+
+
 def resolve(model: str) -> tuple[str, str | None]:
-    """-> (folder or hub id, gguf file name or None)."""
+    """-> (folder or hub id, gguf file name or None). A path that is not there, or a folder that holds no
+    model, is a ConfigError saying so (instead of the hub client's complaint about the id's form)."""
     if model == EMBEDDED:
         from .embedded import embedded_checkpoint
 
@@ -64,11 +81,42 @@ def resolve(model: str) -> tuple[str, str | None]:
     path = Path(model)
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise FileNotFoundError(f"GGUF file not found: {path}")
+            raise ConfigError(f"field 'model': GGUF file not found: {path}")
         return str(path.parent), path.name
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} is a file; pass a model folder, a .gguf file, a hub id, or 'embedded'")
+    if path.is_dir():
+        if not any((path / name).is_file() for name in MODEL_FILES + TOKENIZER_FILES):
+            raise ConfigError(f"field 'model': the folder {path} holds no model: no config.json and no tokenizer "
+                              f"({_listing(path)})")
+        return model, None
+    if path.exists():
+        raise ConfigError(f"field 'model': {path} is a file; pass a model folder, a .gguf file, a hub id, or "
+                          f"'embedded'")
+    if not HUB_ID.fullmatch(model) or ".." in model:
+        raise ConfigError(f"field 'model': no such model folder: {model} (and not a hub id, which has the form "
+                          f"'name' or 'namespace/name')")
     return model, None
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return "it is empty" if not names else "it has " + ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+
+
+def _require_model_files(where: str, gguf_file: str | None) -> None:
+    if not gguf_file and Path(where).is_dir() and not any((Path(where) / n).is_file() for n in MODEL_FILES):
+        raise ConfigError(f"field 'model': the folder {where} has no config.json ({_listing(Path(where))}); it "
+                          f"holds no model weights")
+
+
+def _from_hub_or_local(load, where: str, model: str, **kwargs):
+    """`load(where, **kwargs)`; when `where` is no local folder the hub's error says that too."""
+    try:
+        return load(where, **kwargs)
+    except OSError as err:
+        if Path(where).exists():
+            raise
+        raise ConfigError(f"field 'model': {model} is no local folder, and no model of that name could be loaded "
+                          f"from the Hugging Face Hub ({str(err).splitlines()[0]})") from None
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -104,7 +152,10 @@ def load_tokenizer(config: ModelConfig):
         kwargs["gguf_file"] = gguf_file
     elif not Path(where).exists():
         kwargs["revision"] = config.revision
-    tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+    elif not any((Path(where) / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"field 'model': the folder {where} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}; "
+                          f"{_listing(Path(where))}); save the tokenizer with the model")
+    tokenizer = _from_hub_or_local(AutoTokenizer.from_pretrained, where, config.model, **kwargs)
     if tokenizer.pad_token is None:  # padding-free training rarely pads, but batched generation does
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     # "auto" is resolved in place so that later stages render with the same template the tokenizer carries
@@ -186,7 +237,8 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
             import os
 
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
-    model = AutoModelForCausalLM.from_pretrained(where, **kwargs)
+    _require_model_files(where, gguf_file)
+    model = _from_hub_or_local(AutoModelForCausalLM.from_pretrained, where, config.model, **kwargs)
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
@@ -200,8 +252,44 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
             if quantization is not None:
                 keep_4bit_weights_differentiable(model)
                 model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            check_lora_targets(model, config.lora_target_modules)
             model = get_peft_model(model, lora_config(config))
     return model
+
+
+def context_length(config: ModelConfig) -> int | None:
+    """The model's context window in tokens (from its config, without loading weights), or None if it does not
+    say."""
+    from transformers import AutoConfig
+
+    where, gguf_file = resolve(config.model)
+    _require_model_files(where, gguf_file)
+    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    elif not Path(where).exists():
+        kwargs["revision"] = config.revision
+    model_config = _from_hub_or_local(AutoConfig.from_pretrained, where, config.model, **kwargs)
+    model_config = getattr(model_config, "text_config", None) or model_config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(model_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_lora_targets(model, targets: list[str]) -> None:
+    """Every named target module must match a module of the model (peft's rule: the full name, or its last
+    dotted parts), else a ConfigError naming the unmatched ones and listing the model's linear layers."""
+    if targets == ["all-linear"]:
+        return
+    names = [name for name, _ in model.named_modules() if name]
+    unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if isinstance(module, torch.nn.Linear)})
+        raise ConfigError(f"field 'lora_target_modules': {', '.join(unmatched)} match no module of "
+                          f"{type(model).__name__}; its linear layers are {', '.join(linear)} (or use all-linear)")
 
 
 def lora_config(config: LoraModelConfig):

@@ -7,12 +7,14 @@ evaluation (through transformers' `generate`), and `zephyr serve`'s engines (one
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterable, Sequence
 
 import torch
 
 from .chat_template import end_of_turn, prompt_ids
 from .config import field
+from .errors import ConfigError
 from .models import ModelConfig
 
 
@@ -29,9 +31,30 @@ class Sampling:
     seed: int = field(42, help="random seed: the same seed, model and inputs give the same replies")
 
 
+def check_sampling(sampling: Sampling) -> None:
+    """ConfigError naming the first setting out of range (a server request's `max_new_tokens` of 0 means "to
+    the end of the context", so only commands check it through SamplingConfig)."""
+    problems = {
+        "temperature": not sampling.temperature >= 0 or not math.isfinite(sampling.temperature),
+        "top_p": not 0 < sampling.top_p <= 1,
+        "top_k": sampling.top_k < 0,
+        "repetition_penalty": not sampling.repetition_penalty > 0 or not math.isfinite(sampling.repetition_penalty),
+        "max_new_tokens": sampling.max_new_tokens < 1,
+    }
+    wanted = {"temperature": ">= 0 (0 = greedy)", "top_p": "in (0, 1]", "top_k": ">= 0 (0 = no limit)",
+              "repetition_penalty": "> 0 (1.0 = off)", "max_new_tokens": ">= 1"}
+    for name, bad in problems.items():
+        if bad:
+            raise ConfigError(f"field '{name}': must be {wanted[name]}, got {getattr(sampling, name)}")
+
+
 @dataclasses.dataclass
 class SamplingConfig(Sampling, ModelConfig):
     """A model and how to sample from it."""
+
+    def __post_init__(self):
+        check_sampling(self)
+        super().__post_init__()
 
 
 def stop_token_ids(tokenizer, template: str) -> list[int]:
@@ -71,14 +94,20 @@ def clean_reply(tokenizer, new_ids: Sequence[int], template: str) -> str:
     return tokenizer.decode(kept, skip_special_tokens=True).strip()
 
 
-@torch.inference_mode()
 def generate_batch(model, tokenizer, conversations: Sequence[list[dict]], config: Sampling, template: str,
                    seed: int | None = None) -> list[str]:
     """One reply per conversation, batched with left padding."""
     encoded = [prompt_ids(messages, tokenizer, template) for messages in conversations]
+    return generate_from_ids(model, tokenizer, encoded, config, template, seed)
+
+
+@torch.inference_mode()
+def generate_from_ids(model, tokenizer, encoded: Sequence[list[int]], config: Sampling, template: str,
+                      seed: int | None = None) -> list[str]:
+    """One reply per prompt of token ids (`prompt_ids`), batched with left padding."""
     width = max(len(ids) for ids in encoded)
     pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + list(ids) for ids in encoded])
     attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
     torch.manual_seed(config.seed if seed is None else seed)
     output = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),

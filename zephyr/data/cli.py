@@ -25,7 +25,7 @@ from . import schemas
 from .binarize import binarize_row
 from .config import DataConfig
 from .decontaminate import DEFAULT_NGRAM, EvalIndex
-from .io import Where, progress, write_rows
+from .io import Where, check_output_file, check_output_folder, disk_full_is_reported, progress, write_rows
 from .mixer import (Report, Source, accounted, load_chat_splits, load_preference_splits, parse_sources,
                     split_streams)
 from .ultrachat_filter import filter_dialogue
@@ -40,6 +40,9 @@ class BinarizeArgs:
     seed: int = field(42, help="seed of the per-row random choice of the rejected completion")
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping")
 
+    def __post_init__(self):
+        check_output_file(self.output, "output")
+
 
 @dataclasses.dataclass
 class FilterArgs:
@@ -48,6 +51,9 @@ class FilterArgs:
     input: str = field(help="file of rows with a `messages` list, or hub id[@split]")
     output: str = field(help="where to write the kept rows (.jsonl, .json or .parquet)")
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping")
+
+    def __post_init__(self):
+        check_output_file(self.output, "output")
 
 
 @dataclasses.dataclass
@@ -63,6 +69,9 @@ class DecontaminateArgs:
     def __post_init__(self):
         if not self.eval:
             raise ConfigError("decontaminate needs --eval FILE [FILE ...] (MT-Bench, AlpacaEval or IFEval prompts)")
+        if self.ngram < 1:
+            raise ConfigError(f"field 'ngram': an n-gram has at least 1 word, got {self.ngram}")
+        check_output_file(self.output, "output")
 
 
 @dataclasses.dataclass
@@ -73,8 +82,10 @@ class MixArgs(DataConfig):
     kind: str = field("auto", help="chat (conversations), preference (pairs), or auto (from the first row)")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.kind not in ("auto", "chat", "preference"):
-            raise ConfigError(f"--kind must be auto, chat or preference, got {self.kind!r}")
+            raise ConfigError(f"field 'kind': must be auto, chat or preference, got {self.kind!r}")
+        check_output_folder(self.output_dir, "output_dir")
 
 
 def _source_rows(spec: str, desc: str) -> Iterator[tuple[Where, Any]]:
@@ -151,8 +162,9 @@ def mix(args: MixArgs) -> Report:
     out = Path(args.output_dir)
     write_rows(({"messages": c} for c in splits.train) if kind == "chat" else splits.train, out / "train.jsonl")
     write_rows(({"messages": c} for c in splits.test) if kind == "chat" else splits.test, out / "test.jsonl")
-    (out / "report.json").write_text(json.dumps({"kind": kind, "sources": splits.report,
-                                                 "notes": splits.report.notes}, indent=1))
+    with disk_full_is_reported(out / "report.json", "train.jsonl and test.jsonl are complete"):
+        (out / "report.json").write_text(json.dumps({"kind": kind, "sources": splits.report,
+                                                     "notes": splits.report.notes}, indent=1))
     splits.report.notes.append(f"{kind} data: {len(splits.train)} train / {len(splits.test)} test rows in {out}")
     return splits.report
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from ..config import SeedConfig, field
+from ..errors import ConfigError
 from .decontaminate import DEFAULT_NGRAM
 
 
@@ -31,3 +33,17 @@ class DataConfig(SeedConfig):
     decontaminate_ngram: int = field(DEFAULT_NGRAM, help="n-gram length in words for decontamination")
     max_train_samples: int | None = field(None, help="cap on training rows after mixing (None: all)")
     max_eval_samples: int | None = field(None, help="cap on evaluation rows after mixing (None: all)")
+
+    def __post_init__(self):
+        if not math.isfinite(self.test_split_size) or self.test_split_size < 0:
+            raise ConfigError(f"field 'test_split_size': must be a share from 0 to 1 or a row count >= 1, got "
+                              f"{self.test_split_size}")
+        if self.decontaminate_ngram < 1:
+            raise ConfigError(f"field 'decontaminate_ngram': an n-gram has at least 1 word, got "
+                              f"{self.decontaminate_ngram}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"field '{name}': must be >= 0 (or None for all rows), got {getattr(self, name)}")
+        rest = getattr(super(), "__post_init__", None)  # the next base's checks, in a stage config
+        if rest is not None:
+            rest()

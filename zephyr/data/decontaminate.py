@@ -28,7 +28,7 @@ import unicodedata
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .io import read_rows
 
 DEFAULT_NGRAM = 8
@@ -76,7 +76,7 @@ class EvalIndex:
 
     def __init__(self, prompts: Iterable[str], n: int = DEFAULT_NGRAM):
         if n < 1:
-            raise ValueError(f"decontaminate_ngram must be >= 1, got {n}")
+            raise ConfigError(f"field 'decontaminate_ngram': an n-gram has at least 1 word, got {n}")
         self.n = n
         self.grams: set[int] = set()
         self.short: set[tuple[str, ...]] = set()  # eval prompts shorter than n words, matched whole

@@ -4,12 +4,16 @@ whole (`write_rows`, atomic) or append to a resumable JSONL output (`appending`,
 Every row comes with a `Where` (file + 1-based line for JSONL/CSV, file + row index for JSON/Parquet/hub) so
 that a bad row can be reported precisely. The line-based formats are parsed here rather than through
 `datasets` because its Arrow JSON/CSV readers report a malformed line as an Arrow error without the line.
-A line that is not valid JSON is yielded as a DataError (not raised) so the caller can skip and count it.
+A line that is not valid JSON, not valid UTF-8 (the message gives the byte offset), or that holds an object
+naming one key twice is yielded as a DataError (not raised) so the caller can skip and count it. Every JSON
+text is parsed by `loads`, which rejects a repeated key: with `json.loads` the last value would silently win.
+A full disk while writing raises `DiskFull` naming the file; what was written before stays.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import sys
@@ -20,11 +24,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError, DiskFull
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # CSV cells cannot hold lists, so nested columns are stored as JSON text; these are decoded back.
 NESTED_CSV_COLUMNS = ("messages", "prompt", "chosen", "rejected", "completions", "metadata")
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark some Windows tools put first
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,40 @@ class Where:
         return err
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
+    return row
+
+
+def loads(text: str | bytes) -> Any:
+    """`json.loads` that raises DuplicateKey for an object naming one key twice."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+DUPLICATE = "appears twice in one JSON object (which value is meant?)"
+
+
+def not_utf8(err: UnicodeDecodeError, line_start: int = 0) -> str:
+    """The problem text of a decode error; `err.start` counts from `line_start`, the line's offset in the file."""
+    byte = err.object[err.start:err.start + 1].hex()
+    return (f"not valid UTF-8: byte 0x{byte} at byte {err.start} of the line (byte {line_start + err.start} of the "
+            f"file); save the file as UTF-8")
+
+
 def progress(items: Iterable, desc: str, total: int | None = None, unit: str = "row") -> Iterable:
     """A tqdm bar on stderr, hidden when stderr is not a terminal (logs, tests)."""
     return tqdm(items, desc=desc, total=total, unit=unit, disable=None, leave=False, dynamic_ncols=True)
@@ -59,10 +98,17 @@ def read_rows(path: str | Path) -> Iterator[tuple[Where, Any]]:
     """Yield (where, row) for every row of a local file; a row that cannot be parsed is yielded as a DataError."""
     path = Path(path)
     fmt = file_format(path)
+    if path.is_dir():
+        raise DataError("is a folder; give a data file", str(path))
     if not path.is_file():
         raise DataError("file not found", str(path))
     reader = {"jsonl": _read_jsonl, "json": _read_json, "parquet": _read_parquet, "csv": _read_csv}[fmt]
-    yield from reader(path)
+    empty = True
+    for item in reader(path):
+        empty = False
+        yield item
+    if empty:
+        raise DataError("holds no rows (the file is empty)", str(path))
 
 
 def read_objects(path: str | Path) -> Iterator[tuple[Where, dict]]:
@@ -77,21 +123,39 @@ def read_objects(path: str | Path) -> Iterator[tuple[Where, dict]]:
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[Where, Any]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    """Lines are read as bytes and decoded one by one, so that a bad byte spoils only its own line."""
+    offset = 0  # of the current line in the file
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            if number == 1 and raw.startswith(BOM):
+                raw, start = raw[len(BOM):], start + len(BOM)
+            if not raw.strip():
                 continue
             where = Where(str(path), number)
             try:
-                yield where, json.loads(line)
+                yield where, loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                yield where, where.error(not_utf8(err, start))
+            except DuplicateKey as err:
+                yield where, where.error(DUPLICATE, err.key)
             except json.JSONDecodeError as err:
                 yield where, where.error(f"not valid JSON ({err.msg} at column {err.colno})")
 
 
 def _read_json(path: Path) -> Iterator[tuple[Where, Any]]:
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes().removeprefix(BOM)
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        err.object, err.start = raw[line_start:], err.start - line_start
+        raise DataError(not_utf8(err, line_start), str(path), line) from None
+    try:
+        data = loads(text)
+    except DuplicateKey as err:
+        raise _locate_duplicate(path, text, err.key) from None
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # `datasets.Dataset.to_json` writes JSON lines under a .json name
             yield from _read_jsonl(path)
@@ -109,6 +173,40 @@ def _read_json(path: Path) -> Iterator[tuple[Where, Any]]:
         yield Where(str(path), index, "row"), row
 
 
+class _Repeated(dict):
+    """An object that named `key` twice (only while locating a duplicate key in a .json file)."""
+
+    key = ""
+
+
+def _mark_repeated(pairs: list[tuple[str, Any]]) -> dict:
+    try:
+        return _unique_keys(pairs)
+    except DuplicateKey as err:
+        marked = _Repeated(pairs)
+        marked.key = err.key
+        return marked
+
+
+def _locate_duplicate(path: Path, text: str, key: str) -> DataError:
+    """The row of a .json file holding an object with a repeated key (searched only once one is known)."""
+
+    def repeated(value: Any) -> bool:
+        if isinstance(value, _Repeated):
+            return True
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        return any(repeated(child) for child in children)
+
+    data = json.loads(text, object_pairs_hook=_mark_repeated)
+    if isinstance(data, dict) and not isinstance(data, _Repeated):
+        data = next((value for value in data.values() if isinstance(value, list) and repeated(value)), data)
+    if isinstance(data, list):
+        for index, row in enumerate(data):
+            if repeated(row):
+                return Where(str(path), index, "row").error(DUPLICATE, key)
+    return DataError(DUPLICATE, str(path), field=key)
+
+
 def _read_parquet(path: Path) -> Iterator[tuple[Where, Any]]:
     import pyarrow.parquet as pq
 
@@ -124,11 +222,16 @@ def _read_parquet(path: Path) -> Iterator[tuple[Where, Any]]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[Where, Any]]:
+    """A byte that is not UTF-8 is kept as a lone surrogate (`surrogateescape`) and reported with its cell."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long assistant replies exceed the 128 KiB default
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
+            return
+        bad = _bad_cell(header)
+        if bad is not None:
+            yield Where(str(path), 1), Where(str(path), 1).error(bad[1], f"header cell {bad[0] + 1}")
             return
         end_of_previous = reader.line_num
         for cells in reader:
@@ -139,13 +242,37 @@ def _read_csv(path: Path) -> Iterator[tuple[Where, Any]]:
             if len(cells) != len(header):
                 yield where, where.error(f"has {len(cells)} cells but the header has {len(header)}")
                 continue
-            yield where, {name: _decode_cell(name, value) for name, value in zip(header, cells)}
+            bad = _bad_cell(cells)
+            if bad is not None:
+                yield where, where.error(bad[1], header[bad[0]])
+                continue
+            row = {}
+            for name, value in zip(header, cells):
+                try:
+                    row[name] = _decode_cell(name, value)
+                except DuplicateKey as err:
+                    yield where, where.error(f"its key {err.key!r} {DUPLICATE}", name)
+                    break
+            else:
+                yield where, row
+
+
+def _bad_cell(cells: list[str]) -> tuple[int, str] | None:
+    """(column, problem) of the first cell holding a byte that is not UTF-8, else None."""
+    for column, cell in enumerate(cells):
+        try:
+            cell.encode("utf-8")
+        except UnicodeEncodeError as err:
+            offset = len(cell[:err.start].encode("utf-8", "surrogateescape"))
+            byte = cell[err.start].encode("utf-8", "surrogateescape").hex()
+            return column, f"not valid UTF-8: byte 0x{byte} at byte {offset} of the cell; save the file as UTF-8"
+    return None
 
 
 def _decode_cell(name: str, value: str) -> Any:
     if name in NESTED_CSV_COLUMNS and value[:1] in "[{":
         try:
-            decoded = json.loads(value)
+            decoded = loads(value)  # a repeated key raises DuplicateKey, reported with the row
         except json.JSONDecodeError:
             return value
         # only structured data is decoded: a reply that happens to be "[1, 2]" stays text
@@ -182,58 +309,105 @@ class MissingSplit(LookupError):
         self.source, self.split = source, split
 
 
+def check_output_file(path: str | Path, field: str | None = None) -> Path:
+    """An output file name: not an existing folder, and every existing parent a folder (ConfigError otherwise,
+    naming `field` when given)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{_field(field)}{path} is a folder; give a file name (e.g. {path / 'out.jsonl'})")
+    check_output_folder(path.parent, field)
+    return path
+
+
+def check_output_folder(path: str | Path, field: str | None = None) -> Path:
+    """An output folder: it, and every existing parent, is a folder or does not exist yet."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"{_field(field)}{folder} is a file, not a folder; choose another path")
+            break
+    return path
+
+
+def _field(name: str | None) -> str:
+    return f"field '{name}': " if name else ""
+
+
+@contextmanager
+def disk_full_is_reported(path: str | Path, kept: str) -> Iterator[None]:
+    """Turn ENOSPC while writing `path` into DiskFull saying what is `kept`."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(str(path), kept) from None
+        raise
+
+
 def write_rows(rows: Iterable[dict], path: str | Path) -> int:
     """Write rows as JSONL (default), JSON or Parquet, chosen by the file extension; returns the row count.
 
-    Written to a temporary name and renamed at the end, so a run stopped by a bad row leaves no partial file.
+    Written to a temporary name and renamed at the end, so a run stopped by a bad row or a full disk leaves no
+    partial file, and an earlier file at `path` stays as it was.
     """
-    path = Path(path)
+    path = check_output_file(path)
     fmt = FORMATS.get(path.suffix.lower(), "jsonl")
     if fmt == "csv":
         raise DataError("writing CSV is not supported (nested columns); use .jsonl, .json or .parquet", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
+    kept = "nothing was written; " + ("the earlier file there is unchanged" if path.exists() else "no file made")
     try:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        with disk_full_is_reported(path, kept):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            rows = list(rows)
-            pq.write_table(pa.Table.from_pylist(rows), partial)
-            count = len(rows)
-        elif fmt == "json":
-            rows = list(rows)
-            partial.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-            count = len(rows)
-        else:
-            count = 0
-            with open(partial, "w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    count += 1
-        partial.replace(path)
+                rows = list(rows)
+                pq.write_table(pa.Table.from_pylist(rows), partial)
+                count = len(rows)
+            elif fmt == "json":
+                rows = list(rows)
+                partial.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+                count = len(rows)
+            else:
+                count = 0
+                with open(partial, "w", encoding="utf-8") as handle:
+                    for row in rows:
+                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        count += 1
+            partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
     return count
 
 
 def finished_rows(path: str | Path, key: str = "index") -> set[int]:
-    """The `key` of every complete row of a resumable JSONL output; a torn last line (a kill in mid-write, so no
-    newline) is cut away so that appending keeps the file valid JSONL. Any other bad line is an error: the rows
-    after it are kept, never cut."""
-    path = Path(path)
+    """The `key` of every complete row of a resumable JSONL output; a torn last line (a kill in mid-write: no
+    newline, and not valid JSON) is cut away so that appending keeps the file valid JSONL. Any other bad line,
+    a valid JSON line without `key` included, is an error: no row is ever cut."""
+    path = check_output_file(path)
     if not path.exists():
         return set()
     done, good_bytes = set(), 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                done.add(int(json.loads(raw)[key]))
-            except (ValueError, KeyError, TypeError) as err:
+                row = loads(raw)
+            except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError and DuplicateKey are ValueErrors
                 if raw.endswith(b"\n"):
-                    raise DataError(f"not a finished row with '{key}' ({err}); fix or remove the line to resume",
-                                    str(path), number) from err
+                    raise DataError(f"not a finished row ({err}); fix or remove the line to resume",
+                                    str(path), number) from None
                 break
+            value = row.get(key) if isinstance(row, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DataError(f"missing or not an integer in a row of this output ({str(row)[:60]}...): is it "
+                                f"the output of this command? Fix or remove the line to resume, or pass another "
+                                f"output file", str(path), number, key)
+            if not raw.endswith(b"\n"):  # complete but its newline was not written: regenerated, not patched
+                break
+            done.add(value)
             good_bytes += len(raw)
     if good_bytes < path.stat().st_size:
         with open(path, "r+b") as handle:
@@ -244,13 +418,18 @@ def finished_rows(path: str | Path, key: str = "index") -> set[int]:
 @contextmanager
 def appending(path: str | Path) -> Iterator[Callable[[Iterable[dict]], None]]:
     """`with appending(path) as append: append(rows)`: each call adds the rows as JSONL lines and fsyncs them,
-    so a kill loses at most the call in progress (whose torn line `finished_rows` removes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        def append(rows: Iterable[dict]) -> None:
-            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
+    so a kill loses at most the call in progress (whose torn line `finished_rows` removes). A full disk raises
+    DiskFull; the rows of earlier calls stay."""
+    path = check_output_file(path)
+    kept = "the rows written before are kept, and the next run resumes after them"
+    # also around open/close: closing flushes again what a failed write left in the buffer
+    with disk_full_is_reported(path, kept):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            def append(rows: Iterable[dict]) -> None:
+                with disk_full_is_reported(path, kept):
+                    handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                    handle.flush()
+                    os.fsync(handle.fileno())
 
-        yield append
+            yield append

@@ -176,6 +176,10 @@ def split_streams(source: Source, cfg: DataConfig) -> Iterator[tuple[str, Iterat
                 first = None
             found_any = True
             yield split, _prepend(first, stream)
+    if not found_any and path.is_dir():
+        names = " or ".join(f"{split}.jsonl/.json/.parquet/.csv" for split in splits)
+        raise DataError(f"a folder without a data file for the splits {', '.join(splits)} (expected {names}, also "
+                        "under data/); to read one file, name the file", source.location)
     if not found_any:
         raise DataError(f"none of the splits {', '.join(splits)} exist (set dataset_splits or use source@split)",
                         source.location)

@@ -52,6 +52,8 @@ def detect(row: Any, where: Where, wanted: str = "messages") -> str:
         return "pair"
     if "messages" in row:
         return "messages"
+    if ("instruction" in row) != ("completions" in row):  # half a raw UltraFeedback row: name the other half
+        wanted = "completions" if "instruction" in row else "instruction"
     raise where.error("missing; expected 'messages', or 'prompt'/'chosen'/'rejected', or 'instruction'/"
                       "'completions' (raw UltraFeedback); the row has " + (", ".join(map(str, row)) or "no fields"),
                       wanted)

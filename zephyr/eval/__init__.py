@@ -1,7 +1,7 @@
-"""Evaluation of chat models as the Zephyr paper reports them: MT-Bench (judge scores 1-10 per turn),
-AlpacaEval (judge win rate against a reference model's outputs) and IFEval (verifiable instructions).
+"""Evaluation of chat models as the Zephyr cards report them, each benchmark following its official
+implementation: MT-Bench (FastChat's llm_judge, single-answer grading), AlpacaEval, IFEval, and
+lm-evaluation-harness tasks with presets of the published tables (Open LLM Leaderboard v1/v2, the Nous suite).
 
-Judges come from `zephyr.judge`: a local model or any OpenAI-compatible endpoint (GPT-4 in the
-paper). Judge prompts are our own wording of each benchmark's protocol, so absolute numbers are comparable to
-the leaderboards only with the same judge model, and are always comparable between models judged alike.
+Judges come from `zephyr.judge`: a local model or any OpenAI-compatible endpoint (GPT-4 for the published
+numbers). A judged figure compares with a published one only when the judge is the same.
 """
