@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import logging
 import sys
 import time
 import types
@@ -46,12 +47,14 @@ def package():
         stand_in = True
     if stand_in:
         sys.modules["pkg_resources"] = _pkg_resources_stand_in()
+    root_level = logging.getLogger().level  # alpaca-eval sets the root logger to INFO when it is imported
     try:
         import alpaca_eval  # noqa: F401
         import alpaca_eval.metrics  # noqa: F401
     except ImportError as err:
         raise ConfigError(f"{INSTALL_HINT} ({err})") from None
     finally:
+        logging.getLogger().setLevel(root_level)
         if stand_in:
             del sys.modules["pkg_resources"]
     return sys.modules["alpaca_eval"]
@@ -152,9 +155,7 @@ def leaderboard_row(annotations: list[dict], length_controlled: bool, df_gamed: 
 
 @contextlib.contextmanager
 def _quiet():
-    """alpaca-eval sets the root logger to INFO at import and logs every chunk; keep zephyr's output readable."""
-    import logging
-
+    """alpaca-eval logs every chunk at INFO; keep zephyr's output readable."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.WARNING)
