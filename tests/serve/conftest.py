@@ -120,7 +120,8 @@ def vllm_served(tiny_model_dir):
         body = json.dumps({"model": INTERNAL_NAME, "prompt": ids, "max_tokens": max_tokens, "temperature": 0,
                            "stop_token_ids": engine.chat_stop_ids()}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{engine.port}/v1/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {engine.key}"})
         with urllib.request.urlopen(req, timeout=120) as response:
             return json.loads(response.read())["choices"][0]["text"]
 

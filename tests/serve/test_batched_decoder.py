@@ -36,14 +36,16 @@ class Collector:
 
     def __init__(self):
         self.tokens: list[int] = []
+        self.logprobs: list[tuple] = []
         self.finish = self.error = None
         self.done = threading.Event()
 
-    def __call__(self, token, finish, error):
+    def __call__(self, token, finish, error, logprobs=None):
         if error is not None:
             self.error = error
         else:
             self.tokens.append(token)
+            self.logprobs.append(logprobs)
             self.finish = finish
         if finish or error is not None:
             self.done.set()
@@ -283,3 +285,26 @@ def test_client_that_hangs_up_frees_its_row(tiny_model_dir):
             assert not engine.decoder.rows, "the disconnected client's row is still decoding"
     finally:
         engine.close()
+
+
+def test_log_probabilities_are_the_models_own_in_a_shared_batch(model):
+    texts = prompts(4)
+    decoder = BatchedDecoder(model, max_num_seqs=4)
+    try:
+        batch = [Request(p, 6, 0.0, 0, 1.0, frozenset(), Collector(), top_logprobs=3) for p in texts]
+        run(decoder, batch, stagger=0.01)
+        plain = request(texts[0], 6, Collector())
+        run(decoder, [plain])
+    finally:
+        decoder.close()
+    assert plain.emit.logprobs == [None] * 6  # not asked for, not computed
+    for p, r in zip(texts, batch):
+        out = model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=6, min_new_tokens=6, pad_token_id=0,
+                             output_logits=True, return_dict_in_generate=True)
+        assert r.emit.tokens == out.sequences[0, len(p):].tolist()
+        for step, (token, (chosen, top)) in enumerate(zip(r.emit.tokens, r.emit.logprobs)):
+            expected = out.logits[step][0].float().log_softmax(-1)
+            assert chosen == pytest.approx(float(expected[token]), abs=1e-4)
+            assert [i for i, _ in top] == expected.topk(3).indices.tolist()
+            assert [lp for _, lp in top] == pytest.approx(expected.topk(3).values.tolist(), abs=1e-4)
+            assert top[0][0] == token  # greedy: the chosen token is the most likely one

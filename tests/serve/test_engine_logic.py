@@ -85,6 +85,27 @@ def test_cli_rejects_bad_arguments_without_traceback(tmp_path):
     assert main(["serve", "embedded", "--engine", "tgi"]) == 2
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--port", "70000"], "--port: must be between 0 and 65535, got 70000"),
+    (["--port", "-1"], "--port: must be between 0 and 65535"),
+    (["--max_num_seqs", "0"], "--max_num_seqs: must be between 1 and 4096, got 0"),
+    (["--kv_cache_tokens", "0"], "--kv_cache_tokens: must be between 1"),
+    (["--max_tokens_limit", "0"], "--max_tokens_limit: must be between 1"),
+    (["--context_length", "-5"], "--context_length: must be between 0"),
+    (["--threads", "-1"], "--threads: must be between 0"),
+    (["--top_k", "-1"], "--top_k: must be between 0"),
+    (["--temperature", "-1"], "--temperature: must be between 0 and 2"),
+    (["--top_p", "0"], "--top_p: must be in (0, 1]"),
+    (["--top_p", "1.5"], "--top_p: must be in (0, 1]"),
+    (["--log_level", "loud"], "--log_level: must be one of"),
+])
+def test_serve_settings_are_checked_before_anything_loads(args, message, capsys):
+    from zephyr.cli import main
+
+    assert main(["serve", "embedded", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_checkpoint_template_renders_the_prompt_as_training_does(tiny_model_dir, tmp_path):
     """A Llama-2 [INST] checkpoint is served with its own template: the same ids as apply_chat_template."""
     from tests.test_models import LLAMA2_TEMPLATE, TWO_TURNS, checkpoint_with_template

@@ -7,6 +7,7 @@ concurrency and errors are then checked against those greedy replies.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -170,6 +171,20 @@ def test_prompt_over_context_is_400(server, client):
     (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}', "temperature"),
     (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', "max_tokens"),
     (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}', "stop"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": true}', "max_tokens"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2.0}', "max_tokens"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4294967296}', "max_tokens"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "seed": 18446744073709551616}', "seed"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "seed": -1}', "seed"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": "0.5"}', "temperature"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "top_p": false}', "top_p"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "top_k": 1e30}', "top_k"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": 1}', "stream"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "logprobs": "yes"}', "logprobs"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}', "top_logprobs"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 21}',
+     "top_logprobs"),
+    (b'{"model": "tiny", "messages": [{"role": "user", "content": "hi \\ud800 there"}]}', None),
 ])
 def test_malformed_requests_are_400(server, body, param):
     status, reply = request("POST", server.url + "/v1/chat/completions", body, key="sk-test")
@@ -178,6 +193,65 @@ def test_malformed_requests_are_400(server, body, param):
     assert error["type"] == "invalid_request_error" and error["message"]
     if param:
         assert error["param"] == param
+    if b"ud800" in body:
+        assert "surrogate" in error["message"]
+
+
+def test_completions_refuse_logprobs(server):
+    status, reply = request("POST", server.url + "/v1/completions",
+                            b'{"model": "tiny", "prompt": "hi", "logprobs": 2}', key="sk-test")
+    assert status == 400 and reply["error"]["param"] == "logprobs"
+
+
+def test_chat_logprobs_as_openai_returns_them(server, client):
+    if not server.engine.supports_logprobs:
+        with pytest.raises(openai.BadRequestError, match="does not return log-probabilities"):
+            ask(client, QUESTIONS[1], logprobs=True, top_logprobs=2)
+        return
+    reply = ask(client, QUESTIONS[1], max_tokens=6, logprobs=True, top_logprobs=4)
+    content = reply.choices[0].logprobs.content
+    shown = reply.usage.completion_tokens - (reply.choices[0].finish_reason == "stop")  # the end-of-turn is not
+    assert len(content) == shown and "".join(t.token for t in content) == reply.choices[0].message.content
+    for entry in content:  # greedy: the chosen token is the most likely alternative
+        assert len(entry.top_logprobs) == 4 and entry.top_logprobs[0].token == entry.token
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob) and entry.logprob <= 0
+        assert [a.logprob for a in entry.top_logprobs] == sorted((a.logprob for a in entry.top_logprobs), reverse=True)
+        assert bytes(entry.bytes).decode() == entry.token
+    if server.engine.name == "transformers":  # the first token's log-probability is the model's own on the prompt
+        import torch
+
+        ids = prompt_ids([{"role": "user", "content": QUESTIONS[1]}], server.tokenizer, "zephyr")
+        with torch.no_grad():
+            expected = server.engine.model(torch.tensor([ids])).logits[0, -1].float().log_softmax(-1)
+        assert content[0].logprob == pytest.approx(float(expected.max()), abs=1e-4)
+    streamed = ask(client, QUESTIONS[1], max_tokens=6, logprobs=True, top_logprobs=4, stream=True)
+    pieces = [e for chunk in streamed if chunk.choices and chunk.choices[0].logprobs
+              for e in chunk.choices[0].logprobs.content]
+    assert [(e.token, round(e.logprob, 4)) for e in pieces] == [(e.token, round(e.logprob, 4)) for e in content]
+    assert ask(client, QUESTIONS[1], max_tokens=2).choices[0].logprobs is None  # only when asked for
+    only_chosen = ask(client, QUESTIONS[1], max_tokens=2, logprobs=True).choices[0].logprobs.content
+    assert only_chosen and all(e.top_logprobs == [] for e in only_chosen)
+
+
+@pytest.mark.slow  # tokenizing 1.7 MB takes ~10 s on a shared 2-core machine
+def test_tokenizing_a_huge_prompt_does_not_block_the_server(server):
+    import threading
+    import time
+
+    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "bread and butter " * 100_000}],
+                       "max_tokens": 1}).encode()  # 1.7 MB
+    answer = {}
+    worker = threading.Thread(target=lambda: answer.update(
+        reply=request("POST", server.url + "/v1/chat/completions", body, key="sk-test", timeout=300)))
+    worker.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert request("GET", server.url + "/health")[0] == 200
+    health_seconds = time.monotonic() - started
+    worker.join(300)
+    status, reply = answer["reply"]
+    assert status == 400 and reply["error"]["code"] == "context_length_exceeded"
+    assert health_seconds < 3.0, f"/health took {health_seconds:.1f} s while a prompt was being tokenized"
 
 
 def test_api_key_required(server):
@@ -197,3 +271,12 @@ def test_unknown_route_and_method_are_json(server):
 
 def test_still_serving_after_errors(client):
     assert ask(client, QUESTIONS[0], max_tokens=3).choices[0].finish_reason in ("stop", "length")
+
+
+def test_vllm_internal_server_needs_its_per_start_key(server):
+    if server.engine.name != "vllm":
+        pytest.skip("the vLLM engine's internal server only")
+    internal = f"http://127.0.0.1:{server.engine.port}/v1/models"
+    assert request("GET", internal)[0] == 401  # a local user without the key is refused
+    assert request("GET", internal, key=server.engine.key)[0] == 200
+    assert len(server.engine.key) >= 32

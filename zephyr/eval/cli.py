@@ -62,6 +62,14 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     apply_chat_template: bool | None = field(None, help="lm_eval: format prompts with the model's chat template "
                                                         "(default: the preset's setting; off for --tasks)")
     include_path: str = field("", help="lm_eval: folder of extra task YAMLs")
+    # AlpacaEval (zephyr/eval/alpaca_eval.py)
+    annotator: str = field("weighted_alpaca_eval_gpt4_turbo",
+                           help="alpaca_eval: weighted_alpaca_eval_gpt4_turbo (AlpacaEval 2) or alpaca_eval_gpt4 (1)")
+    annotations: str = field("", help="alpaca_eval: recompute the leaderboard row of this annotations.json "
+                                      "(no model, no judge)")
+    df_gamed: str = field("", help="alpaca_eval: local copy of the hub's df_gamed.csv for the length-controlled "
+                                   "win rate (default: downloaded by alpaca-eval)")
+    generator: str = field("", help="alpaca_eval: the model's name in the outputs (default: the model folder's)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -73,7 +81,11 @@ class EvalConfig(JudgeConfig, SamplingConfig):
             check_settings(self.tasks, self.preset, self.task_fewshot)
         if self.mt_bench_max_new_tokens < 1:
             raise ConfigError(f"--mt_bench_max_new_tokens: must be at least 1, got {self.mt_bench_max_new_tokens}")
-        if self.benchmark in JUDGED and not (self.benchmark == "mt_bench" and self.judgments):
+        if self.benchmark == "alpaca_eval":
+            alpaca_eval.check_settings(self)
+        rescoring = (self.benchmark == "mt_bench" and self.judgments) or \
+            (self.benchmark == "alpaca_eval" and self.annotations)
+        if self.benchmark in JUDGED and not rescoring:
             check_judge(self)  # fail on a bad judge before generating
 
 
@@ -105,24 +117,23 @@ def run(config: EvalConfig, generate=None) -> dict:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.output_dir) / "report.json").write_text(json.dumps(report, indent=1))
         return report if config.judgments else record(config, report)
+    if config.benchmark == "alpaca_eval":  # the alpaca-eval package's protocol and files: zephyr/eval/alpaca_eval.py
+        if config.annotations:
+            return alpaca_eval.recompute(config)
+        config = alpaca_eval.with_defaults(config, {f.name: f.default for f in dataclasses.fields(EvalConfig)})
+        return record(config, alpaca_eval.run(config, (lambda _: generate) if generate else make_generator,
+                                              make_judge))
     judge = make_judge(config) if config.benchmark in JUDGED else None
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     generate = generate or make_generator(config)
     limit = config.limit or None
-    if config.benchmark == "alpaca_eval":
-        rows = alpaca_eval.load_instructions(config.data or None)[:limit]
-        outputs = generate([[{"role": "user", "content": r["instruction"]}] for r in rows])
-        write_rows(({"instruction": r["instruction"], "output": o} for r, o in zip(rows, outputs)),
-                   out / "answers.jsonl")
-        judgements, report = alpaca_eval.judge_outputs(judge, rows, outputs, config.seed)
-    else:
-        rows = ifeval.load_prompts(config.data or None)[:limit]
-        responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
-        checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
-        write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
-                    for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
-        judgements, report = [], ifeval.summarize(checked)
+    rows = ifeval.load_prompts(config.data or None)[:limit]
+    responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
+    checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
+    write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
+                for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
+    judgements, report = [], ifeval.summarize(checked)
     if judgements:
         write_rows(judgements, out / "judgements.jsonl")
     report = {"benchmark": config.benchmark, "model": config.model,

@@ -15,6 +15,7 @@ import uuid
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -79,24 +80,30 @@ def build_app(engine: Engine, defaults: Sampling, max_tokens_limit: int, api_key
         check_model(call.model)
         return call
 
+    # tokenizing runs in a worker thread: a multi-megabyte prompt must not stall the event loop (and /health)
     async def chat_completions(request: Request):
         chat = await parsed(request, parse_chat)
-        return await reply(chat, engine.chat_prompt(chat.messages), engine.chat_stop_ids())
+        if chat.top_logprobs is not None and not engine.supports_logprobs:
+            raise ApiError(400, f"logprobs: the {engine.name} engine of this server does not return "
+                                "log-probabilities; serve the model with --engine transformers", param="logprobs")
+        return await reply(chat, await run_in_threadpool(engine.chat_prompt, chat.messages), engine.chat_stop_ids())
 
     async def completions(request: Request):
         completion = await parsed(request, parse_completion)
-        return await reply(completion, engine.text_prompt(completion.prompt), engine.text_stop_ids())
+        return await reply(completion, await run_in_threadpool(engine.text_prompt, completion.prompt),
+                           engine.text_stop_ids())
 
     async def reply(call: GenerationRequest, prompt: Prompt, stop_ids: list[int]):
         max_new_tokens = check_limits(len(prompt.ids), call.max_tokens, engine.context_length, max_tokens_limit)
         sampling = dataclasses.replace(call.sampling, max_new_tokens=max_new_tokens)
-        steps = generate(engine, prompt, sampling, stop_ids, call.stop)
+        steps = generate(engine, prompt, sampling, stop_ids, call.stop, call.top_logprobs)
         head = {"id": f"{call.id_prefix}{uuid.uuid4().hex}", "object": call.chunk_object, "created": int(time.time()),
                 "model": engine.model_id}
         if call.stream:
             return _stream(steps, call, head, len(prompt.ids))
-        text, step = await _collect(steps)
-        return JSONResponse({**head, "object": call.object, "choices": [_choice(call.whole(text), step.finish_reason)],
+        text, step, logprobs = await _collect(steps)
+        choice = _choice(call.whole(text), step.finish_reason, logprobs)
+        return JSONResponse({**head, "object": call.object, "choices": [choice],
                              "usage": _usage(len(prompt.ids), step.tokens)})
 
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
@@ -123,23 +130,26 @@ def build_app(engine: Engine, defaults: Sampling, max_tokens_limit: int, api_key
     return app
 
 
-async def _collect(steps: AsyncIterator[Step]) -> tuple[str, Step]:
-    parts, last = [], Step("", 0, "length")
+async def _collect(steps: AsyncIterator[Step]) -> tuple[str, Step, list[dict] | None]:
+    parts, last, logprobs = [], Step("", 0, "length"), None
     async for step in steps:
         parts.append(step.text)
+        if step.logprobs is not None:
+            logprobs = (logprobs or []) + step.logprobs
         last = step
         if step.finish_reason:
             break
-    return "".join(parts), last
+    return "".join(parts), last, logprobs
 
 
-def _choice(content: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"index": 0, **content, "logprobs": None, "finish_reason": finish}
+def _choice(content: dict[str, Any], finish: str | None, logprobs: list[dict] | None = None) -> dict[str, Any]:
+    return {"index": 0, **content, "logprobs": None if logprobs is None else {"content": logprobs},
+            "finish_reason": finish}
 
 
 def _stream(steps: AsyncIterator[Step], call: GenerationRequest, head: dict, prompt_tokens: int) -> StreamingResponse:
-    def chunk(content: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**head, "choices": [_choice(content, finish)]})
+    def chunk(content: dict[str, Any], finish: str | None = None, logprobs: list[dict] | None = None) -> bytes:
+        return _sse({**head, "choices": [_choice(content, finish, logprobs)]})
 
     async def events() -> AsyncIterator[bytes]:
         tokens = 0
@@ -148,8 +158,8 @@ def _stream(steps: AsyncIterator[Step], call: GenerationRequest, head: dict, pro
                 yield chunk(call.opening())
             async for step in steps:
                 tokens = step.tokens
-                if step.text:
-                    yield chunk(call.piece(step.text))
+                if step.text or step.logprobs:
+                    yield chunk(call.piece(step.text), logprobs=step.logprobs)
                 if step.finish_reason:
                     yield chunk(call.closing(), step.finish_reason)
                     break

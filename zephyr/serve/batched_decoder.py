@@ -32,8 +32,10 @@ from .protocol import ApiError
 # padded tokens of one batched prefill at most: a long prompt would make short ones pay for its padding
 PREFILL_TOKENS = 2048
 
-# emit(token, finish, error): finish is None, "stop" or "length"; error is set (and token None) when the step failed
-Emit = Callable[[int | None, str | None, BaseException | None], None]
+# emit(token, finish, error, logprobs): finish is None, "stop" or "length"; error is set (and token None) when the
+# step failed; logprobs (when the request asked for them) is (the token's log-probability, [(id, logprob)] of the
+# most likely alternatives)
+Emit = Callable[[int | None, str | None, BaseException | None, tuple | None], None]
 
 
 @dataclass(eq=False)  # compared by identity: two identical prompts are still two requests
@@ -46,6 +48,7 @@ class Request:
     stop_ids: frozenset[int]
     emit: Emit
     seed: int | None = None
+    top_logprobs: int | None = None  # None: no log-probabilities; k: with the k most likely alternatives
     generated: int = 0
     cancelled: bool = False
     done: bool = False  # its last token (or an error) was sent
@@ -66,9 +69,22 @@ class TokenText(Protocol):
 
     def finish(self) -> str: ...  # whatever was held back, once the reply is over
 
+    def token(self, token: int) -> str: ...  # one token's own text (log-probability entries)
+
+
+def logprob_entry(text: TokenText, token: int, logprobs: tuple) -> dict:
+    """OpenAI's `logprobs.content` entry: the token, its log-probability and bytes, and the top alternatives."""
+    chosen, top = logprobs
+
+    def described(token_id: int, logprob: float) -> dict:
+        string = text.token(token_id)
+        return {"token": string, "logprob": logprob, "bytes": list(string.encode("utf-8", "replace"))}
+
+    return {**described(token, chosen), "top_logprobs": [described(i, lp) for i, lp in top]}
+
 
 async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling, stop_ids, context_length: int,
-                       text: TokenText, failure: str) -> AsyncIterator[Step]:
+                       text: TokenText, failure: str, top_logprobs: int | None = None) -> AsyncIterator[Step]:
     """Submit a request to `worker` and stream its reply; the last step carries the finish reason.
 
     A stop id ends the reply without being shown. max_new_tokens 0 means up to the end of the context. When the
@@ -78,20 +94,22 @@ async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling,
     request = Request(list(prompt_ids), max_tokens=sampling.max_new_tokens or context_length - len(prompt_ids),
                       temperature=float(sampling.temperature), top_k=int(sampling.top_k),
                       top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
-                      emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
+                      top_logprobs=top_logprobs, emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
     worker.submit(request)
     count = 0  # counted here: request.generated belongs to the worker thread and may already be ahead
     try:
         while True:
-            token, finish, error = await events.get()
+            token, finish, error, logprobs = await events.get()
             if error is not None:
                 raise ApiError(500, f"{failure}: {error}", type="server_error")
             count += 1
-            piece = text.add(token) if token not in request.stop_ids else ""
+            shown = token not in request.stop_ids
+            piece = text.add(token) if shown else ""
             if finish:
                 piece += text.finish()
-            if finish or piece:
-                yield Step(piece, count, finish)
+            entries = [logprob_entry(text, token, logprobs)] if logprobs is not None and shown else None
+            if finish or piece or entries:
+                yield Step(piece, count, finish, entries)
             if finish:
                 return
     finally:
@@ -121,6 +139,15 @@ def sample_row(logits: torch.Tensor, request: Request) -> int:
         return int(logits.argmax())
     probs, indices = nucleus(logits, request.temperature, request.top_k, request.top_p)
     return int(indices[torch.multinomial(probs, 1, generator=request.generator)])
+
+
+def token_logprobs(logits: torch.Tensor, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """The model's log-probability of `token` and its k most likely tokens, from the raw logits (before
+    temperature and truncation, as OpenAI and vLLM report them)."""
+    logprobs = logits.float().log_softmax(-1)
+    top = logprobs.topk(k) if k else None
+    alternatives = list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else []
+    return float(logprobs[token]), alternatives
 
 
 class DecoderThread:
@@ -183,10 +210,11 @@ class DecoderThread:
         for request in self._live() + list(self.waiting):
             self._send(request, None, None, RuntimeError("the server is shutting down"))
 
-    def _send(self, request: Request, token: int | None, finish: str | None, error: BaseException | None = None):
+    def _send(self, request: Request, token: int | None, finish: str | None, error: BaseException | None = None,
+              logprobs: tuple | None = None):
         request.done = request.done or finish is not None or error is not None
         try:
-            request.emit(token, finish, error)
+            request.emit(token, finish, error, logprobs)
         except RuntimeError:  # the client's event loop is gone: nobody is listening any more
             request.cancelled = True
 
@@ -250,11 +278,15 @@ class BatchedDecoder(DecoderThread):
             widest = width
         return admitted
 
-    def _record(self, request: Request, token: int) -> bool:
-        """Hand a sampled token to its client; True when the request is finished."""
+    def _record(self, request: Request, token: int, logits: torch.Tensor | None = None) -> bool:
+        """Hand a sampled token (with its log-probabilities when asked for) to its client; True when the request
+        is finished."""
         request.generated += 1
         finish = "stop" if token in request.stop_ids else "length" if request.generated >= request.max_tokens else None
-        self._send(request, token, finish)
+        logprobs = None
+        if request.top_logprobs is not None and logits is not None:
+            logprobs = token_logprobs(logits, token, request.top_logprobs)
+        self._send(request, token, finish, logprobs=logprobs)
         return finish is not None or request.cancelled
 
     def _prefill(self, requests: list[Request]) -> None:
@@ -278,7 +310,7 @@ class BatchedDecoder(DecoderThread):
             layer.keys.masked_fill_(~real[:, None, :, None], 0)
             layer.values.masked_fill_(~real[:, None, :, None], 0)
         tokens = [sample_row(logits[i], r) for i, r in enumerate(requests)]
-        going = [i for i, r in enumerate(requests) if not self._record(r, tokens[i])]
+        going = [i for i, r in enumerate(requests) if not self._record(r, tokens[i], logits[i])]
         if going:
             index = torch.tensor(going, device=self.device)
             self._join(cache, index, lengths[index], [requests[i] for i in going], [tokens[i] for i in going])
@@ -318,7 +350,7 @@ class BatchedDecoder(DecoderThread):
         for index, request in enumerate(self.rows):
             token = sample_row(logits[index], request)
             self.last[index] = token
-            if self._record(request, token):
+            if self._record(request, token, logits[index]):
                 finished.add(id(request))
         self._drop(lambda r: id(r) in finished)
 

@@ -40,6 +40,19 @@ class ServeConfig:
                                 "(~/.cache/zephyr/engines/vllm-<env hash>) and exit")
 
     def __post_init__(self):
+        bounds = {"port": (0, 65535), "max_num_seqs": (1, 4096), "kv_cache_tokens": (1, 2**31 - 1),
+                  "max_tokens_limit": (1, 2**31 - 1), "context_length": (0, 2**31 - 1), "threads": (0, 4096),
+                  "top_k": (0, 2**31 - 1)}
+        for name, (low, high) in bounds.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"--{name}: must be between {low} and {high}, got {value}")
+        if not 0 <= self.temperature <= 2:
+            raise ConfigError(f"--temperature: must be between 0 and 2, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"--top_p: must be in (0, 1], got {self.top_p}")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"--log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.setup and self.setup != "vllm":
             raise ConfigError(f"field 'setup': only 'vllm' has a managed environment, not {self.setup!r}")
         if self.engine not in ENGINES:
@@ -51,7 +64,9 @@ class ServeConfig:
         return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
 
-DEFAULT_CONTEXT_CAP = 8192  # a CPU server rarely wants more; the KV cache is sized for it
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+DEFAULT_CONTEXT_CAP = 8192
+GRACEFUL_SHUTDOWN_S = 5  # a CPU server rarely wants more; the KV cache is sized for it
 
 
 def load_engine(config: ServeConfig, engine_name: str):
@@ -105,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"http://{config.host}:{config.port}/v1"
         print(f"zephyr serve: {engine.model_id} on {where} (context {engine.context_length} tokens, template "
               f"{engine.template}{', API key required' if api_key else ''})", file=sys.stderr, flush=True)
-        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+        # uvicorn stops on SIGTERM/SIGINT; requests still running get a few seconds, then the server exits anyway
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     finally:
         engine.close()
     return 0

@@ -31,6 +31,8 @@ class Step:
     text: str
     tokens: int
     finish_reason: str | None = None  # "stop" (end of turn or stop string) or "length"
+    # when asked for: OpenAI's `logprobs.content` entries of the tokens this step brings
+    logprobs: list[dict] | None = None
 
 
 class Engine(abc.ABC):
@@ -38,6 +40,7 @@ class Engine(abc.ABC):
     model_id: str
     context_length: int
     template: str  # zephyr, chatml or checkpoint (the tokenizer's own; engines holding a transformers tokenizer)
+    supports_logprobs: bool = False  # whether `stream` can return log-probabilities (`top_logprobs` not None)
 
     @property
     @abc.abstractmethod
@@ -49,8 +52,11 @@ class Engine(abc.ABC):
         """The engine tokenizer's ids for `text`, special tokens parsed, BOS added when the model expects one."""
 
     @abc.abstractmethod
-    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
-        """Sample up to sampling.max_new_tokens tokens; end early on any of `stop_ids` (not shown in the text)."""
+    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
+               top_logprobs: int | None = None) -> AsyncIterator[Step]:
+        """Sample up to sampling.max_new_tokens tokens; end early on any of `stop_ids` (not shown in the text).
+        With `top_logprobs` k (engines that support it), each step carries its tokens' log-probabilities and
+        the k most likely alternatives."""
 
     @abc.abstractmethod
     def token_id(self, text: str) -> int | None:
@@ -170,25 +176,35 @@ class StopScanner:
 
 
 async def generate(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
-                   stops: Sequence[str] = ()) -> AsyncIterator[Step]:
+                   stops: Sequence[str] = (), top_logprobs: int | None = None) -> AsyncIterator[Step]:
     """The engine's stream with the stop strings `stops` applied; the last step carries the finish reason."""
     scanner = StopScanner(stops)
     tokens, finish = 0, "length"
-    source = engine.stream(prompt, sampling, stop_ids)
+    pending: list[dict] | None = [] if top_logprobs is not None else None  # log-probabilities not yet sent
+
+    def step(text: str, finish_reason: str | None = None) -> Step:
+        nonlocal pending
+        sent, pending = pending, ([] if pending is not None else None)
+        return Step(text, tokens, finish_reason, sent)
+
+    source = engine.stream(prompt, sampling, stop_ids, top_logprobs) if top_logprobs is not None else \
+        engine.stream(prompt, sampling, stop_ids)
     try:
-        async for step in source:
-            tokens = step.tokens
-            text, stopped = scanner.feed(step.text)
+        async for piece in source:
+            tokens = piece.tokens
+            if pending is not None:
+                pending += piece.logprobs or []
+            text, stopped = scanner.feed(piece.text)
             if stopped:
-                yield Step(text, tokens, "stop")
+                yield step(text, "stop")
                 return
-            if step.finish_reason:
-                finish = step.finish_reason
+            if piece.finish_reason:
+                finish = piece.finish_reason
                 text += scanner.flush()
-                yield Step(text, tokens, finish)
+                yield step(text, finish)
                 return
             if text:
-                yield Step(text, tokens)
+                yield step(text)
     finally:
         await source.aclose()  # cancels the engine's request when the client left or a stop string hit
-    yield Step(scanner.flush(), tokens, finish)
+    yield step(scanner.flush(), finish)

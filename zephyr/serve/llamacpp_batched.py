@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batched_decoder import DecoderThread, Request, nucleus
+from .batched_decoder import DecoderThread, Request, nucleus, token_logprobs
 
 
 def sample(logits: np.ndarray, request: Request) -> int:
@@ -126,13 +126,17 @@ class LlamaCppBatcher(DecoderThread):
     def _sample(self, seq: int, index: int) -> None:
         request = self.live[seq]
         pointer = self.lib.llama_get_logits_ith(self.ctx, index)
-        token = sample(np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)), request)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        token = sample(logits, request)
+        logprobs = None
+        if request.top_logprobs is not None:  # read now: the next decode overwrites llama.cpp's logits buffer
+            logprobs = token_logprobs(torch.from_numpy(logits.copy()), token, request.top_logprobs)
         self.last[seq] = token
         request.generated += 1
         finish = "stop" if token in request.stop_ids else "length" if request.generated >= request.max_tokens else None
         if finish is not None:
             self._release(seq)  # before the client hears it is done: its cells are free by then
-        self._send(request, token, finish)
+        self._send(request, token, finish, logprobs=logprobs)
         if finish is None and request.cancelled:
             self._release(seq)
 

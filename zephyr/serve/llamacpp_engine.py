@@ -52,9 +52,13 @@ class DetokenizedText:
     def finish(self) -> str:
         return self.decoder.decode(b"", final=True)
 
+    def token(self, token: int) -> str:
+        return self.llm.detokenize([token]).decode("utf-8", "replace")
+
 
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
+    supports_logprobs = True
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
                  threads: int = 0, kv_cache_tokens: int = 32768, max_num_seqs: int = 16):
@@ -97,9 +101,10 @@ class LlamaCppEngine(Engine):
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return ids[0] if len(ids) == 1 else None
 
-    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
+               top_logprobs: int | None = None) -> AsyncIterator[Step]:
         return stream_steps(self.batcher, prompt.ids, sampling, stop_ids, self.context_length,
-                            DetokenizedText(self.llm), "llama.cpp failed")
+                            DetokenizedText(self.llm), "llama.cpp failed", top_logprobs)
 
     def close(self) -> None:
         self.batcher.close()

@@ -18,6 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..sampling import Sampling
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+INT32, SEED_END = 2**31 - 1, 2**63 - 1  # bounds of the integer fields (a seed is a signed 64-bit number)
+
+
+def _number(low=None, high=None, default=None, **bounds):
+    """A JSON number field: booleans and numeric strings are refused, and every number is bounded."""
+    return Field(default, strict=True, **({"ge": low} if low is not None else {}),
+                 **({"le": high} if high is not None else {}), **bounds)
 
 
 class ApiError(Exception):
@@ -35,14 +43,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=-1)  # an extension (vLLM, llama.cpp): -1 or 0 = off
+    temperature: float | None = _number(0.0, 2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0, strict=True)
+    top_k: int | None = _number(-1, INT32)  # an extension (vLLM, llama.cpp): -1 or 0 = off
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     stream_options: dict[str, Any] | None = None
-    n: int = Field(1, ge=1, le=1)
-    seed: int | None = None
+    n: int = _number(1, 1, default=1)
+    seed: int | None = _number(0, SEED_END)
 
     @field_validator("stop")
     @classmethod
@@ -74,14 +82,17 @@ class _Message(BaseModel):
 
 class _ChatBody(_Request):
     messages: list[_Message] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = _number(1, INT32)
+    max_completion_tokens: int | None = _number(1, INT32)
+    logprobs: bool = Field(False, strict=True)
+    top_logprobs: int | None = _number(0, MAX_TOP_LOGPROBS)
 
 
 class _CompletionBody(_Request):
     prompt: str | list[str]
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for /v1/completions
-    echo: bool = False
+    max_tokens: int | None = _number(1, INT32, default=16)  # OpenAI's default for /v1/completions
+    echo: bool = Field(False, strict=True)
+    logprobs: int | None = None  # refused in parse_completion: only chat completions return log-probabilities
 
     @field_validator("prompt")
     @classmethod
@@ -105,6 +116,8 @@ class GenerationRequest:
     stop: list[str]
     stream: bool
     include_usage: bool
+    # None: no log-probabilities; k: the chosen token's and its k most likely alternatives
+    top_logprobs: int | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclass
@@ -161,6 +174,12 @@ def decode_json(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    try:  # JSON's \ud800 escapes decode to lone surrogates, which no tokenizer (and no UTF-8) can encode
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = err.object[err.start:err.end]
+        raise ApiError(400, f"the request holds a lone UTF-16 surrogate ({ascii(bad)}), which is not text: escape "
+                            "characters outside the Basic Multilingual Plane as surrogate pairs", code="invalid_json")
     return body
 
 
@@ -191,10 +210,17 @@ def parse_chat(body: dict[str, Any], defaults: Sampling) -> ChatRequest:
         messages = [{"role": m.role, "content": m.text()} for m in chat.messages]
     except ValueError as err:
         raise ApiError(400, str(err), param="messages") from err
-    return ChatRequest(**_common(chat, chat.max_completion_tokens or chat.max_tokens, defaults), messages=messages)
+    if chat.top_logprobs is not None and not chat.logprobs:
+        raise ApiError(400, "top_logprobs: needs logprobs: true", param="top_logprobs")
+    top_logprobs = (chat.top_logprobs or 0) if chat.logprobs else None
+    return ChatRequest(**_common(chat, chat.max_completion_tokens or chat.max_tokens, defaults), messages=messages,
+                       top_logprobs=top_logprobs)
 
 
 def parse_completion(body: dict[str, Any], defaults: Sampling) -> CompletionRequest:
     completion = _validated(_CompletionBody, body)
+    if completion.logprobs is not None:
+        raise ApiError(400, "logprobs: not supported on /v1/completions; /v1/chat/completions returns them",
+                       param="logprobs")
     return CompletionRequest(**_common(completion, completion.max_tokens, defaults), prompt=completion.prompt,
                              echo=completion.echo)

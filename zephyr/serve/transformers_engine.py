@@ -39,9 +39,13 @@ class StreamedText:
         whole, streamed = self.tokenizer.decode(self.shown), "".join(self.sent)
         return whole[len(streamed):] if whole.startswith(streamed) else ""
 
+    def token(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
 
 class TransformersEngine(HFTokenizerEngine):
     name = "transformers"
+    supports_logprobs = True
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", dtype: str = "auto",
                  context_length: int = 0, kv_cache_tokens: int = 32768, max_num_seqs: int = 32):
@@ -58,9 +62,10 @@ class TransformersEngine(HFTokenizerEngine):
         self.decoder = BatchedDecoder(self.model, max_num_seqs=max_num_seqs,
                                       kv_cache_tokens=max(kv_cache_tokens, self.context_length))
 
-    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+    def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
+               top_logprobs: int | None = None) -> AsyncIterator[Step]:
         return stream_steps(self.decoder, prompt.ids, sampling, stop_ids, self.context_length,
-                            StreamedText(self.tokenizer), "generation failed")
+                            StreamedText(self.tokenizer), "generation failed", top_logprobs)
 
     def close(self) -> None:
         self.decoder.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def _free_port() -> int:
 
 class VllmEngine(HFTokenizerEngine):
     name = "vllm"
+    supports_logprobs = True
 
     def __init__(self, model: str, model_id: str, chat_template: str = "auto", context_length: int = 0,
                  max_num_seqs: int = 32, dtype: str = "auto", startup_timeout: float = 900):
@@ -78,12 +80,16 @@ class VllmEngine(HFTokenizerEngine):
                    # on CPU this fraction is of host RAM, checked against what is free at start-up: vLLM's
                    # default 0.92 fails on any shared machine, so ask for a fixed KV-cache space instead
                    "--gpu-memory-utilization", "0.25"]
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
+        # a fresh key per start, in the child's environment (not its command line, which every local user can
+        # read): other local users cannot use the internal server to go around `zephyr serve --api_key`
+        self.key = secrets.token_urlsafe(32)
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),
+               "VLLM_API_KEY": self.key}
         print(f"zephyr serve: starting vLLM: {' '.join(command)}", file=sys.stderr, flush=True)
         self.process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
         atexit.register(self.close)
         self._wait(startup_timeout)
-        self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="internal",
+        self.client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key=self.key,
                                          max_retries=0, timeout=3600)
 
     def _wait(self, timeout: float) -> None:
@@ -100,15 +106,17 @@ class VllmEngine(HFTokenizerEngine):
         self.close()
         raise ApiError(500, f"vLLM did not start within {timeout:.0f} s")
 
-    async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> AsyncIterator[Step]:
+    async def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
+                     top_logprobs: int | None = None) -> AsyncIterator[Step]:
         extra = {"top_k": sampling.top_k if sampling.top_k > 0 else -1, "stop_token_ids": list(stop_ids),
                  "ignore_eos": False, "skip_special_tokens": True}
         if sampling.seed is not None:
             extra["seed"] = sampling.seed
+        asked = {} if top_logprobs is None else {"logprobs": top_logprobs}
         stream = await self.client.completions.create(
             model=INTERNAL_NAME, prompt=list(prompt.ids), max_tokens=sampling.max_new_tokens,
             temperature=sampling.temperature, top_p=sampling.top_p, stream=True,
-            stream_options={"include_usage": True, "continuous_usage_stats": True}, extra_body=extra)
+            stream_options={"include_usage": True, "continuous_usage_stats": True}, extra_body=extra, **asked)
         tokens = 0
         try:
             async for chunk in stream:
@@ -117,11 +125,13 @@ class VllmEngine(HFTokenizerEngine):
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
+                entries = _logprob_entries(choice.logprobs, top_logprobs) if top_logprobs is not None else None
                 if choice.finish_reason:
-                    yield Step(choice.text or "", tokens, "stop" if choice.finish_reason == "stop" else "length")
+                    yield Step(choice.text or "", tokens, "stop" if choice.finish_reason == "stop" else "length",
+                               entries)
                     return
-                if choice.text:
-                    yield Step(choice.text, tokens)
+                if choice.text or entries:
+                    yield Step(choice.text, tokens, logprobs=entries)
             yield Step("", tokens, "length")
         finally:
             await stream.close()  # vLLM aborts the request when its stream closes
@@ -134,3 +144,20 @@ class VllmEngine(HFTokenizerEngine):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _logprob_entries(logprobs, k: int) -> list[dict]:
+    """vLLM's /v1/completions log-probabilities (tokens, token_logprobs, top_logprobs as {text: logprob}, which
+    also holds the sampled token) as OpenAI chat's `logprobs.content` entries. A token vLLM does not show (the
+    end-of-turn token, special tokens skipped) is left out, as the other engines leave it out."""
+    if logprobs is None:
+        return []
+    entries = []
+    for token, logprob, top in zip(logprobs.tokens or [], logprobs.token_logprobs or [], logprobs.top_logprobs or []):
+        if not token:
+            continue
+        best = sorted((top or {}).items(), key=lambda item: -item[1])[:k]
+        entries.append({"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8", "replace")),
+                        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode("utf-8", "replace"))}
+                                         for t, lp in best]})
+    return entries
