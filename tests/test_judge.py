@@ -34,12 +34,13 @@ def test_system_message_and_logprobs_pass_through():
     top = [{"m": -0.1, "M": -2.4}, {"\n": -0.01}]
     with scripted_server(lambda body: ("m", top)) as server:
         request = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
-                   "max_tokens": 1, "top_logprobs": 5}
+                   "max_tokens": 1, "top_logprobs": 5, "top_p": 0.6, "seed": 3}
         (reply,) = HTTPJudge(server.url, "judge").chat([request])
     assert reply.text == "m" and reply.top_logprobs == top
     body = server.requests[0]["body"]
     assert body["messages"][0] == {"role": "system", "content": "S"}
     assert body["logprobs"] is True and body["top_logprobs"] == 5
+    assert body["top_p"] == 0.6 and body["seed"] == 3
 
 
 def test_an_endpoint_without_logprobs_is_an_error_when_they_are_needed():

@@ -2,8 +2,8 @@
 feedback). A judge is a local model or any OpenAI-compatible chat endpoint (GPT-4 as the papers used, or a
 `zephyr serve` / vLLM server).
 
-A request is a dict: `messages` (a chat, system message included), `max_tokens`, `temperature` (default 0) and
-`top_logprobs` (how many alternatives per generated token to return; 0 = none). A reply is the text and, when
+A request is a dict: `messages` (a chat, system message included), `max_tokens`, `temperature` (default 0), optionally `top_p`,
+`seed`, `presence_penalty`, `frequency_penalty`, and `top_logprobs` (how many alternatives per generated token to return; 0 = none). A reply is the text and, when
 asked for, the top alternatives of every generated token as {token: log-probability}.
 """
 
@@ -23,6 +23,7 @@ from typing import Sequence
 from .config import field
 from .errors import ConfigError, ZephyrError
 
+OPTIONAL_FIELDS = ("top_p", "seed", "presence_penalty", "frequency_penalty")  # sent only when a request has them
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)  # rate limits and server hiccups; other 4xx are our mistake
 
 
@@ -82,6 +83,7 @@ class HTTPJudge:
     def _body(self, request: dict) -> bytes:
         body = {"model": self.model, "messages": request["messages"],
                 "temperature": request.get("temperature", 0), "max_tokens": request.get("max_tokens", 1024)}
+        body.update((key, request[key]) for key in OPTIONAL_FIELDS if key in request)
         if request.get("top_logprobs"):
             body.update(logprobs=True, top_logprobs=request["top_logprobs"])
         return json.dumps(body).encode()

@@ -63,7 +63,7 @@ class UltraFeedbackJudge:
 
     def __call__(self, body: dict) -> str:
         system, user = (m["content"] for m in body["messages"])
-        assert body["temperature"] == 0
+        assert body["temperature"] == 0 and body["top_p"] == 0.6
         if system == uf_text("annotation_system_prompt"):
             assert body["max_tokens"] == 500
             (aspect, knowledge), match = next((key, m) for key, p in self.patterns.items()

@@ -71,7 +71,7 @@ def test_pool_specs():
     api = parse_answerer("url=https://api.openai.com/v1,model=gpt-4", DEFAULTS)
     assert api.url == "https://api.openai.com/v1" and api.model == "gpt-4" and api.max_new_tokens == 1024
     for bad, match in (("a,temperature=hot", "must be a float"), ("a,top_p=0", "top_p"), ("name=x", "no model"),
-                       ("a,b", "not key=value"), ("url=http://127.0.0.1:1/v1,model=m,top_p=0.9", "endpoint")):
+                       ("a,b", "not key=value"), ("url=http://127.0.0.1:1/v1,model=m,top_k=5", "no top_k")):
         with pytest.raises(ConfigError, match=match):
             parse_answerer(bad, DEFAULTS)
     with pytest.raises(ConfigError, match="same name"):

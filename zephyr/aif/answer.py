@@ -112,7 +112,7 @@ def replies(engines: Engines, jobs: list[Job]) -> dict[int, str]:
         if group[0].answerer.url:
             texts = [r.text for r in engine.chat([
                 {"messages": j.messages, "max_tokens": j.answerer.max_new_tokens,
-                 "temperature": j.answerer.temperature} for j in group])]
+                 "temperature": j.answerer.temperature, "top_p": j.answerer.top_p} for j in group])]
         else:
             texts = asyncio.run(_local_replies(engine, group))
         out.update((job.index, clean(text)) for job, text in zip(group, texts))

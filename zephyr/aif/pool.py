@@ -70,10 +70,9 @@ def parse_answerer(spec: str, defaults: dict) -> Answerer:
             or values["max_new_tokens"] < 1:
         raise ConfigError(f"--pool: {spec!r}: temperature >= 0, 0 < top_p <= 1, top_k >= 0 and "
                           "max_new_tokens >= 1 are needed")
-    if values.get("url") and (values["top_p"] != 1 or values["top_k"] != 0):
-        # the shared HTTP client (zephyr.judge) sends temperature and max_tokens only: refuse rather than ignore
-        raise ConfigError(f"--pool: {spec!r}: an endpoint answerer samples with top_p 1 and no top_k "
-                          "(only temperature and max_new_tokens are sent)")
+    if values.get("url") and values["top_k"] != 0:
+        # top_k is not an OpenAI chat parameter: refuse rather than ignore
+        raise ConfigError(f"--pool: {spec!r}: an endpoint answerer takes no top_k (the OpenAI API has none)")
     values.setdefault("name", spec)
     return Answerer(**values)
 

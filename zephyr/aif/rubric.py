@@ -15,7 +15,7 @@ pinned commit, see ultrafeedback.py); the texts themselves come from `ultrafeedb
   * rescore call (fix_overall_score_issue.py, the 2023-12-29 fix the H4 release used): an overall_score of
     10 whose mean aspect rating is <= 2 becomes 1; in (2, 4] it is asked again with the rescore template
     (max_tokens 1); above 4 it stays.
-Settings as UltraFeedback's: temperature 0, max_tokens 500 (aspects), 1024 (critique), 1 (rescore).
+Settings as UltraFeedback's: temperature 0, top_p 0.6, max_tokens 500 (aspects), 1024 (critique), 1 (rescore).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import re
 
 ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 TEXTS_PER_CALL = 4  # the templates have slots text_1..text_4
+JUDGE_SAMPLING = {"temperature": 0, "top_p": 0.6}  # every UltraFeedback judge call (annotate_preference.py, annotate_critique.py)
 ASPECT_MAX_TOKENS, CRITIQUE_MAX_TOKENS, RESCORE_MAX_TOKENS = 500, 1024, 1
 
 _SHORT = re.compile(r"Rating: (.+?)\nRationale: (.+)", re.DOTALL)
@@ -55,7 +56,7 @@ def aspect_request(texts, aspect: str, instruction: str, responses: list[str], w
         fill["world_knowledge"] = world_knowledge
     return {"messages": [{"role": "system", "content": texts["annotation_system_prompt"]},
                          {"role": "user", "content": aspect_template(texts, aspect, world_knowledge).format(**fill)}],
-            "max_tokens": max_tokens, "temperature": 0}
+            "max_tokens": max_tokens, **JUDGE_SAMPLING}
 
 
 def _rating(text: str) -> str | None:
@@ -104,7 +105,7 @@ def critique_request(texts, instruction: str, principle: str, system_prompt: str
     filled = texts["critique_feedback_template"].format(
         instruction="\n".join([instruction, "Note: " + principle_note(principle, system_prompt)]), completion=response)
     return {"messages": [{"role": "system", "content": texts["critique_system_prompt"]},
-                         {"role": "user", "content": filled}], "max_tokens": max_tokens, "temperature": 0}
+                         {"role": "user", "content": filled}], "max_tokens": max_tokens, **JUDGE_SAMPLING}
 
 
 def _score(text: str) -> float | None:
@@ -144,7 +145,7 @@ def rescore_request(texts, instruction: str, principle: str, system_prompt: str,
         instruction="\n".join([instruction, "Note: " + principle_note(principle, system_prompt)]), completion=response,
         critique=critique)
     return {"messages": [{"role": "system", "content": texts["critique_system_prompt"]},
-                         {"role": "user", "content": filled}], "max_tokens": max_tokens, "temperature": 0}
+                         {"role": "user", "content": filled}], "max_tokens": max_tokens, **JUDGE_SAMPLING}
 
 
 def parse_rescore(reply: str) -> float | None:
