@@ -197,5 +197,5 @@ def test_bad_setting(command, extra, name, tmp_path, tiny_model_dir, no_model_lo
         extra = []
     code, err = run_cli(args + extra, capsys)
     assert code == 2, err
-    assert f"field '{name}'" in err, err
+    assert f"--{name}" in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

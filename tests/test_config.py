@@ -49,7 +49,7 @@ def test_mutable_defaults_are_not_shared():
 
 @pytest.mark.parametrize("argv, message", [
     (["--learning_rat", "1"], "unknown field 'learning_rat' in command line; did you mean 'learning_rate'?"),
-    (["--num_train_epochs", "two"], "field 'num_train_epochs': cannot read 'two' as int"),
+    (["--num_train_epochs", "two"], "--num_train_epochs: cannot read 'two' as int"),
     (["--output_dir"], "--output_dir needs a value"),
     (["stray"], "unexpected argument 'stray'"),
 ])
@@ -129,7 +129,7 @@ def test_several_positionals_and_required_fields(capsys):
         parse_args(Copy, ["a.txt"], prog="copy", positional=["source", "destination"])
     with pytest.raises(ConfigError, match="unexpected argument 'c.txt'"):
         parse_args(Copy, ["a.txt", "b.txt", "c.txt"], positional=["source", "destination"])
-    with pytest.raises(ConfigError, match="field 'destination' is required"):
+    with pytest.raises(ConfigError, match="--destination is required"):
         parse_args(Copy, ["--source", "a.txt"])
     with pytest.raises(SystemExit):
         parse_args(Copy, ["--help"], prog="copy", positional=["source", "destination"])

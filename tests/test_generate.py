@@ -151,7 +151,7 @@ def test_output_is_bound_to_its_input_model_and_settings(tiny_model_dir, tmp_pat
                           (["--seed", "1", "--batch_size", "2"], "batch_size: 8 there, 2 now; seed: 42 there, 1 now")):
         assert cli([*base, *change]) == 2
         err = capsys.readouterr().err
-        assert f"field 'output': {out} holds replies made with other settings (" in err and names in err, err
+        assert f"--output: {out} holds replies made with other settings (" in err and names in err, err
         assert "pass another --output, or --overwrite to replace its replies" in err
     assert out.read_text() == '{"index": 0, "reply": "old"}\n'
 

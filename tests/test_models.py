@@ -114,9 +114,9 @@ def test_dtypes_and_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="is a file"):
         resolve(str(stray))
     assert resolve("google/gemma-3-270m") == ("google/gemma-3-270m", None)
-    with pytest.raises(ConfigError, match="field 'chat_template': 'llama3' is not one of"):
+    with pytest.raises(ConfigError, match="--chat_template: 'llama3' is not one of"):
         ModelConfig(model=str(tmp_path), chat_template="llama3")  # refused before anything loads
-    with pytest.raises(ConfigError, match="field 'dtype': 'int8' is not one of"):
+    with pytest.raises(ConfigError, match="--dtype: 'int8' is not one of"):
         ModelConfig(dtype="int8")
 
 
@@ -200,20 +200,20 @@ def test_lora_target_modules_that_match_nothing_are_named(tiny_model_dir):
     with pytest.raises(ConfigError) as err:
         load_model(config, load_tokenizer(config), for_training=True)
     message = str(err.value)
-    assert message.startswith("field 'lora_target_modules': query_key_value, dense match no module of LlamaForCausalLM")
+    assert message.startswith("--lora_target_modules: query_key_value, dense match no module of LlamaForCausalLM")
     assert "its linear layers are down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj" in message
     config.lora_target_modules = ["q_proj", "model.layers.0.self_attn.v_proj"]  # names and full paths both match
     assert any("lora_A" in name for name, _ in load_model(config, for_training=True).named_parameters())
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"lora_r": 0}, "field 'lora_r': the adapter rank must be >= 1, got 0"),
-    ({"lora_alpha": -8}, "field 'lora_alpha': must be > 0"),
-    ({"lora_dropout": 1.0}, "field 'lora_dropout': a probability in [0, 1) is needed, got 1.0"),
-    ({"lora_dropout": -0.5}, "field 'lora_dropout'"),
-    ({"lora_target_modules": []}, "field 'lora_target_modules': name the modules"),
-    ({"dtype": "int8"}, "field 'dtype': 'int8' is not one of auto"),
-    ({"chat_template": "vicuna"}, "field 'chat_template': 'vicuna' is not one of"),
+    ({"lora_r": 0}, "--lora_r: the adapter rank must be >= 1, got 0"),
+    ({"lora_alpha": -8}, "--lora_alpha: must be > 0"),
+    ({"lora_dropout": 1.0}, "--lora_dropout: a probability in [0, 1) is needed, got 1.0"),
+    ({"lora_dropout": -0.5}, "--lora_dropout"),
+    ({"lora_target_modules": []}, "--lora_target_modules: name the modules"),
+    ({"dtype": "int8"}, "--dtype: 'int8' is not one of auto"),
+    ({"chat_template": "vicuna"}, "--chat_template: 'vicuna' is not one of"),
 ])
 def test_bad_model_settings(values, message):
     with pytest.raises(ConfigError) as err:
@@ -222,7 +222,7 @@ def test_bad_model_settings(values, message):
 
 
 def test_model_paths_that_hold_no_model(tmp_path, tiny_model_dir):
-    with pytest.raises(ConfigError, match=r"field 'model': no such model folder: /no/such/folder \(and not a hub id"):
+    with pytest.raises(ConfigError, match=r"--model: no such model folder: /no/such/folder \(and not a hub id"):
         load_tokenizer(ModelConfig(model="/no/such/folder"))
     with pytest.raises(ConfigError, match=r"no such model folder: \.\./runs/sft"):
         resolve("../runs/sft")
@@ -241,6 +241,6 @@ def test_model_paths_that_hold_no_model(tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match=r"tokenizer_only has no config.json .*; it holds no model weights"):
         load_model(ModelConfig(model=str(tokenizer_only)))
     # a name in hub form that is no local folder: the hub's (here: offline) failure says so
-    with pytest.raises(ConfigError, match=r"field 'model': runs/nothing-here is no local folder, and no model of "
+    with pytest.raises(ConfigError, match=r"--model: runs/nothing-here is no local folder, and no model of "
                                           r"that name could be loaded from the Hugging Face Hub"):
         load_tokenizer(ModelConfig(model="runs/nothing-here"))

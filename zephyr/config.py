@@ -67,7 +67,7 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if optional or inner is Any:
             return None
-        raise ConfigError(f"field '{name}' may not be empty")
+        raise ConfigError(f"--{name} may not be empty")
     origin = typing.get_origin(inner)
     try:
         if inner is bool:
@@ -99,7 +99,7 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
                 raise ValueError(value)
             return dict(value)
     except (TypeError, ValueError, json.JSONDecodeError) as err:
-        raise ConfigError(f"field '{name}': cannot read {value!r} as {_type_name(tp)}") from err
+        raise ConfigError(f"--{name}: cannot read {value!r} as {_type_name(tp)}") from err
     return value
 
 
@@ -114,7 +114,7 @@ def _type_name(tp: Any) -> str:
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
     close = difflib.get_close_matches(key.replace("-", "_"), valid, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"unknown field '{key}' in {where}{hint}")
+    return ConfigError(f"unknown --{key} in {where}{hint}")
 
 
 def _required(cls: type) -> list[str]:
@@ -133,7 +133,7 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "recipe") -> T:
         kwargs[key] = coerce(key, value, hints[key])
     missing = [name for name in _required(cls) if name not in kwargs]
     if missing:
-        raise ConfigError(f"field '{missing[0]}' is required")
+        raise ConfigError(f"--{missing[0]} is required")
     return cls(**kwargs)
 
 

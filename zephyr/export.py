@@ -41,9 +41,9 @@ def export(config: ExportConfig) -> Path:
 
     source, output = Path(config.model), Path(config.output_dir)
     if not source.is_dir():
-        raise ConfigError(f"field 'model': {source} is not a folder")
+        raise ConfigError(f"--model: {source} is not a folder")
     if output.resolve() == source.resolve():
-        raise ConfigError("field 'output_dir': must differ from the model folder")
+        raise ConfigError("--output_dir: must differ from the model folder")
     adapter = is_adapter(source)
     if adapter and not config.merge_lora:
         raise ConfigError(f"{source} holds a LoRA adapter: pass --merge_lora to fold it into its base model")

@@ -52,10 +52,10 @@ class GenerateConfig(SamplingConfig):
         if not self.input or not self.output:
             raise ConfigError("both --input and --output are needed")
         if self.batch_size < 1:
-            raise ConfigError(f"field 'batch_size': must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"--batch_size: must be >= 1, got {self.batch_size}")
         check_output_file(self.output, "output")
         if Path(self.input).resolve() == Path(self.output).resolve():
-            raise ConfigError("field 'output': is the input file; write the replies to another file")
+            raise ConfigError("--output: is the input file; write the replies to another file")
 
 
 @dataclasses.dataclass
@@ -125,16 +125,16 @@ def bind_output(config: GenerateConfig) -> None:
     fix = "pass another --output, or --overwrite to replace its replies"
     if output.exists() and output.stat().st_size > 0:
         if not record.is_file():
-            raise ConfigError(f"field 'output': {output} already holds rows but no {record.name} saying which "
+            raise ConfigError(f"--output: {output} already holds rows but no {record.name} saying which "
                               f"input, model and settings made them; {fix}")
         try:
             theirs = json.loads(record.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as err:
-            raise ConfigError(f"field 'output': {record} is damaged ({err}); {fix}") from None
+            raise ConfigError(f"--output: {record} is damaged ({err}); {fix}") from None
         differ = [name for name in ours if theirs.get(name) != ours[name]]
         if differ:
             what = "; ".join(f"{name}: {theirs.get(name)!r} there, {ours[name]!r} now" for name in differ)
-            raise ConfigError(f"field 'output': {output} holds replies made with other settings ({what}); {fix}")
+            raise ConfigError(f"--output: {output} holds replies made with other settings ({what}); {fix}")
     with disk_full_is_reported(record, "nothing was generated yet"):
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({**ours, "input": str(config.input)}, indent=1), encoding="utf-8")

@@ -34,10 +34,10 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.chat_template not in (*TEMPLATE_NAMES, CHECKPOINT, "auto"):
-            raise ConfigError(f"field 'chat_template': {self.chat_template!r} is not one of "
+            raise ConfigError(f"--chat_template: {self.chat_template!r} is not one of "
                               f"{', '.join((*TEMPLATE_NAMES, CHECKPOINT, 'auto'))}")
         if self.dtype not in DTYPES and self.dtype != "auto":
-            raise ConfigError(f"field 'dtype': {self.dtype!r} is not one of auto, {', '.join(DTYPES)}")
+            raise ConfigError(f"--dtype: {self.dtype!r} is not one of auto, {', '.join(DTYPES)}")
         if self.attn_implementation not in ATTENTION:
             raise ConfigError(f"--attn_implementation: {self.attn_implementation!r} is not one of {', '.join(ATTENTION)}")
 
@@ -55,16 +55,16 @@ class LoraModelConfig(ModelConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.lora_r < 1:
-            raise ConfigError(f"field 'lora_r': the adapter rank must be >= 1, got {self.lora_r}")
+            raise ConfigError(f"--lora_r: the adapter rank must be >= 1, got {self.lora_r}")
         if not self.lora_alpha > 0:
-            raise ConfigError(f"field 'lora_alpha': must be > 0 (scale = alpha / r), got {self.lora_alpha}")
+            raise ConfigError(f"--lora_alpha: must be > 0 (scale = alpha / r), got {self.lora_alpha}")
         if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"field 'lora_dropout': a probability in [0, 1) is needed, got {self.lora_dropout}")
+            raise ConfigError(f"--lora_dropout: a probability in [0, 1) is needed, got {self.lora_dropout}")
         if not self.lora_target_modules or not all(self.lora_target_modules):
-            raise ConfigError("field 'lora_target_modules': name the modules that get adapters ('all-linear' = "
+            raise ConfigError("--lora_target_modules: name the modules that get adapters ('all-linear' = "
                               "every linear layer but the head)")
         if self.load_in_4bit and not self.use_lora:
-            raise ConfigError("field 'load_in_4bit': 4-bit weights cannot be trained directly; pass --use_lora true "
+            raise ConfigError("--load_in_4bit: 4-bit weights cannot be trained directly; pass --use_lora true "
                               "(QLoRA trains a LoRA adapter on the frozen 4-bit base)")
 
 
@@ -84,18 +84,18 @@ def resolve(model: str) -> tuple[str, str | None]:
     path = Path(model)
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise ConfigError(f"field 'model': GGUF file not found: {path}")
+            raise ConfigError(f"--model: GGUF file not found: {path}")
         return str(path.parent), path.name
     if path.is_dir():
         if not any((path / name).is_file() for name in MODEL_FILES + TOKENIZER_FILES):
-            raise ConfigError(f"field 'model': the folder {path} holds no model: no config.json and no tokenizer "
+            raise ConfigError(f"--model: the folder {path} holds no model: no config.json and no tokenizer "
                               f"({_listing(path)})")
         return model, None
     if path.exists():
-        raise ConfigError(f"field 'model': {path} is a file; pass a model folder, a .gguf file, a hub id, or "
+        raise ConfigError(f"--model: {path} is a file; pass a model folder, a .gguf file, a hub id, or "
                           f"'embedded'")
     if not HUB_ID.fullmatch(model) or ".." in model:
-        raise ConfigError(f"field 'model': no such model folder: {model} (and not a hub id, which has the form "
+        raise ConfigError(f"--model: no such model folder: {model} (and not a hub id, which has the form "
                           f"'name' or 'namespace/name')")
     return model, None
 
@@ -107,7 +107,7 @@ def _listing(folder: Path) -> str:
 
 def _require_model_files(where: str, gguf_file: str | None) -> None:
     if not gguf_file and Path(where).is_dir() and not any((Path(where) / n).is_file() for n in MODEL_FILES):
-        raise ConfigError(f"field 'model': the folder {where} has no config.json ({_listing(Path(where))}); it "
+        raise ConfigError(f"--model: the folder {where} has no config.json ({_listing(Path(where))}); it "
                           f"holds no model weights")
 
 
@@ -118,7 +118,7 @@ def _from_hub_or_local(load, where: str, model: str, **kwargs):
     except OSError as err:
         if Path(where).exists():
             raise
-        raise ConfigError(f"field 'model': {model} is no local folder, and no model of that name could be loaded "
+        raise ConfigError(f"--model: {model} is no local folder, and no model of that name could be loaded "
                           f"from the Hugging Face Hub ({str(err).splitlines()[0]})") from None
 
 
@@ -156,7 +156,7 @@ def load_tokenizer(config: ModelConfig):
     elif not Path(where).exists():
         kwargs["revision"] = config.revision
     elif not any((Path(where) / name).is_file() for name in TOKENIZER_FILES):
-        raise ConfigError(f"field 'model': the folder {where} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}; "
+        raise ConfigError(f"--model: the folder {where} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}; "
                           f"{_listing(Path(where))}); save the tokenizer with the model")
     tokenizer = _from_hub_or_local(AutoTokenizer.from_pretrained, where, config.model, **kwargs)
     if tokenizer.pad_token is None:  # padding-free training rarely pads, but batched generation does
@@ -191,7 +191,7 @@ def quantization_config(config: ModelConfig):
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as error:
-        raise ConfigError("field 'load_in_4bit' needs bitsandbytes: pip install 'zephyr[qlora]'") from error
+        raise ConfigError("--load_in_4bit needs bitsandbytes: pip install 'zephyr[qlora]'") from error
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -291,7 +291,7 @@ def check_lora_targets(model, targets: list[str]) -> None:
     if unmatched:
         linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                          if isinstance(module, torch.nn.Linear)})
-        raise ConfigError(f"field 'lora_target_modules': {', '.join(unmatched)} match no module of "
+        raise ConfigError(f"--lora_target_modules: {', '.join(unmatched)} match no module of "
                           f"{type(model).__name__}; its linear layers are {', '.join(linear)} (or use all-linear)")
 
 

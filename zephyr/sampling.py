@@ -45,7 +45,7 @@ def check_sampling(sampling: Sampling) -> None:
               "repetition_penalty": "> 0 (1.0 = off)", "max_new_tokens": ">= 1"}
     for name, bad in problems.items():
         if bad:
-            raise ConfigError(f"field '{name}': must be {wanted[name]}, got {getattr(sampling, name)}")
+            raise ConfigError(f"--{name}: must be {wanted[name]}, got {getattr(sampling, name)}")
 
 
 @dataclasses.dataclass

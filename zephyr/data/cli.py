@@ -75,7 +75,7 @@ class DecontaminateArgs:
         if not self.eval:
             raise ConfigError("decontaminate needs --eval FILE [FILE ...] (MT-Bench, AlpacaEval or IFEval prompts)")
         if self.ngram < 1:
-            raise ConfigError(f"field 'ngram': an n-gram has at least 1 word, got {self.ngram}")
+            raise ConfigError(f"--ngram: an n-gram has at least 1 word, got {self.ngram}")
         check_output_file(self.output, "output")
 
 
@@ -89,7 +89,7 @@ class MixArgs(DataConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.kind not in ("auto", "chat", "preference"):
-            raise ConfigError(f"field 'kind': must be auto, chat or preference, got {self.kind!r}")
+            raise ConfigError(f"--kind: must be auto, chat or preference, got {self.kind!r}")
         check_output_folder(self.output_dir, "output_dir")
 
 

@@ -37,14 +37,14 @@ class DataConfig(SeedConfig):
     def __post_init__(self):
         size = self.test_split_size
         if not (math.isfinite(size) and size >= 0 and (size < 1 or float(size).is_integer())):
-            raise ConfigError(f"field 'test_split_size': must be a share from 0 to 1 or a whole row count >= 1, got "
+            raise ConfigError(f"--test_split_size: must be a share from 0 to 1 or a whole row count >= 1, got "
                               f"{size}")
         if self.decontaminate_ngram < 1:
-            raise ConfigError(f"field 'decontaminate_ngram': an n-gram has at least 1 word, got "
+            raise ConfigError(f"--decontaminate_ngram: an n-gram has at least 1 word, got "
                               f"{self.decontaminate_ngram}")
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ConfigError(f"field '{name}': must be >= 0 (or None for all rows), got {getattr(self, name)}")
+                raise ConfigError(f"--{name}: must be >= 0 (or None for all rows), got {getattr(self, name)}")
         rest = getattr(super(), "__post_init__", None)  # the next base's checks, in a stage config
         if rest is not None:
             rest()

@@ -76,7 +76,7 @@ class EvalIndex:
 
     def __init__(self, prompts: Iterable[str], n: int = DEFAULT_NGRAM):
         if n < 1:
-            raise ConfigError(f"field 'decontaminate_ngram': an n-gram has at least 1 word, got {n}")
+            raise ConfigError(f"--decontaminate_ngram: an n-gram has at least 1 word, got {n}")
         self.n = n
         self.grams: set[int] = set()
         self.short: set[tuple[str, ...]] = set()  # eval prompts shorter than n words, matched whole

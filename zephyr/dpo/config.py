@@ -37,9 +37,9 @@ class DPOConfig(TrainConfig, DataConfig, LossConfig, LoraModelConfig):
     def __post_init__(self):
         super().__post_init__()  # training, loss and model fields
         if self.reference not in MODES:
-            raise ConfigError(f"field 'reference': {self.reference!r} is not one of {', '.join(MODES)}")
+            raise ConfigError(f"--reference: {self.reference!r} is not one of {', '.join(MODES)}")
         if self.layout not in (*LAYOUTS, "auto"):
-            raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+            raise ConfigError(f"--layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
         if self.max_length < 2:  # at least one prompt token and one completion token
             raise ConfigError(f"--max_length: must be >= 2 tokens, got {self.max_length}")
         if self.max_prompt_length < 1:  # a pair without a prompt token is dropped: 0 would drop them all

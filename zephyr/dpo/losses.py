@@ -109,7 +109,7 @@ LOSSES: dict[str, Callable[[Any], Loss]] = {
 def make_loss(cfg) -> Loss:
     """The loss `cfg.loss_type` names, bound to the config's hyperparameters."""
     if cfg.loss_type not in LOSSES:
-        raise ConfigError(f"field 'loss_type': unknown loss_type {cfg.loss_type!r}; choose one of {', '.join(LOSSES)}")
+        raise ConfigError(f"--loss_type: unknown loss_type {cfg.loss_type!r}; choose one of {', '.join(LOSSES)}")
     return LOSSES[cfg.loss_type](cfg)
 
 

@@ -54,11 +54,11 @@ class ServeConfig:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.setup and self.setup != "vllm":
-            raise ConfigError(f"field 'setup': only 'vllm' has a managed environment, not {self.setup!r}")
+            raise ConfigError(f"--setup: only 'vllm' has a managed environment, not {self.setup!r}")
         if self.engine not in ENGINES:
-            raise ConfigError(f"field 'engine': unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+            raise ConfigError(f"--engine: unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.model.endswith(".gguf") and not Path(self.model).is_file():
-            raise ConfigError(f"field 'model': GGUF file not found: {self.model}")
+            raise ConfigError(f"--model: GGUF file not found: {self.model}")
 
     def defaults(self) -> Sampling:
         return Sampling(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine_name, reason = choose(config.model, config.engine)
     except ValueError as err:
-        raise ConfigError(f"field 'engine': {err}") from err
+        raise ConfigError(f"--engine: {err}") from err
     api_key = config.api_key or os.environ.get("ZEPHYR_API_KEY", "")
     print(f"zephyr serve: engine {engine_name} ({reason})", file=sys.stderr, flush=True)
 

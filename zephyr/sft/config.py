@@ -25,6 +25,6 @@ class SFTConfig(TrainConfig, DataConfig, LoraModelConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.layout not in LAYOUTS:
-            raise ConfigError(f"field 'layout': {self.layout!r} is not one of {', '.join(LAYOUTS)}")
+            raise ConfigError(f"--layout: {self.layout!r} is not one of {', '.join(LAYOUTS)}")
         if self.max_seq_length < 2:  # a row predicts its tokens from the ones before: one target needs two
             raise ConfigError(f"--max_seq_length: must be >= 2 tokens, got {self.max_seq_length}")

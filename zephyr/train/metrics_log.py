@@ -32,16 +32,16 @@ def check_report_to(values: str | Sequence[str]) -> list[str]:
     if names in ([], ["none"]):
         return []
     if "none" in names:
-        raise ConfigError("field 'report_to': 'none' cannot be combined with other sinks")
+        raise ConfigError("--report_to: 'none' cannot be combined with other sinks")
     unknown = [n for n in names if n not in (*SINKS, "all")]
     if unknown:
-        raise ConfigError(f"field 'report_to': unknown {', '.join(map(repr, unknown))}; choose from none, "
+        raise ConfigError(f"--report_to: unknown {', '.join(map(repr, unknown))}; choose from none, "
                           f"{', '.join(SINKS)}, all (jsonl and every tracker installed)")
     if "all" in names:
         names = [n for n in names if n != "all"] + [n for n in SINKS if installed(n)]
     missing = [n for n in SINKS if n in names and not installed(n)]
     if missing:
-        raise ConfigError(f"field 'report_to': {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+        raise ConfigError(f"--report_to: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
                           f"installed; pip install {' '.join(missing)} (or pip install \"zephyr[track]\")")
     return list(dict.fromkeys(names))
 
