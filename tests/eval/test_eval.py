@@ -1,4 +1,4 @@
-"""MT-Bench, AlpacaEval and IFEval scoring on real benchmark files, with scripted models and judges."""
+"""MT-Bench and AlpacaEval scoring on real benchmark files, with scripted models and judges."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from zephyr.eval import alpaca_eval, ifeval, mt_bench
+from zephyr.eval import alpaca_eval, mt_bench
 from zephyr.eval.cli import EvalConfig, run
 
 
@@ -91,39 +91,6 @@ def test_alpaca_eval_win_rate_is_position_fair(shared_data):
     _, ties = alpaca_eval.judge_outputs(ScriptedJudge(lambda p: "I cannot decide"), rows[:4], outputs[:4])
     assert ties["n_ties"] == 4 and ties["win_rate"] == 50.0
     assert alpaca_eval.parse_preference("Output (B)") == "B" and alpaca_eval.parse_preference("A") == "A"
-
-
-def test_ifeval_checks_instructions(shared_data):
-    pytest.importorskip("if_verifiable")
-    rows = ifeval.load_prompts(str(shared_data / "ifeval" / "input_data.jsonl"))
-    assert len(rows) == 541
-    row = {"key": 1, "prompt": "Answer in lowercase without commas.",
-           "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"], "kwargs": [{}, {}]}
-    good = ifeval.check(row, "all lowercase and no commas here")
-    bad = ifeval.check(row, "Hello, World")
-    half = ifeval.check(row, "lowercase, but a comma")
-    assert [(i["strict"], i["loose"]) for i in good] == [(True, True), (True, True)]
-    assert [i["strict"] for i in bad] == [False, False]
-    assert [i["strict"] for i in half] == [False, True]
-    assert [i["strict"] for i in ifeval.check(row, "   ")] == [False, False]
-    report = ifeval.summarize([good, bad, half])
-    assert report["prompt_level_strict"] == round(100 / 3, 2)
-    assert report["instruction_level_strict"] == 50.0
-    unknown = ifeval.check({**row, "instruction_id_list": ["made:up"], "kwargs": [{}]}, "text")
-    assert unknown == [{"instruction_id": "made:up", "strict": None, "loose": None}]
-    assert ifeval.summarize([good, unknown])["prompts_unscored"] == 1
-
-
-def test_eval_command_on_tiny_model(tiny_model_dir, shared_data, tmp_path):
-    pytest.importorskip("if_verifiable")
-    config = EvalConfig(benchmark="ifeval", model=str(tiny_model_dir("llama")), max_new_tokens=8,
-                        data=str(shared_data / "ifeval" / "input_data.jsonl"), limit=3,
-                        output_dir=str(tmp_path / "ifeval"))
-    report = run(config)
-    assert report["prompts"] == 3 and report["benchmark"] == "ifeval"
-    answers = [json.loads(line) for line in (tmp_path / "ifeval" / "answers.jsonl").read_text().splitlines()]
-    assert len(answers) == 3 and all("instructions" in a for a in answers)
-    assert json.loads((tmp_path / "ifeval" / "report.json").read_text()) == report
 
 
 def test_eval_command_errors(tmp_path):

@@ -3,6 +3,7 @@
     zephyr eval mt_bench    --model runs/demo/dpo --judge_url http://127.0.0.1:8000/v1 --judge_model gpt-4
     zephyr eval alpaca_eval --model runs/demo/dpo --judge_url ... [--data alpaca_eval.json]
     zephyr eval ifeval      --model runs/demo/dpo [--data input_data.jsonl]
+    zephyr eval ifeval      --responses input_response_data.jsonl [--data input_data.jsonl]   (no model)
     zephyr eval lm_eval     --model runs/demo/dpo --tasks arc_easy hellaswag [--num_fewshot 0]
 
 Output folder: answers.jsonl, judgements.jsonl (judged benchmarks), report.json; the report is printed.
@@ -41,6 +42,9 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     tasks: list[str] = field([], help="lm_eval: harness task names (e.g. --tasks arc_easy hellaswag)")
     num_fewshot: int | None = field(None, help="lm_eval: few-shot examples (default: each task's own)")
     include_path: str = field("", help="lm_eval: folder of extra task YAMLs")
+    # IFEval
+    responses: str = field("", help="ifeval: score this {\"prompt\", \"response\"} JSONL (Google's "
+                                    "input_response_data format) instead of generating; joined to the prompts by text")
 
     def __post_init__(self):
         super().__post_init__()
@@ -73,6 +77,8 @@ def make_generator(config: EvalConfig):
 def run(config: EvalConfig, generate=None) -> dict:
     if config.benchmark == "lm_eval":
         return run_lm_eval(config)
+    if config.benchmark == "ifeval":
+        return run_ifeval(config, generate)
     judge = make_judge(config) if config.benchmark in JUDGED else None
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,18 +96,42 @@ def run(config: EvalConfig, generate=None) -> dict:
         write_rows(({"instruction": r["instruction"], "output": o} for r, o in zip(rows, outputs)),
                    out / "answers.jsonl")
         judgements, report = alpaca_eval.judge_outputs(judge, rows, outputs, config.seed)
-    else:
-        rows = ifeval.load_prompts(config.data or None)[:limit]
-        responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
-        checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
-        write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
-                    for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
-        judgements, report = [], ifeval.summarize(checked)
     if judgements:
         write_rows(judgements, out / "judgements.jsonl")
     report = {"benchmark": config.benchmark, "model": config.model,
               "judge": getattr(judge, "name", None), **report}
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def run_ifeval(config: EvalConfig, generate=None) -> dict:
+    """Prompts (and --responses) validated and the sentence splitter's data checked before any model loads; then
+    generate (greedy unless --temperature says otherwise) or take the given responses, check, report."""
+    rows = ifeval.load_prompts(config.data or None)[:config.limit or None]
+    ifeval.require_punkt()
+    extra = {}
+    if config.responses:
+        joined, unjoined, missing = ifeval.load_responses(config.responses, rows)
+        rows, responses = [r for r, _ in joined], [response for _, response in joined]
+        extra = {"responses": config.responses, "responses_not_joined": unjoined,
+                 "prompts_without_response": len(missing)}
+        for where in unjoined:
+            print(f"{where}: prompt matches no IFEval prompt; row not scored", flush=True)
+        if missing:
+            print(f"{len(missing)} IFEval prompts have no response in {config.responses}; scored: {len(rows)}",
+                  flush=True)
+    else:
+        generate = generate or make_generator(config)
+        responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
+    checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
+                for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
+    report = {"benchmark": "ifeval", "model": None if config.responses else config.model, "judge": None,
+              **ifeval.summarize(checked), **extra}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print(ifeval.format_table(report), flush=True)
     return report
 
 
