@@ -67,33 +67,18 @@ def oracle_scores(rows, responses) -> tuple[dict, list]:
              "instruction_level_loose": pct([x for s in loose for x in s])}, flags)
 
 
-@pytest.mark.slow
 def test_four_numbers_equal_googles_code_on_all_prompts(prompts):
     pytest.importorskip("lm_eval")
     responses = [known_response(row, i) for i, row in enumerate(prompts)]
     checked = [ifeval.check(row, response) for row, response in zip(prompts, responses)]
     expected, flags = oracle_scores(prompts, responses)
-    ours = [[[i["strict"] for i in c], [i["loose"] for i in c]] for c in checked]
-    differ = [row["key"] for row, a, b in zip(prompts, ours, flags) if a != b]
-    # the two ports differ on one checker detail each way; the count: 832 of 834 instructions agree
-    assert len(differ) <= 2, differ
+    assert [[[i["strict"] for i in c], [i["loose"] for i in c]] for c in checked] == flags  # every instruction
     report = ifeval.summarize(checked)
-    if not differ:
-        assert {k: report[k] for k in expected} == expected
+    assert {k: report[k] for k in expected} == expected
     # the responses are varied enough that the numbers say something
     assert 5 < report["instruction_level_strict"] < report["instruction_level_loose"] < 95
-
-
-def test_four_numbers_equal_googles_code_on_a_slice(prompts):
-    pytest.importorskip("lm_eval")
-    rows = prompts[:60]
-    responses = [known_response(row, i) for i, row in enumerate(rows)]
-    report = ifeval.summarize([ifeval.check(row, r) for row, r in zip(rows, responses)])
-    expected, _ = oracle_scores(rows, responses)
-    assert {k: report[k] for k in expected} == expected
-    assert report["prompts"] == 60 and report["instructions"] == sum(len(r["instruction_id_list"]) for r in rows)
-    by_type = report["by_instruction"]
-    assert sum(v["count"] for v in by_type.values()) == report["instructions"]
+    assert report["prompts"] == 541 and report["instructions"] == 834
+    assert sum(v["count"] for v in report["by_instruction"].values()) == 834
 
 
 def test_checks_and_summary_by_hand():
