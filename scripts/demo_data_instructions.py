@@ -251,6 +251,7 @@ def make_request(topic: tuple, rng) -> Request:
                 text=rng.choice(["Please answer in {l}.", "Reply in {l}, not English.",
                                  "I'm practising {l}, so write your answer in {l}."]).format(l=LANGUAGES[code]))
         elif c == "words_min":
+            plan.sentences = sentences[rng.choice([0, start]):]  # the longest replies: up to the whole topic
             n = max(40, words_of(plan.sentences) - rng.randint(5, 25)) // 10 * 10
             add(c, {"relation": "at least", "num_words": n},
                 lambda p: dataclasses.replace(p, sentences=p.sentences[:2]), n=n)

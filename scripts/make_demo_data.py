@@ -40,6 +40,9 @@ from demo_data_topics import TOPICS  # noqa: E402
 
 INSTRUCT_QUOTAS = {"sft_train": 140, "sft_test": 20, "pairs_train": 110, "pairs_test": 30}
 INSTRUCT_TEST_TOPICS = 5  # topics held out for the test files
+# the constraints of every instruction-following request, in IFEval's input format plus the file it is in, so a
+# test can re-check the shipped replies with IFEval's checkers
+CHECKS = "instruction_checks"
 
 
 # ------------------------------------------------------------------------------------------------ items
@@ -341,17 +344,21 @@ def add_instruction_rows(files: dict[str, list[dict]], seed: int) -> None:
     topics = list(TOPICS)
     rng.shuffle(topics)
     held_out, train_topics = topics[:INSTRUCT_TEST_TOPICS], topics[INSTRUCT_TEST_TOPICS:]
+    checks = []
     for name, count in INSTRUCT_QUOTAS.items():
         pool = held_out if name.endswith("test") else train_topics
         rows = []
         for i in range(count):
             item = instruction_item(pool[i % len(pool)], rng, follows)
+            checks.append({"file": name, "prompt": item["prompt"], "instruction_id_list": item["instruction_ids"],
+                           "kwargs": item["kwargs"]})
             user = [{"role": "user", "content": item["prompt"]}]
             rows.append({"messages": user + [{"role": "assistant", "content": item["chosen"]}]}
                         if name.startswith("sft") else
                         {"prompt": user, "chosen": item["chosen"], "rejected": item["rejected"]})
         files[name] = files[name] + rows
         rng.shuffle(files[name])
+    files[CHECKS] = checks
 
 
 def write(files: dict[str, list[dict]], out: Path) -> None:
@@ -364,7 +371,7 @@ def write(files: dict[str, list[dict]], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="folder for the four .jsonl files")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for the .jsonl files")
     parser.add_argument("--seed", type=int, default=SEED, help="random seed (the committed files use the default)")
     args = parser.parse_args(argv)
     files = build(args.seed)
