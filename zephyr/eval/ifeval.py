@@ -96,6 +96,13 @@ def load_prompts(path: str | None = None) -> list[dict]:
     return rows
 
 
+def fixed_subset(rows: list[dict], count: int) -> list[dict]:
+    """`count` prompts spread evenly over the file (every k-th), the same ones on every run; all if count <= 0."""
+    if count <= 0 or count >= len(rows):
+        return rows
+    return [rows[i * len(rows) // count] for i in range(count)]
+
+
 def load_responses(path: str, prompts: list[dict]) -> tuple[list[tuple[dict, str]], list[str], list[dict]]:
     """Google's input_response_data format ({"prompt", "response"} per line) joined to `prompts` by prompt text.
     -> ([(prompt row, response)] in prompt order, ["file:line" of rows that match no prompt], [prompts with no
