@@ -148,3 +148,18 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
     section = pipeline.ifeval_section(result)
     assert "| base | 10.0 | 10.0 | 10.0 | 10.0 |" in section and "| final | 30.0 |" in section
     assert pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final") == result and len(calls) == 3  # reused
+
+
+def test_ifeval_stage_is_left_out_with_the_reason_when_it_cannot_run(tmp_path, monkeypatch, capsys):
+    from zephyr import pipeline
+    from zephyr.errors import DataError
+    from zephyr.eval import ifeval
+
+    def offline(path=None):
+        raise DataError("cannot be loaded from the Hugging Face Hub", path or ifeval.HUB_ID)
+
+    monkeypatch.setattr(ifeval, "load_prompts", offline)
+    assert pipeline.prepare_ifeval(pipeline.RunConfig(output_dir=str(tmp_path))) is None
+    assert "IFEval stage is left out" in capsys.readouterr().out
+    with pytest.raises(DataError):  # a local file the user named must be right
+        pipeline.prepare_ifeval(pipeline.RunConfig(output_dir=str(tmp_path), ifeval_data="mine.jsonl"))

@@ -185,21 +185,41 @@ def ifeval_models(sft_cfg, dpo_cfg, final_dir: Path) -> dict[str, str]:
     return {"base": sft_cfg.model, "sft": dpo_cfg.model, "final": str(final_dir)}
 
 
-def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path) -> dict:
+def prepare_ifeval(cfg: RunConfig) -> Path | None:
+    """The fixed IFEval subset written to <output_dir>/ifeval/prompts.jsonl, and the checkers' data checked, before
+    any training. Without the `[eval]` extra, or without hub access when no --ifeval_data is named, the stage is
+    left out with the reason printed (a bad local file is an error). -> the subset file, or None."""
+    from .data.io import write_rows
+    from .errors import DataError
+    from .eval import ifeval
+
+    try:
+        rows = ifeval.load_prompts(cfg.ifeval_data or None)
+        ifeval.require_punkt()
+    except (RuntimeError, ImportError, DataError) as err:
+        if isinstance(err, DataError) and cfg.ifeval_data:
+            raise
+        print(f"zephyr run: the IFEval stage is left out: {err} (install zephyr[eval]; name a local copy of "
+              "IFEval's input_data.jsonl with --ifeval_data)", flush=True)
+        return None
+    prompts = Path(cfg.output_dir) / "ifeval" / "prompts.jsonl"
+    prompts.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(ifeval.fixed_subset(rows, cfg.ifeval_prompts), prompts)
+    return prompts
+
+
+def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path | None = None) -> dict:
     """The same fixed IFEval subset for the base model, the SFT model and the final model, greedy; a model whose
     report is already in the run folder is not scored again (with --reuse)."""
-    from .data.io import write_rows
-    from .eval import ifeval
+    from .errors import ConfigError
     from .eval.cli import EvalConfig, run_ifeval as score
 
-    folder = Path(cfg.output_dir) / "ifeval"
-    folder.mkdir(parents=True, exist_ok=True)
-    prompts = folder / "prompts.jsonl"
-    write_rows(ifeval.fixed_subset(ifeval.load_prompts(cfg.ifeval_data or None), cfg.ifeval_prompts), prompts)
-    ifeval.require_punkt()  # before any model loads
+    prompts = prompts or prepare_ifeval(cfg)
+    if prompts is None:
+        raise ConfigError("IFEval cannot run here (see above)")
     table = {}
     for name, model in ifeval_models(sft_cfg, dpo_cfg, final_dir).items():
-        report_file = folder / name / "report.json"
+        report_file = prompts.parent / name / "report.json"
         if cfg.reuse and report_file.is_file():
             print(f"zephyr run: reusing IFEval of the {name} model ({report_file})", flush=True)
             report = json.loads(report_file.read_text())
@@ -208,8 +228,10 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path) -> dict:
             report = score(EvalConfig(benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
                                       chat_template=sft_cfg.chat_template, temperature=0.0,
                                       max_new_tokens=cfg.ifeval_max_new_tokens, batch_size=cfg.ifeval_batch_size,
-                                      output_dir=str(folder / name)))
+                                      output_dir=str(prompts.parent / name)))
         table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
+    from .eval import ifeval
+
     return {"prompts": table["final"]["prompts"], "max_new_tokens": cfg.ifeval_max_new_tokens,
             "data": cfg.ifeval_data or ifeval.HUB_ID, "models": table}
 
@@ -254,6 +276,7 @@ def run(cfg: RunConfig) -> dict:
     timer = Timer()
     summary: dict = {"output_dir": str(out)}
     sft_dir, dpo_dir, final_dir = Path(sft_cfg.output_dir), Path(dpo_cfg.output_dir), out / "final"
+    ifeval_prompts = prepare_ifeval(cfg) if "ifeval" in cfg.stages else None  # before training: fail early
 
     if "sft" in cfg.stages:
         if cfg.reuse and _done(sft_dir, "README.md"):
@@ -278,8 +301,8 @@ def run(cfg: RunConfig) -> dict:
         result = timer.run("eval", evaluate, dpo_cfg, final_dir, cfg.eval_batch_size)
         (out / "eval.json").write_text(json.dumps(result, indent=1))
         summary["eval"] = result
-    if "ifeval" in cfg.stages:
-        result = timer.run("ifeval", run_ifeval, cfg, sft_cfg, dpo_cfg, final_dir)
+    if ifeval_prompts is not None:
+        result = timer.run("ifeval", run_ifeval, cfg, sft_cfg, dpo_cfg, final_dir, ifeval_prompts)
         (out / "ifeval.json").write_text(json.dumps(result, indent=1))
         summary["ifeval"] = result
     if "card" in cfg.stages and (out / "eval.json").is_file():
