@@ -7,6 +7,12 @@ any dataset) and a fixed seed, so rerunning reproduces the committed files byte 
     python scripts/make_demo_data.py            # rewrites zephyr/demo_data/*.jsonl
     python scripts/make_demo_data.py --out DIR  # writes elsewhere (tests/test_demo_data.py compares)
 
+Beside these short dialogues, `instruct` rows teach verifiable instruction following (demo_data_instructions.py):
+requests with length, format, keyword, case, quotation, postscript and language constraints, replies of 30-180
+words built from hand-written topic prose, each checked with IFEval's checkers while it is generated (the chosen
+reply follows every constraint, the rejected one breaks one). They need the `[eval]` extra (if-verifiable and
+NLTK's punkt model). Test files use held-out topics.
+
 Arithmetic is always written as `a op b = c` with c computed here, never typed in, so tests can recheck it.
 Rejected replies are worse in ways a small model picks up in a few DPO steps: a wrong fact or sum, an off-topic
 answer, a curt non-answer, rudeness, or rambling repetition. Test files use only held-out "specs" (a question's
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,14 @@ TEST_FRACTION = 0.2
 
 # the fact tables and phrase templates live beside this script (run as a script, its folder is on sys.path)
 from demo_data_tables import *  # noqa: F401,F403,E402
+from demo_data_instructions import checker, instruction_item  # noqa: E402
+from demo_data_topics import TOPICS  # noqa: E402
+
+INSTRUCT_QUOTAS = {"sft_train": 140, "sft_test": 20, "pairs_train": 110, "pairs_test": 30}
+INSTRUCT_TEST_TOPICS = 5  # topics held out for the test files
+# the constraints of every instruction-following request, in IFEval's input format plus the file it is in, so a
+# test can re-check the shipped replies with IFEval's checkers
+CHECKS = "instruction_checks"
 
 
 # ------------------------------------------------------------------------------------------------ items
@@ -314,7 +329,36 @@ def build(seed: int = SEED) -> dict[str, list[dict]]:
                             pair_row(item, rng, lambda rng: off_topic(rng, category)))
         rng.shuffle(rows)
         files[name] = rows
+    add_instruction_rows(files, seed)
     return files
+
+
+def add_instruction_rows(files: dict[str, list[dict]], seed: int) -> None:
+    """Verified instruction-following rows (own random stream, so the dialogues above do not change)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # zephyr, for NLTK's punkt model
+    from zephyr.eval.ifeval import require_punkt
+
+    require_punkt()
+    follows = checker()
+    rng = random.Random(seed + 1)
+    topics = list(TOPICS)
+    rng.shuffle(topics)
+    held_out, train_topics = topics[:INSTRUCT_TEST_TOPICS], topics[INSTRUCT_TEST_TOPICS:]
+    checks = []
+    for name, count in INSTRUCT_QUOTAS.items():
+        pool = held_out if name.endswith("test") else train_topics
+        rows = []
+        for i in range(count):
+            item = instruction_item(pool[i % len(pool)], rng, follows)
+            checks.append({"file": name, "prompt": item["prompt"], "instruction_id_list": item["instruction_ids"],
+                           "kwargs": item["kwargs"]})
+            user = [{"role": "user", "content": item["prompt"]}]
+            rows.append({"messages": user + [{"role": "assistant", "content": item["chosen"]}]}
+                        if name.startswith("sft") else
+                        {"prompt": user, "chosen": item["chosen"], "rejected": item["rejected"]})
+        files[name] = files[name] + rows
+        rng.shuffle(files[name])
+    files[CHECKS] = checks
 
 
 def write(files: dict[str, list[dict]], out: Path) -> None:
@@ -327,7 +371,7 @@ def write(files: dict[str, list[dict]], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="folder for the four .jsonl files")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for the .jsonl files")
     parser.add_argument("--seed", type=int, default=SEED, help="random seed (the committed files use the default)")
     args = parser.parse_args(argv)
     files = build(args.seed)

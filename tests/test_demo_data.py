@@ -1,5 +1,6 @@
-"""The embedded demo data: loads, renders, keeps train and test apart, states only correct arithmetic, and is
-exactly what scripts/make_demo_data.py produces."""
+"""The embedded demo data: loads, renders, keeps train and test apart, states only correct arithmetic, follows
+(chosen) or breaks (rejected) the verifiable instructions it asks for, shares nothing with IFEval, MT-Bench or
+AlpacaEval prompts, and is exactly what scripts/make_demo_data.py produces."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from zephyr.chat_template import render_text, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "zephyr" / "demo_data"
-SIZES = {"sft_train": (200, 280), "sft_test": (20, 40), "pairs_train": (180, 220), "pairs_test": (50, 70)}
+SIZES = {"sft_train": (340, 420), "sft_test": (40, 60), "pairs_train": (280, 340), "pairs_test": (80, 100)}
+SHARED = ROOT.parent / "shared" / "data"
 # Every computed claim in the data is written `a op b [op c ...] = result`, spaces around each operator.
 EQUATION = re.compile(r"(\d+(?: [-+×÷] \d+)+) = (\d+)")
 
@@ -24,6 +26,18 @@ EQUATION = re.compile(r"(\d+(?: [-+×÷] \d+)+) = (\d+)")
 def load(name: str) -> list[dict]:
     with open(DATA / f"{name}.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
+
+
+def instruction_prompts(name: str) -> set[str]:
+    """The user requests with verifiable constraints in a file (listed in instruction_checks.jsonl)."""
+    return {row["prompt"] for row in load("instruction_checks") if row["file"] == name}
+
+
+def dialogues(name: str) -> list[dict]:
+    """The short helpful/harmless rows of a file (not the instruction-following ones)."""
+    asks = instruction_prompts(name)
+    key = "messages" if name.startswith("sft") else "prompt"
+    return [row for row in load(name) if not any(m["content"] in asks for m in row[key] if m["role"] == "user")]
 
 
 def replies(name: str) -> list[str]:
@@ -69,7 +83,9 @@ def test_file_sizes(name):
 
 @pytest.mark.parametrize("name", ["sft_train", "sft_test"])
 def test_sft_conversations_are_valid_and_short(name):
-    rows = load(name)
+    for index, row in enumerate(load(name)):
+        validate(row["messages"], index, require_assistant_last=True)
+    rows = dialogues(name)
     for index, row in enumerate(rows):
         assert list(row) == ["messages"]
         validate(row["messages"], index, require_assistant_last=True)
@@ -89,7 +105,7 @@ def test_pairs_are_valid(name):
         assert list(row) == ["prompt", "chosen", "rejected"]
         assert row["prompt"][-1]["role"] == "user"
         for reply in (row["chosen"], row["rejected"]):
-            assert isinstance(reply, str) and reply.strip() and len(reply.split()) < 60
+            assert isinstance(reply, str) and reply.strip()
             validate(row["prompt"] + [{"role": "assistant", "content": reply}], index, require_assistant_last=True)
         assert row["chosen"].strip() != row["rejected"].strip()
 
@@ -131,7 +147,7 @@ def test_train_and_test_prompts_are_disjoint():
 @pytest.mark.parametrize("name", list(SIZES))
 def test_arithmetic_in_good_replies_is_correct(name):
     found = equations(replies(name))
-    assert len(found) >= len(load(name)) // 5  # arithmetic, conversions and word problems are a big share
+    assert len(found) >= len(dialogues(name)) // 5  # arithmetic, conversions and word problems are a big share
     wrong = [(left, right) for left, right, value in found if value != right]
     assert not wrong
 
@@ -143,11 +159,65 @@ def test_arithmetic_in_rejected_replies_is_wrong(name):
     assert all(value != right for _, right, value in found)
 
 
+@pytest.mark.slow
 def test_script_reproduces_committed_files(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--out", str(tmp_path)],
                    check=True, capture_output=True)
-    for name in SIZES:
+    for name in [*SIZES, "instruction_checks"]:
         assert (tmp_path / f"{name}.jsonl").read_bytes() == (DATA / f"{name}.jsonl").read_bytes(), name
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_instruction_rows_are_a_real_share_with_realistic_length(name):
+    asks = instruction_prompts(name)
+    assert 0.25 <= len(asks) / len(load(name)) <= 0.45
+    if name.startswith("pairs"):
+        lengths = [len(row["chosen"].split()) for row in load(name) if row["prompt"][-1]["content"] in asks]
+    else:
+        lengths = [len(row["messages"][-1]["content"].split()) for row in load(name)
+                   if row["messages"][0]["content"] in asks]
+    assert len(lengths) == len(asks) and 60 <= sum(lengths) / len(lengths) <= 150 and max(lengths) >= 150
+
+
+def test_instruction_replies_are_verified_with_ifevals_checkers():
+    """Chosen replies (and SFT replies) follow every constraint of their request; rejected ones break one."""
+    pytest.importorskip("if_verifiable")
+    from zephyr.eval import ifeval
+
+    checks = load("instruction_checks")
+    kinds = {i for row in checks for i in row["instruction_id_list"]}
+    assert len(kinds) >= 20  # length, format, keywords, case, quotation, postscript, language, ...
+    assert "language:response_language" in kinds and "detectable_format:json_format" in kinds
+    replies_of = {}
+    for name in SIZES:
+        for row in load(name):
+            if name.startswith("sft"):
+                replies_of[row["messages"][0]["content"]] = (row["messages"][-1]["content"], None)
+            else:
+                replies_of[row["prompt"][-1]["content"]] = (row["chosen"], row["rejected"])
+    for row in checks:
+        good, bad = replies_of[row["prompt"]]
+        assert all(i["strict"] for i in ifeval.check(row, good)), (row, good)
+        if bad is not None:
+            assert not all(i["loose"] for i in ifeval.check(row, bad)), (row, bad)
+
+
+def test_instruction_requests_do_not_reuse_ifeval_prompts():
+    ifeval_prompts = {json.loads(line)["prompt"] for line in open(SHARED / "ifeval" / "input_data.jsonl")}
+    assert not ifeval_prompts & {row["prompt"] for row in load("instruction_checks")}
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_decontaminate_finds_nothing(name, tmp_path):
+    """`zephyr data decontaminate` against IFEval, MT-Bench and AlpacaEval keeps every row of the shipped data."""
+    from zephyr.data.cli import main
+
+    evals = [SHARED / "ifeval" / "input_data.jsonl", SHARED / "mt_bench" / "question.jsonl",
+             SHARED / "alpaca_eval" / "alpaca_eval_v1_reference.derived.json"]
+    out = tmp_path / f"{name}.jsonl"
+    assert main(["decontaminate", str(DATA / f"{name}.jsonl"), str(out), "--eval", *map(str, evals)]) == 0
+    assert out.read_text(encoding="utf-8").splitlines() == (DATA / f"{name}.jsonl").read_text(
+        encoding="utf-8").splitlines()
 
 
 def test_package_declares_the_data():

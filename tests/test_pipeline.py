@@ -15,6 +15,7 @@ from zephyr.dpo.evaluate import REFERENCE_SCORES, PairScores, read_pair_scores, 
 from zephyr.dpo.tokenize import TokenizedPair
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+IFEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ifeval" / "input_data.jsonl"
 
 
 def tiny_recipe(folder: Path, model: Path) -> Path:
@@ -33,7 +34,8 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch
     out = tmp_path / "out"
     argv = ["run", str(recipe), "--output_dir", str(out), "--max_new_tokens", "4",
             "--dpo_overrides", json.dumps({"ref_cache_dir": str(tmp_path / "cache")}),
-            "--sample_prompts", json.dumps(["Hello?", "What is 2 plus 2?"])]
+            "--sample_prompts", json.dumps(["Hello?", "What is 2 plus 2?"]),
+            "--ifeval_data", str(IFEVAL), "--ifeval_prompts", "3", "--ifeval_max_new_tokens", "4"]
     assert zephyr(argv) == 0
     for path in ("sft/README.md", "sft-merged/model.safetensors", "dpo/adapter_model.safetensors",
                  f"dpo/{REFERENCE_SCORES}", "final/model.safetensors", "eval.json", "samples.jsonl"):
@@ -44,6 +46,9 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch
     assert "| Training Loss | Epoch | Step | Validation Loss | Rewards/chosen |" in card
     assert "## Evaluation on held-out preference pairs" in card
     assert len((out / "samples.jsonl").read_text().splitlines()) == 2
+    ifeval_result = json.loads((out / "ifeval.json").read_text())
+    assert list(ifeval_result["models"]) == ["base", "sft", "final"] and ifeval_result["prompts"] == 3
+    assert "## IFEval" in card and "| final |" in card
     first = capsys.readouterr().out
     assert "=== zephyr run: summary ===" in first and "preference accuracy SFT" in first
     # the SFT model is the DPO reference, whose held-out log-probs the DPO stage already computed
@@ -114,3 +119,50 @@ def test_reference_scores_are_read_only_for_the_same_pairs_and_model(tmp_path):
     assert read_pair_scores(path, pairs, {**identity, "dtype": "torch.bfloat16"}) is None
     assert read_pair_scores(path, [TokenizedPair([1], [2], [3], index=1)], identity) is None
     assert read_pair_scores(tmp_path / "missing.safetensors", pairs, identity) is None
+
+
+def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, monkeypatch):
+    """The stage scores the three models on the same evenly spread prompts, greedy, and reuses a finished report."""
+    from types import SimpleNamespace
+
+    from zephyr import pipeline
+    from zephyr.eval import cli as eval_cli
+
+    calls = []
+
+    def score(config):
+        rows = [json.loads(line) for line in Path(config.data).read_text().splitlines()]
+        calls.append((config.model, [r["key"] for r in rows], config.temperature, config.max_new_tokens))
+        report = {k: 10.0 * len(calls) for k in pipeline.IFEVAL_NUMBERS}
+        report["prompts"] = len(rows)
+        Path(config.output_dir).mkdir(parents=True)
+        (Path(config.output_dir) / "report.json").write_text(json.dumps(report))
+        return report
+
+    monkeypatch.setattr(eval_cli, "run_ifeval", score)
+    cfg = pipeline.RunConfig(output_dir=str(tmp_path), ifeval_data=str(IFEVAL), ifeval_prompts=5,
+                             ifeval_max_new_tokens=1280)
+    sft, dpo = SimpleNamespace(model="embedded", dtype="auto", chat_template="zephyr"), SimpleNamespace(model="m/sft")
+    result = pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final")
+    keys = [json.loads(line)["key"] for line in IFEVAL.read_text().splitlines()]
+    expected = [keys[i * 541 // 5] for i in range(5)]
+    assert calls == [(m, expected, 0.0, 1280) for m in ("embedded", "m/sft", str(tmp_path / "final"))]
+    assert result["models"]["final"]["prompt_level_loose"] == 30.0 and result["prompts"] == 5
+    section = pipeline.ifeval_section(result)
+    assert "| base | 10.0 | 10.0 | 10.0 | 10.0 |" in section and "| final | 30.0 |" in section
+    assert pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final") == result and len(calls) == 3  # reused
+
+
+def test_ifeval_stage_is_left_out_with_the_reason_when_it_cannot_run(tmp_path, monkeypatch, capsys):
+    from zephyr import pipeline
+    from zephyr.errors import DataError
+    from zephyr.eval import ifeval
+
+    def offline(path=None):
+        raise DataError("cannot be loaded from the Hugging Face Hub", path or ifeval.HUB_ID)
+
+    monkeypatch.setattr(ifeval, "load_prompts", offline)
+    assert pipeline.prepare_ifeval(pipeline.RunConfig(output_dir=str(tmp_path))) is None
+    assert "IFEval stage is left out" in capsys.readouterr().out
+    with pytest.raises(DataError):  # a local file the user named must be right
+        pipeline.prepare_ifeval(pipeline.RunConfig(output_dir=str(tmp_path), ifeval_data="mine.jsonl"))

