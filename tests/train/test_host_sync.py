@@ -104,12 +104,12 @@ def test_dpo_steps_read_nothing_back(tmp_path, tiny_model_dir, tokenizer, monkey
     from zephyr.dpo.train import DPOObjective, micro_batches
 
     folder = tiny_model_dir("llama")
-    model = TokenScorer(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32))
+    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    model = TokenScorer(lm)
     g = torch.Generator().manual_seed(0)
 
     def ids(n):
-        return torch.randint(4, model.config.vocab_size if hasattr(model, "config") else 512, (n,),
-                             generator=g).tolist()
+        return torch.randint(4, lm.config.vocab_size, (n,), generator=g).tolist()
 
     pairs = [TokenizedPair(prompt=ids(5 + i % 4), chosen=ids(3 + i % 5), rejected=ids(6 - i % 3), index=i)
              for i in range(16)]
