@@ -60,9 +60,15 @@ def test_two_sharded_processes_equal_one_process(tmp_path, tiny_model_dir):
     assert_exported(tmp_path / "straight", expected)
     assert_exported(tmp_path / "resumed", expected)
 
-    # the resumed run restarted from a sharded checkpoint: one shard file per process
-    assert (tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER / ".metadata").is_file()
-    assert len(list((tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER).glob("*.distcp"))) == 2
+    # resuming is exact: the same losses and bitwise the same final weights as the uninterrupted sharded run
+    assert result["resumed"] == result["straight"]
+    straight, resumed = (load_file(tmp_path / name / "model.safetensors") for name in ("straight", "resumed"))
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+    # the resumed run restarted from a sharded checkpoint: one safetensors file per process, the optimizer's
+    # hyperparameters in JSON, no pickled DCP metadata
+    sharded = tmp_path / "resumed" / "checkpoint-2" / "state" / fsdp.FOLDER
+    assert len(list(sharded.glob("*.safetensors"))) == 2 and (sharded / fsdp.PARAM_GROUPS).is_file()
+    assert not (sharded / ".metadata").exists() and not list(sharded.glob("*.distcp"))
 
 
 @pytest.mark.slow

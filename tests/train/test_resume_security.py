@@ -1,7 +1,11 @@
 """`--resume` never runs code from the checkpoint folder: the training state is read without unpickling, so a
-pickle planted where the state is read is refused, and one planted under accelerate's file names is never read."""
+pickle planted where the state is read is refused, and one planted under accelerate's or torch.distributed.checkpoint's
+file names (the FSDP state) is never read."""
 
 from __future__ import annotations
+
+import pickle
+import shutil
 
 import pytest
 import torch
@@ -65,3 +69,49 @@ def test_the_state_holds_no_pickle_but_the_weights_only_tensor_dicts(trained):
     assert names == ["optimizer.pt", "rng_0.json", "rng_0.safetensors", "scheduler.pt", "trainable.safetensors"]
     for name in ("optimizer.pt", "scheduler.pt"):
         torch.load(state / name, weights_only=True)  # loads under the restricted unpickler
+
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A one-process gloo group, so that FSDP shards (over one process) without a launcher."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def _sharded_trainer(out, folder, resume=False):
+    examples = _examples(512, 4)
+    cfg = TrainConfig(output_dir=str(out), max_steps=2, save_steps=1, learning_rate=1e-3, warmup_ratio=0.0,
+                      progress_bar=False, report_to=["jsonl"], resume=resume, seed=3, fsdp=True, save_total_limit=2)
+    return Trainer(cfg, TokenScorer(_model(folder)), nll_loss, [[[i]] for i in range(4)],
+                   lambda item: collate_rows(item, examples, 0))
+
+
+def test_a_sharded_checkpoint_reads_no_pickle(one_process_group, tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    from zephyr.errors import ConfigError
+    from zephyr.train import fsdp
+
+    folder, out, marker = tiny_model_dir("mistral"), tmp_path / "run", tmp_path / "pwned"
+    straight = _sharded_trainer(out, folder).train()
+    weights = load_file(out / "model.safetensors")
+    sharded = latest_checkpoint(out) / "state" / fsdp.FOLDER
+    assert sorted(p.suffix for p in sharded.iterdir()) == [".json", ".safetensors"]
+    # torch.distributed.checkpoint's own format keeps its metadata as a pickle, and its shards as pickles too
+    shutil.rmtree(out / "checkpoint-2")  # resume from checkpoint-1 and retrain step 2
+    checkpoint_1 = latest_checkpoint(out) / "state" / fsdp.FOLDER
+    for name in (".metadata", "__0_0.distcp"):
+        (checkpoint_1 / name).write_bytes(pickle.dumps(Payload(marker)))
+    assert _sharded_trainer(out, folder, resume=True).train().global_step == straight.global_step
+    assert not marker.exists()
+    resumed = load_file(out / "model.safetensors")
+    assert all(torch.equal(resumed[k], weights[k]) for k in weights)  # and the resume is exact
+
+    (checkpoint_1 / fsdp.PARAM_GROUPS).unlink()  # a checkpoint of the old (pickled) format is refused
+    shutil.rmtree(out / "checkpoint-2")
+    with pytest.raises(ConfigError, match="pickled metadata is not loaded"):
+        _sharded_trainer(out, folder, resume=True).train()
+    assert not marker.exists()

@@ -24,20 +24,38 @@ METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracie
 
 
 class MetricSums(dict):
-    """name -> [sum, count]; `+=` merges, `means()` gives the logged values."""
+    """name -> [sum, count]; `merge` combines, `means()` gives the logged values. Tensors stay on their device
+    (float64: as exact as Python floats) so that a training step reads nothing back; `mean_tensors()` keeps them
+    there, `means()` converts (at logging time)."""
 
-    def add(self, name: str, total: float, count: float) -> None:
+    def add(self, name: str, total: float | torch.Tensor, count: float | torch.Tensor) -> None:
         s = self.setdefault(name, [0.0, 0.0])
-        s[0] += float(total)
-        s[1] += float(count)
+        s[0] = _plus(s[0], total)
+        s[1] = _plus(s[1], count)
 
     def merge(self, other: "MetricSums") -> "MetricSums":
         for name, (total, count) in other.items():
             self.add(name, total, count)
         return self
 
+    def mean_tensors(self) -> dict[str, float | torch.Tensor]:
+        """sum / count per name (0 where the count is 0), without reading device values back."""
+        return {name: _mean(total, count) for name, (total, count) in self.items()}
+
     def means(self) -> dict[str, float]:
-        return {name: (total / count if count else 0.0) for name, (total, count) in self.items()}
+        return {name: float(mean) for name, mean in self.mean_tensors().items()}
+
+
+def _plus(total: float | torch.Tensor, value: float | torch.Tensor) -> float | torch.Tensor:
+    if torch.is_tensor(value):
+        return value.detach().to(torch.float64) + total
+    return total + float(value)
+
+
+def _mean(total: float | torch.Tensor, count: float | torch.Tensor) -> float | torch.Tensor:
+    if torch.is_tensor(count):
+        return torch.where(count != 0, total / count, 0.0)
+    return total / count if count else 0.0 * total
 
 
 def pair_outputs(model, batch: PairBatch, settings: LossConfig, reference) -> tuple[torch.Tensor, MetricSums]:

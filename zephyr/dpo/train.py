@@ -74,7 +74,7 @@ class DPOObjective:
         losses, sums = pair_outputs(model, pairs, self.cfg, self.reference)
         n = pairs.pairs
         # the trainer divides metric sums by the pair count; token-weighted means (logits/*) are scaled to match
-        metrics = {name: mean * n for name, mean in sums.means().items() if name != "loss"}
+        metrics = {name: mean * n for name, mean in sums.mean_tensors().items() if name != "loss"}
         return losses.sum(), n, metrics
 
 

@@ -2,7 +2,7 @@
 
     shard(model, accelerator)              # every decoder layer, then the root: params, grads, AdamW state
     state = full_state_dict(model)         # collective; the plain fp32 state dict on the main process
-    save_sharded(model, optimizer, folder) # collective; torch.distributed.checkpoint, one file per process
+    save_sharded(model, optimizer, folder) # collective; torch.distributed.checkpoint, safetensors per process
     load_sharded(model, optimizer, folder) # collective; same world size (the trainer checks it)
 
 accelerate only shards through its FSDP plugin, which it ignores on CPU (it wraps the model in DDP there), so a
@@ -26,6 +26,7 @@ it must be on a shared filesystem.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from ..errors import ConfigError
 
 # a checkpoint's state/ folder keeps the sharded model and optimizer here (accelerate's own files sit beside it)
 FOLDER = "fsdp"
+PARAM_GROUPS = "param_groups.json"  # in FOLDER: the optimizer's hyperparameters (its tensors are in safetensors)
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -92,17 +94,32 @@ def _state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
 
 
 def save_sharded(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> None:
-    """Each process writes its shards of the weights and AdamW state (torch.distributed.checkpoint)."""
+    """Each process writes its shards of the weights and AdamW state: tensors through torch.distributed.checkpoint
+    in safetensors (HuggingFaceStorageWriter: the shard offsets sit in each file's JSON header, so no pickled
+    `.metadata` is written), the optimizer's hyperparameters (param_groups) as JSON from the main process."""
     import torch.distributed.checkpoint as dcp
 
-    dcp.save(_state(model, optimizer), checkpoint_id=str(folder))
+    state = _state(model, optimizer)
+    dcp.save({"model": state["model"], "optimizer": state["optimizer"]["state"]},
+             storage_writer=dcp.HuggingFaceStorageWriter(str(folder), save_distributed=True))
+    if dist.get_rank() == 0:
+        (folder / PARAM_GROUPS).write_text(json.dumps(state["optimizer"]["param_groups"]))
 
 
 def load_sharded(model: nn.Module, optimizer: torch.optim.Optimizer, folder: Path) -> None:
-    """Restore what save_sharded wrote into the sharded model and optimizer, in place."""
+    """Restore what save_sharded wrote into the sharded model and optimizer, in place; nothing is unpickled."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
+    if not (folder / PARAM_GROUPS).is_file():
+        raise ConfigError(f"cannot resume from {folder}: it holds no {PARAM_GROUPS} (a sharded checkpoint of "
+                          "another format, whose pickled metadata is not loaded); start over with "
+                          "--overwrite_output_dir")
     state = _state(model, optimizer)
-    dcp.load(state, checkpoint_id=str(folder))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    tensors = {"model": state["model"], "optimizer": state["optimizer"]["state"]}
+    dcp.load(tensors, storage_reader=dcp.HuggingFaceStorageReader(str(folder)))
+    # JSON has no tuples: hyperparameters such as betas come back as lists
+    groups = [{k: (v if k == "params" or not isinstance(v, list) else tuple(v)) for k, v in group.items()}
+              for group in json.loads((folder / PARAM_GROUPS).read_text())]
+    set_state_dict(model, optimizer, model_state_dict=tensors["model"],
+                   optim_state_dict={"state": tensors["optimizer"], "param_groups": groups})

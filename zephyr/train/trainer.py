@@ -82,6 +82,14 @@ def adamw(groups: list[dict], config: TrainConfig, device: torch.device) -> torc
                              eps=config.adam_epsilon, fused=True if torch.device(device).type == "cuda" else None)
 
 
+def _plus(total: float | torch.Tensor, value) -> float | torch.Tensor:
+    """total + value, a device tensor when value is one (float64: float() of float32 values summed in Python
+    gives the same numbers), else a Python float."""
+    if torch.is_tensor(value):
+        return value.detach().to(torch.float64) + total
+    return total + float(value)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, model: torch.nn.Module, loss_fn: LossFn, train_items: Sequence,
                  collate: Callable[[Any], dict], eval_items: Sequence = (), tokenizer=None, recipe: Any = None,
@@ -169,7 +177,20 @@ class Trainer:
         return perm[acc.process_index:usable:acc.num_processes].tolist()
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        # asynchronous copies: a blocking host-to-device copy waits for all queued GPU work
+        return {k: v.to(self.accelerator.device, non_blocking=True) if torch.is_tensor(v) else v
+                for k, v in batch.items()}
+
+    def _step_targets(self, local_targets: float) -> float | torch.Tensor:
+        """Targets of the optimizer step over all processes: a host number on one process, else a device tensor
+        summed over processes (never read back: the loss scale stays on the device)."""
+        acc = self.accelerator
+        if acc.num_processes == 1:
+            return float(local_targets)
+        value = torch.tensor(float(local_targets), dtype=torch.float64)
+        if acc.device.type == "cuda":
+            value = value.pin_memory()
+        return acc.reduce(value.to(acc.device, non_blocking=True), "sum")
 
     # ---- training ---------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -196,9 +217,10 @@ class Trainer:
                 order, order_epoch = self.epoch_order(epoch), epoch
             batches = [self._to_device(self.collate(self.train_items[i])) for i in order[within * ga:(within + 1) * ga]]
             local_targets = sum(int(b["n_targets"]) for b in batches)
-            step_targets = acc.reduce(torch.tensor(float(local_targets), device=acc.device), "sum").item()
+            step_targets = self._step_targets(local_targets)
             # accelerate divides by ga in backward, DDP averages over processes: undo both, divide by all targets
-            scale = ga * acc.num_processes / max(step_targets, 1.0)
+            scale = (ga * acc.num_processes / max(step_targets, 1.0) if isinstance(step_targets, float)
+                     else (ga * acc.num_processes / step_targets.clamp(min=1.0)).float())
             self.model.train()
             for batch in batches:
                 with acc.accumulate(self.model):
@@ -210,7 +232,7 @@ class Trainer:
                     if acc.sync_gradients:
                         if cfg.max_grad_norm > 0:
                             norm = acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-                            interval["grad_norm"] = float(norm) if norm is not None else float("nan")
+                            interval["grad_norm"] = norm.detach() if norm is not None else float("nan")
                         interval["learning_rate"] = self.scheduler.get_last_lr()[0]  # the rate this step used
                         self.optimizer.step()
                         self.scheduler.step()
@@ -245,15 +267,20 @@ class Trainer:
                 "first_step": step}
 
     def _accumulate(self, interval: dict, loss_sum, n_targets, sums: dict, batch: dict) -> None:
-        interval["loss_sum"] += float(loss_sum.detach())
-        interval["targets"] += float(n_targets)
-        interval["tokens"] += float(batch.get("n_tokens", 0))
+        """Add a micro-batch's sums to the interval without reading device values back: tensors stay on the
+        device (in float64, as exact as the Python floats they become at logging time)."""
+        interval["loss_sum"] = _plus(interval["loss_sum"], loss_sum)
+        interval["targets"] = _plus(interval["targets"], n_targets)
+        interval["tokens"] = _plus(interval["tokens"], batch.get("n_tokens", 0))
         for key, value in sums.items():
-            interval["sums"][key] = interval["sums"].get(key, 0.0) + float(value)
+            interval["sums"][key] = _plus(interval["sums"].get(key, 0.0), value)
 
-    def _reduced(self, values: list[float]) -> list[float]:
-        return self.accelerator.reduce(torch.tensor(values, dtype=torch.float64, device=self.accelerator.device),
-                                       "sum").tolist()
+    def _reduced(self, values: list) -> list[float]:
+        """Python numbers and device tensors -> their sums over processes, read back in one transfer."""
+        device = self.accelerator.device
+        stacked = torch.stack([v.detach().to(device, torch.float64) if torch.is_tensor(v)
+                               else torch.tensor(float(v), dtype=torch.float64, device=device) for v in values])
+        return self.accelerator.reduce(stacked, "sum").tolist()
 
     def _log_interval(self, interval: dict, step: int) -> dict[str, Any]:
         keys = sorted(interval["sums"])
@@ -267,7 +294,7 @@ class Trainer:
                   "learning_rate": interval.get("learning_rate", self.scheduler.get_last_lr()[0]),
                   "tokens_per_s": tokens / max(seconds, 1e-9), "seconds_per_step": seconds / max(steps, 1)}
         if "grad_norm" in interval:
-            record["grad_norm"] = interval["grad_norm"]
+            record["grad_norm"] = float(interval["grad_norm"])
         record.update({k: v / max(targets, 1.0) for k, v in zip(keys, totals[3:])})
         self._record(record)
         return record
