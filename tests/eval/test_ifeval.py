@@ -188,7 +188,7 @@ def test_bad_responses_fail_before_any_model(shared_data, tmp_path):
     with pytest.raises(DataError, match=r"responses\.jsonl:2: field 'response'"):
         run(config)
     path.write_text("")
-    with pytest.raises(DataError, match="no responses"):
+    with pytest.raises(DataError, match="responses.jsonl: holds no rows"):
         run(config)
 
 
