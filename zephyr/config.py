@@ -114,7 +114,7 @@ def _type_name(tp: Any) -> str:
 def _unknown(key: str, valid: list[str], where: str) -> ConfigError:
     close = difflib.get_close_matches(key.replace("-", "_"), valid, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return ConfigError(f"unknown --{key} in {where}{hint}")
+    return ConfigError(f"unknown field '{key}' in {where}{hint}")
 
 
 def _required(cls: type) -> list[str]:

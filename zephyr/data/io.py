@@ -331,7 +331,7 @@ def check_output_folder(path: str | Path, field: str | None = None) -> Path:
 
 
 def _field(name: str | None) -> str:
-    return f"field '{name}': " if name else ""
+    return f"--{name}: " if name else ""
 
 
 @contextmanager
