@@ -29,8 +29,13 @@ class CheckConfig:
 class GgufConfig(CheckConfig):
     """Write a GGUF file for llama.cpp (llama.cpp's converter and quantizer), checked by perplexity."""
 
-    type: str = field("q4_k_m", help="f16, q8_0, q4_k_m (or q4_k_s, q5_k_m, q6_k, q4_0, bf16, f32)")
+    type: str = field("q4_k_m", help="f16, bf16, f32, q8_0, or one made by llama.cpp's quantizer: q2_k, q3_k_s, "
+                                     "q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_0, q5_k_s, q5_k_m, q6_k")
     threads: int = field(0, help="CPU threads for quantizing and checking (0: all)")
+    imatrix: str = field("", help="importance matrix for the quantizer (matters most below 4 bits): a file from "
+                                  "llama.cpp's llama-imatrix (.gguf or .dat), or calibration text (.txt, or "
+                                  ".jsonl with 'messages') that zephyr computes one from")
+    imatrix_tokens: int = field(8192, help="calibration tokens used to compute an importance matrix")
 
 
 @dataclasses.dataclass
@@ -76,11 +81,16 @@ def run_gguf(argv: list[str]) -> int:
     from .gguf import write_gguf
 
     config = parse_args(GgufConfig, argv, prog="zephyr quantize gguf", positional="model")
+    if config.imatrix and not Path(config.imatrix).is_file():
+        raise ConfigError(f"--imatrix: {config.imatrix} is not a file")
+    if config.imatrix_tokens <= 0:
+        raise ConfigError(f"--imatrix_tokens: must be positive, got {config.imatrix_tokens}")
     folder = model_folder(config.model)
     name = model_name(config.model, folder)
     output_dir = Path(config.output_dir or f"{name}-gguf")
     print(f"zephyr quantize: {folder} -> GGUF {config.type} in {output_dir}", file=sys.stderr, flush=True)
-    path, template = write_gguf(folder, output_dir, config.type, config.chat_template, name, config.threads)
+    path, template = write_gguf(folder, output_dir, config.type, config.chat_template, name, config.threads,
+                                config.imatrix or None, config.imatrix_tokens)
     print(f"zephyr quantize: wrote {path} ({path.stat().st_size / 2**20:.1f} MB, chat template {template})")
     if not config.check:
         return 0
@@ -91,7 +101,8 @@ def run_gguf(argv: list[str]) -> int:
     reference = reference_perplexity(folder, template, evaluation)
     perplexity, sample = check_gguf(path, evaluation, config.threads)
     print(f"zephyr quantize: llama.cpp reloaded {path.name}; its reply to a sample question: {sample!r}")
-    rows = [row(f"gguf-{config.type}", path, perplexity, reference, engine_label("llama_cpp_python", "llama.cpp"))]
+    version = f"gguf-{config.type}" + ("-imatrix" if config.imatrix else "")
+    rows = [row(version, path, perplexity, reference, engine_label("llama_cpp_python", "llama.cpp"))]
     record(config, folder, output_dir, rows, evaluation.description)
     return 0
 
