@@ -48,7 +48,7 @@ def stage_checkpoint(model_dir: Path, template: str, staging: Path) -> str:
 
 def run_converter(model_dir: Path, out_file: Path, outtype: str) -> None:
     source = converter_dir()
-    model_dir, out_file = model_dir.resolve(), out_file.resolve()
+    model_dir, out_file = Path(os.path.abspath(model_dir)), Path(os.path.abspath(out_file))
     command = [sys.executable, str(source / "convert_hf_to_gguf.py"), str(model_dir), "--outfile", str(out_file),
                "--outtype", outtype]
     env = dict(os.environ)
@@ -89,7 +89,7 @@ def write_gguf(model_dir: str | Path, output_dir: str | Path, qtype: str, templa
     if imatrix and qtype not in QUANTIZER_TYPES:
         raise ZephyrError(f"--imatrix guides llama.cpp's quantizer, which {qtype} does not use; choose one of "
                           f"{', '.join(sorted(QUANTIZER_TYPES))}")
-    model_dir, output_dir = Path(model_dir).resolve(), Path(output_dir).resolve()
+    model_dir, output_dir = Path(os.path.abspath(model_dir)), Path(os.path.abspath(output_dir))
     if not (model_dir / "config.json").exists():
         raise ZephyrError(f"{model_dir} is not a checkpoint folder (no config.json); run `zephyr export` first "
                           "for a LoRA adapter")
