@@ -41,8 +41,8 @@ def test_extract_takes_only_the_converter_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["9.9.9"], "no staging folder left behind"
 
 
-@pytest.mark.parametrize("evil", [ROOT + "gguf-py/../../../../../escaped.py", ROOT + "gguf-py/gguf/../../../x/../../escaped.py",
-                                  ROOT + "conversion/../../escaped.py"])
+@pytest.mark.parametrize("evil", [ROOT + "gguf-py/../../../../../escaped.py", ROOT + "conversion/../../escaped.py",
+                                  ROOT + "gguf-py/gguf/../../../x/../../escaped.py"])
 def test_member_leaving_the_folder_is_refused(tmp_path, evil):
     sdist = make_sdist(tmp_path / "s.tar.gz", {**{ROOT + k: v for k, v in GOOD.items()}, evil: b"import os\n"})
     target = tmp_path / "a" / "b" / "c" / "cache" / "9.9.9"

