@@ -1,5 +1,5 @@
-"""AWQ round trip on a tiny Gemma 3: llm-compressor (its own environment) writes compressed-tensors int4,
-transformers reloads it, generates, and its perplexity is within 10% of the unquantized model's."""
+"""AWQ and GPTQ round trips on a tiny Gemma 3: llm-compressor (its own environment) writes compressed-tensors
+int4, transformers reloads it, generates, and its perplexity is within 10% of the unquantized model's."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_broken_calibration_line_is_named(tmp_path):
 
 
 @pytest.mark.slow
-def test_awq_round_trip(tmp_path_factory, tmp_path, capsys):
+@pytest.mark.parametrize("method", ["awq", "gptq"])
+def test_round_trip(method, tmp_path_factory, tmp_path, capsys):
     if not LLM_COMPRESSOR.ready():
         pytest.skip("the llm-compressor environment is not set up: `zephyr quantize awq --setup_only` "
                     "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>)")
@@ -40,14 +41,14 @@ def test_awq_round_trip(tmp_path_factory, tmp_path, capsys):
     from zephyr.quantize.cli import main
 
     model = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")
-    out = tmp_path / "awq"
+    out = tmp_path / method
     # a 64-wide model has no 128-wide groups: group size 32 here, 128 (the default) on real models
-    assert main(["awq", str(model), "--output_dir", str(out), "--group_size", "32", "--num_samples", "8",
+    assert main([method, str(model), "--output_dir", str(out), "--group_size", "32", "--num_samples", "8",
                  "--max_seq_length", "64", "--eval_tokens", "256", "--window", "128"]) == 0
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     assert config["quant_method"] == "compressed-tensors"
     weights = config["config_groups"]["group_0"]["weights"]
     assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, 32, True)
     rows = json.loads((out / "quantization.json").read_text())
-    assert rows[0]["version"] == "awq-w4-g32" and abs(rows[0]["delta_percent"]) < 10.0
+    assert rows[0]["version"] == f"{method}-w4-g32" and abs(rows[0]["delta_percent"]) < 10.0
     assert "transformers reloaded" in capsys.readouterr().out

@@ -36,6 +36,30 @@ def calibration_texts(path: str | Path | None, template: str, eos_token: str, li
     return texts[:limit]
 
 
+def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str], method: str = "awq",
+                     group_size: int = 128, symmetric: bool = True, max_seq_length: int = 512) -> None:
+    """Calibrate `method` ("awq" or "gptq") in the llm-compressor environment and save int4 compressed-tensors
+    weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them."""
+    python = ensure(LLM_COMPRESSOR)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    print(f"zephyr quantize: {method.upper()} w4 g{group_size} {'symmetric' if symmetric else 'asymmetric'} on "
+          f"{len(texts)} calibration samples -> {output_dir}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "job.json"
+        job.write_text(json.dumps({"model": str(folder), "output": str(output_dir), "texts": texts, "method": method,
+                                   "max_seq_length": max_seq_length, "group_size": group_size,
+                                   "symmetric": symmetric}))
+        result = subprocess.run([str(python), "-m", "zephyr.quantize.awq_worker", str(job)], stdout=subprocess.PIPE,
+                                text=True)
+    if result.returncode != 0:
+        raise ZephyrError(f"{method.upper()} calibration failed (llm-compressor's messages are above); "
+                          f"model {folder}")
+    tokenizer.save_pretrained(output_dir)  # with zephyr's chat template, as `zephyr serve` renders it
+    for name in ("generation_config.json",):
+        if (folder / name).exists() and not (output_dir / name).exists():
+            (output_dir / name).write_bytes((folder / name).read_bytes())
+
+
 def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     from ..models import ModelConfig, load_tokenizer
     from .check import engine_label, eval_set, reference_perplexity, row
@@ -45,23 +69,8 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     template = tokenizer_config.chat_template
     texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples,
                               tokenizer)
-    python = ensure(LLM_COMPRESSOR)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    print(f"zephyr quantize: AWQ w4 g{config.group_size} {'symmetric' if config.symmetric else 'asymmetric'} on "
-          f"{len(texts)} calibration samples -> {output_dir}", file=sys.stderr, flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        job = Path(tmp) / "job.json"
-        job.write_text(json.dumps({"model": str(folder), "output": str(output_dir), "texts": texts,
-                                   "max_seq_length": config.max_seq_length, "group_size": config.group_size,
-                                   "symmetric": config.symmetric}))
-        result = subprocess.run([str(python), "-m", "zephyr.quantize.awq_worker", str(job)], stdout=subprocess.PIPE,
-                                text=True)
-    if result.returncode != 0:
-        raise ZephyrError(f"AWQ calibration failed (llm-compressor's messages are above); model {folder}")
-    tokenizer.save_pretrained(output_dir)  # with zephyr's chat template, as `zephyr serve` renders it
-    for name in ("generation_config.json",):
-        if (folder / name).exists() and not (output_dir / name).exists():
-            (output_dir / name).write_bytes((folder / name).read_bytes())
+    write_compressed(folder, output_dir, tokenizer, texts, config.method, config.group_size, config.symmetric,
+                     config.max_seq_length)
     print(f"zephyr quantize: wrote {output_dir} (compressed-tensors, loads in vLLM and transformers)")
     if not config.check:
         return [], ""
@@ -69,7 +78,7 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     reference = reference_perplexity(folder, template, evaluation)
     perplexity, sample = check_awq(output_dir, template, evaluation)
     print(f"zephyr quantize: transformers reloaded {output_dir.name}; its reply to a sample question: {sample!r}")
-    version = f"awq-w4-g{config.group_size}{'' if config.symmetric else '-asym'}"
+    version = f"{config.method}-w4-g{config.group_size}{'' if config.symmetric else '-asym'}"
     label = engine_label("compressed-tensors", "transformers + compressed-tensors")
     return [row(version, output_dir, perplexity, reference, label)], evaluation.description
 

@@ -1,8 +1,12 @@
-"""Runs inside the llm-compressor environment (see zephyr/cache.py): AWQ calibration and a compressed-tensors save.
+"""Runs inside the llm-compressor environment (see zephyr/cache.py): AWQ or GPTQ calibration, then a
+compressed-tensors save.
 
 `python -m zephyr.quantize.awq_worker JOB.json`, where JOB names the model folder, the output folder, the
-calibration texts and the scheme. Imports nothing else of zephyr, so it runs against that environment's
-own transformers.
+calibration texts, the method ("awq", "gptq", or "rtn": round-to-nearest, no calibration, for comparison)
+and the scheme. Imports nothing else of zephyr, so it runs against that environment's own transformers.
+
+Only the decoder's Linear layers are quantized: the embeddings are not Linear, and the LM head (tied to the
+embeddings in Gemma) is ignored explicitly, as the AWQ and GPTQ papers and vLLM's kernels expect.
 """
 
 from __future__ import annotations
@@ -22,25 +26,39 @@ def allow_cpu_only() -> None:
         IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
 
 
+def recipe(job: dict) -> list:
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    from llmcompressor.modifiers.gptq import GPTQModifier
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+    from llmcompressor.modifiers.transform.awq import AWQModifier
+
+    weights = QuantizationArgs(num_bits=4, type="int", symmetric=job["symmetric"], strategy="group",
+                               group_size=job["group_size"], observer=job.get("observer") or None)
+    quantization = dict(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
+                        ignore=["lm_head"])
+    method = job.get("method", "awq")
+    if method == "gptq":
+        return [GPTQModifier(**quantization, dampening_frac=0.01)]
+    if method == "rtn":
+        return [QuantizationModifier(**quantization)]
+    # AWQ only rescales channels; the QuantizationModifier after it rounds the rescaled weights
+    return [AWQModifier(duo_scaling=job.get("duo_scaling", True)), QuantizationModifier(**quantization)]
+
+
 def quantize(job: dict) -> None:
     import torch
-    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from datasets import Dataset
     from llmcompressor import oneshot
-    from llmcompressor.modifiers.awq import AWQModifier
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     allow_cpu_only()
+    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32)
     rows = [dict(tokenizer(text, truncation=True, max_length=job["max_seq_length"], add_special_tokens=True))
             for text in job["texts"]]
-    weights = QuantizationArgs(num_bits=4, type="int", symmetric=job["symmetric"], strategy="group",
-                               group_size=job["group_size"])
-    scheme = QuantizationScheme(targets=["Linear"], weights=weights)
-    recipe = [AWQModifier(ignore=["lm_head"], config_groups={"group_0": scheme})]
     started = time.time()
-    oneshot(model=model, dataset=Dataset.from_list(rows), recipe=recipe, max_seq_length=job["max_seq_length"],
+    oneshot(model=model, dataset=Dataset.from_list(rows), recipe=recipe(job), max_seq_length=job["max_seq_length"],
             num_calibration_samples=len(rows))
     model.save_pretrained(job["output"], save_compressed=True)
     print(json.dumps({"seconds": time.time() - started, "samples": len(rows)}), flush=True)

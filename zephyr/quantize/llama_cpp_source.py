@@ -2,15 +2,20 @@
 
 The installed llama-cpp-python wheel does not contain the converter, but its sdist vendors llama.cpp whole.
 The converter, its `conversion/` package and the matching `gguf-py/` are extracted once into the cache,
-keyed by the installed llama-cpp-python version so that converter and runtime always agree. Where to get the
+keyed by the installed llama-cpp-python version so that converter and runtime always agree. Fetching takes a
+file lock (two processes never fetch at once) and publishes the folder with one rename; a published folder is
+never replaced or changed, so a conversion running from it is never disturbed. Archive members that would
+land outside the folder (`..`, absolute names) make the whole archive refused. Where to get the
 sdist, in order: $ZEPHYR_LLAMA_CPP_DIR (a llama.cpp checkout), $ZEPHYR_LLAMA_CPP_SDIST (a downloaded
 .tar.gz), the cache, then `pip download` of the same version (the ordinary client, once).
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -36,13 +41,28 @@ def converter_dir() -> Path:
     """A folder holding convert_hf_to_gguf.py with its conversion/ and gguf-py/ siblings."""
     checkout = os.environ.get("ZEPHYR_LLAMA_CPP_DIR")
     if checkout:
-        if not (Path(checkout) / "convert_hf_to_gguf.py").is_file():
+        checkout = Path(checkout).resolve()  # the converter runs with another working directory
+        if not (checkout / "convert_hf_to_gguf.py").is_file():
             raise ZephyrError(f"$ZEPHYR_LLAMA_CPP_DIR={checkout} has no convert_hf_to_gguf.py")
-        return Path(checkout)
+        return checkout
     version = llama_cpp_version()
     target = cache_root() / "llama.cpp" / version
-    if (target / "convert_hf_to_gguf.py").is_file():
+    if complete(target):
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        if not complete(target):  # another process may have published it while this one waited
+            fetch(version, target)
+    return target
+
+
+def complete(target: Path) -> bool:
+    return all((target / name).is_file() for name in ("convert_hf_to_gguf.py", "conversion/__init__.py",
+                                                      "gguf-py/gguf/__init__.py"))
+
+
+def fetch(version: str, target: Path) -> None:
     sdist = os.environ.get("ZEPHYR_LLAMA_CPP_SDIST")
     with tempfile.TemporaryDirectory() as tmp:
         if not sdist:
@@ -58,30 +78,47 @@ def converter_dir() -> Path:
                                   f"$ZEPHYR_LLAMA_CPP_DIR to a llama.cpp checkout.\n{result.stderr[-800:]}")
             sdist = str(found[0])
         extract(Path(sdist), target)
-    return target
+
+
+def member_path(name: str) -> str | None:
+    """The path inside llama.cpp of a wanted sdist member (`<pkg>/vendor/llama.cpp/<inner>`), else None.
+    Raises on a name that would leave the extraction folder."""
+    parts = name.split("/")
+    if len(parts) < 4 or parts[1:3] != ["vendor", "llama.cpp"]:
+        return None
+    inner = "/".join(parts[3:])
+    if not any(inner == w or (w.endswith("/") and inner.startswith(w)) for w in WANTED):
+        return None
+    if posixpath.isabs(inner) or ".." in inner.split("/") or "\\" in inner:
+        raise ZephyrError(f"refusing llama.cpp source archive: member {name!r} points outside its folder")
+    return inner
 
 
 def extract(sdist: Path, target: Path) -> None:
-    """Copy the converter's files out of the sdist into `target`, atomically."""
+    """Copy the converter's files out of the sdist into a folder beside `target`, then rename it to `target`.
+    Call with the fetch lock held; `target` must not exist yet, or be incomplete (then nobody can be using it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
         with tarfile.open(sdist) as archive:
             for member in archive.getmembers():
-                parts = member.name.split("/")
-                if len(parts) < 4 or parts[1:3] != ["vendor", "llama.cpp"] or not member.isfile():
+                inner = member_path(member.name)
+                if inner is None or not member.isfile():  # links and devices are never extracted
                     continue
-                inner = "/".join(parts[3:])
-                if not any(inner == w or (w.endswith("/") and inner.startswith(w)) for w in WANTED):
-                    continue
-                destination = staging / inner
+                destination = (staging / inner).resolve()
+                if not destination.is_relative_to(staging.resolve()):
+                    raise ZephyrError(f"refusing llama.cpp source archive: member {member.name!r} points "
+                                      "outside its folder")
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with archive.extractfile(member) as source, open(destination, "wb") as sink:
                     shutil.copyfileobj(source, sink)
-        if not (staging / "convert_hf_to_gguf.py").is_file():
-            raise ZephyrError(f"{sdist} does not contain vendor/llama.cpp/convert_hf_to_gguf.py")
-        if target.exists():
-            shutil.rmtree(target)
+        if not complete(staging):
+            raise ZephyrError(f"{sdist} does not contain vendor/llama.cpp/convert_hf_to_gguf.py with its "
+                              "conversion/ and gguf-py/ folders")
+        if target.exists():  # an incomplete leftover of an older layout: moved aside, then deleted
+            aside = Path(tempfile.mkdtemp(prefix=target.name + ".old-", dir=target.parent))
+            os.replace(target, aside / "old")
+            shutil.rmtree(aside, ignore_errors=True)
         os.replace(staging, target)
     finally:
         if staging.exists():
