@@ -11,7 +11,9 @@ The training state is read back without unpickling anything from the folder: the
 masters) in safetensors, the optimizer and scheduler state dicts through `torch.load(weights_only=True)` (plain
 tensors and containers only; a crafted pickle is refused, never run), and each process's RNG states in
 safetensors (torch) and JSON (python, numpy). With FSDP, state/fsdp/ holds each process's shards of the weights
-and optimizer in safetensors and the optimizer's hyperparameters in JSON (zephyr.train.fsdp). A full disk while writing is a `ZephyrError` naming the folder; the staging
+and optimizer in safetensors and the optimizer's hyperparameters in JSON (zephyr.train.fsdp). DeepSpeed's
+engine state goes through accelerate's loader, which unpickles: it is read only when the folder carries this
+account's signature (zephyr.train.signed_state). A full disk while writing is a `ZephyrError` naming the folder; the staging
 folder is removed and the earlier checkpoints stay as they were.
 """
 

@@ -37,7 +37,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from ..config import to_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, ZephyrError
 from . import fsdp
 from .checkpoint import (OPTIMIZER, SCHEDULER, TRAINABLE, disk_full, latest_checkpoint, load_rng, load_tensors_dict,
                          load_trainable, no_space_error, read_state, rotate, save_checkpoint, save_rng,
@@ -47,6 +47,7 @@ from .metrics_log import MetricsLog
 from .output_dir import claim
 from .precision import MIXED_PRECISION, autocast
 from .scoring import unwrap
+from .signed_state import sign_folder, verify_folder
 
 LossFn = Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int, dict[str, torch.Tensor]]]
 
@@ -372,8 +373,11 @@ class Trainer:
     def write_state(self, folder: Path) -> None:
         """The training state (see zephyr.train.checkpoint), each process writing its own part."""
         acc = self.accelerator
-        if self.sharded:  # DeepSpeed / accelerate FSDP engines: accelerate's own format
+        if self.sharded:  # DeepSpeed / accelerate FSDP engines: accelerate's own (pickled) format, signed
             acc.save_state(str(folder), safe_serialization=True)
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                sign_folder(folder)
             return
         if self.fsdp:
             fsdp.save_sharded(self.model, self.optimizer, folder / fsdp.FOLDER)
@@ -388,6 +392,7 @@ class Trainer:
         """Read back what write_state wrote, never unpickling anything (see zephyr.train.checkpoint)."""
         acc = self.accelerator
         if self.sharded:
+            self._verify_signed(folder)
             acc.load_state(str(folder))
             return
         if not (folder / SCHEDULER).is_file() or not (self.fsdp or (folder / TRAINABLE).is_file()):
@@ -401,6 +406,21 @@ class Trainer:
             self.optimizer.load_state_dict(load_tensors_dict(folder / OPTIMIZER, map_location=acc.device))
         self.scheduler.load_state_dict(load_tensors_dict(folder / SCHEDULER))
         acc.step = load_rng(folder, acc.process_index)
+
+    def _verify_signed(self, folder: Path) -> None:
+        """The main process checks the signature; every process learns the verdict before anything is unpickled."""
+        from accelerate.utils import broadcast_object_list
+
+        verdict = [""]
+        if self.accelerator.is_main_process:
+            try:
+                verify_folder(folder)
+            except ZephyrError as err:
+                verdict = [str(err)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(verdict, from_process=0)
+        if verdict[0]:
+            raise ZephyrError(verdict[0])
 
     def save_final(self) -> None:
         try:
