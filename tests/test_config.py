@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from zephyr.config import ConfigError, field, parse_args
+from zephyr.config import ConfigError, field, load_yaml, parse_args
 
 
 @dataclasses.dataclass
@@ -73,6 +73,20 @@ def test_bad_recipe_files(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         parse_args(Example, ["--config", str(bad)])
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_value(tmp_path):
+    recipe = tmp_path / "twice.yaml"
+    recipe.write_text("learning_rate: 1.0e-5\nnum_train_epochs: 1\nlearning_rate: 2.0e-5\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: not valid YAML: key 'learning_rate' appears twice(.|\n)*line 3"):
+        parse_args(Example, ["--config", str(recipe)])
+    recipe.write_text("dataset_mixer: {x: 0.5, x: 1}\n")
+    with pytest.raises(ConfigError, match="key 'x' appears twice"):
+        parse_args(Example, ["--config", str(recipe)])
+    recipe.write_text("shared: &s {x: 0.5, y: 1}\nmixer:\n  <<: *s\n  y: 0.25\n")  # YAML merge: overriding is legal
+    assert load_yaml(recipe)["mixer"] == {"x": 0.5, "y": 0.25}
+    with pytest.raises(ConfigError, match="--dataset_mixer: key 'x' appears twice"):
+        parse_args(Example, ["--dataset_mixer", '{"x": 0.5, "x": 1}'])
 
 
 def test_help_lists_every_field_with_default_and_meaning(capsys):

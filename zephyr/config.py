@@ -69,6 +69,8 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             return None
         raise ConfigError(f"--{name} may not be empty")
     origin = typing.get_origin(inner)
+    from .data.io import DuplicateKey, loads as json_loads  # the one JSON reader (rejects repeated keys)
+
     try:
         if inner is bool:
             if isinstance(value, bool):
@@ -87,17 +89,19 @@ def coerce(name: str, value: Any, tp: Any) -> Any:
             return inner(value)
         if origin in (list, tuple):
             if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith("[") else [value]
+                value = json_loads(value) if value.strip().startswith("[") else [value]
             if not isinstance(value, (list, tuple)):
                 raise ValueError(value)
             (item_tp,) = typing.get_args(inner)[:1] or (Any,)
             return [coerce(name, v, item_tp) if item_tp is not Any else v for v in value]
         if origin is dict:
             if isinstance(value, str):
-                value = json.loads(value)
+                value = json_loads(value)
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
+    except DuplicateKey as err:
+        raise ConfigError(f"--{name}: key {err.key!r} appears twice in {value!r} (which value is meant?)") from None
     except (TypeError, ValueError, json.JSONDecodeError) as err:
         raise ConfigError(f"--{name}: cannot read {value!r} as {_type_name(tp)}") from err
     return value
@@ -137,12 +141,29 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "recipe") -> T:
     return cls(**kwargs)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a mapping naming one key twice is an error (YAML itself lets the last
+    value win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by the mapping's keys
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice (which value is "
+                                                        "meant?)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; pass the recipe's YAML file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError as err:
         raise ConfigError(f"recipe not found: {path}") from err
     except yaml.YAMLError as err:
