@@ -357,20 +357,14 @@ def make_request(topic: tuple, rng) -> Request:
 
 
 def checker():
-    """-> follows(instruction_ids, kwargs, prompt, text) -> [strict pass per instruction], IFEval's own checkers."""
-    import random
-
-    from if_verifiable.common import evaluate_instructions
-    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+    """-> follows(instruction_ids, kwargs, prompt, text) -> [(strict, loose) per instruction], IFEval's own checkers
+    run as `zephyr eval ifeval` runs them (seeded, so a verified reply stays verified)."""
+    from zephyr.eval import ifeval
 
     def follows(ids, kwargs, prompt, text):
-        state = random.getstate()
-        try:
-            found, _ = evaluate_instructions(text, ids, kwargs, prompt, INSTRUCTION_DICT)
-        finally:
-            random.setstate(state)
+        found = ifeval.check({"prompt": prompt, "instruction_id_list": ids, "kwargs": kwargs}, text)
         assert len(found) == len(ids), ids
-        return [(r.strict_pass, r.loose_pass) for r in found]
+        return [(r["strict"], r["loose"]) for r in found]
 
     return follows
 

@@ -24,7 +24,7 @@ from ..errors import DataError
 
 HUB_ID = "google/IFEval"
 # keywords:letter_frequency with a non-letter 'letter' (two of the 541 prompts) makes the checker pick a random
-# letter; it is picked with this seed, so a score is the same on every run
+# letter, and langdetect guesses with a random generator; both use this seed, so a score is the same on every run
 CHECKER_SEED = 0
 PUNKT_FILES = ("collocations.tab", "sent_starters.txt", "abbrev_types.txt", "ortho_context.tab")
 
@@ -128,13 +128,19 @@ def load_responses(path: str, prompts: list[dict]) -> tuple[list[tuple[dict, str
 
 @contextmanager
 def _seeded_random(seed: int):
-    """The checkers draw from the global `random`; seed it for one check and give the caller's state back."""
-    state = random.getstate()
+    """The checkers draw from the global `random` (letter_frequency) and from langdetect's own generator (the
+    language and capital-letter checks: its guess on short or upper-case text varies run to run unless seeded);
+    seed both for one check and give the caller's state back."""
+    from langdetect import DetectorFactory
+
+    state, detector_seed = random.getstate(), DetectorFactory.seed
     random.seed(seed)
+    DetectorFactory.seed = seed
     try:
         yield
     finally:
         random.setstate(state)
+        DetectorFactory.seed = detector_seed
 
 
 def check(row: dict, response: str) -> list[dict]:
