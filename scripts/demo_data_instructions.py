@@ -18,86 +18,133 @@ from demo_data_topics import FOREIGN, LANGUAGES, TOPICS
 TASKS = ["Write a short article about {t}.", "Explain {t} to a curious friend.", "Tell me about {t}.",
          "Give me an overview of {t}.", "I'd like to understand {t}. Can you help?", "Write a blog post on {t}.",
          "Put together some notes on {t}.", "What should a beginner know about {t}?",
-         "Could you write a piece on {t} for a community newsletter?", "Help me learn about {t}."]
+         "Could you write a piece on {t} for a community newsletter?", "Help me learn about {t}.",
+         "Write an essay on {t}.", "Write a letter to a friend who asked me about {t}.",
+         "Draft a short talk on {t} for a school assembly.", "Write a guide to {t} for newcomers.",
+         "Describe {t} in your own words.", "My neighbour keeps asking about {t}. Write something I can send them.",
+         "Write a few paragraphs on {t}.", "Compose a short report on {t}.",
+         "I'm preparing a leaflet about {t}. Write the text.", "Write an email to my team explaining {t}.",
+         "Summarise the main points of {t}.", "Teach me the basics of {t}."]
 ENDINGS = ["Hope this helps you get started.", "Happy to go into more detail.", "That is the short version.",
-           "Thanks for reading."]
-SPLITTERS = ["Part", "Section"]
-PLACEHOLDERS = ["[your name]", "[date]", "[town]", "[phone number]"]
+           "Thanks for reading.", "Write back if anything is unclear.", "Good luck with it."]
+SPLITTERS = ["Part", "Section", "SECTION", "Chapter"]
+PLACEHOLDERS = ["[your name]", "[date]", "[town]", "[phone number]", "[email]", "[street]"]
 STOP = set("a an the and or but of to in on at for from with by as is are was were be been it its this that these "
            "those so if when than then their there they them you your we our can will not no more most much many "
            "some such into over about only also even just very which what who how why each every other".split())
 
-# constraint name -> (IFEval instruction id, phrasings of the request, groups it excludes others by)
+# constraint name -> (IFEval instruction id, phrasings of the request, groups it excludes others by, weight). The
+# weights follow roughly how often each kind of instruction comes up in instruction-following evaluations.
 CONSTRAINTS = {
     "words_min": ("length_constraints:number_words",
                   ["Use at least {n} words.", "Make it {n} words or longer.",
-                   "The reply should run to no fewer than {n} words."], {"length"}),
+                   "The reply should run to no fewer than {n} words.", "I need a minimum of {n} words.",
+                   "Your answer has to be {n} words long at the very least."], {"length"}, 3),
     "words_max": ("length_constraints:number_words",
-                  ["Keep it under {n} words.", "Stay below {n} words in total.", "Fewer than {n} words, please."],
-                  {"length"}),
+                  ["Keep it under {n} words.", "Stay below {n} words in total.", "Fewer than {n} words, please.",
+                   "The whole thing must be shorter than {n} words.", "Do not reach {n} words."], {"length"}, 3),
     "sentences_max": ("length_constraints:number_sentences",
-                      ["Write fewer than {n} sentences.", "No more than {m} sentences, please."],
-                      {"length", "layout"}),
+                      ["Write fewer than {n} sentences.", "No more than {m} sentences, please.",
+                       "Your reply must contain less than {n} sentences.", "Limit yourself to {m} sentences at most."],
+                      {"length", "layout"}, 3),
+    "sentences_min": ("length_constraints:number_sentences",
+                      ["Write at least {n} sentences.", "The answer needs {n} sentences or more.",
+                       "Use no fewer than {n} sentences."], {"length"}, 2),
     "paragraphs": ("length_constraints:number_paragraphs",
                    ["Split it into {n} paragraphs with a line holding only *** between them.",
-                    "Give me exactly {n} paragraphs, divided from each other by the markdown rule ***."],
-                   {"layout"}),
+                    "Give me exactly {n} paragraphs, divided from each other by the markdown rule ***.",
+                    "Write {n} paragraphs and separate them with the divider ***.",
+                    "The reply should have {n} paragraphs; put *** on its own line between paragraphs."],
+                   {"layout"}, 3),
+    "first_word": ("length_constraints:nth_paragraph_first_word",
+                   ["Write {n} paragraphs separated by blank lines, and begin paragraph {i} with the word '{w}'.",
+                    "I want {n} paragraphs (a blank line between each); the first word of paragraph {i} must be "
+                    "\"{w}\"."], {"layout", "title", "end", "placeholders", "repeat", "highlight"}, 1),
     "bullets": ("detectable_format:number_bullet_lists",
                 ["Format the answer as exactly {n} bullet points, each line starting with '* '.",
-                 "Answer with a list of precisely {n} items written as markdown bullets (* item)."],
-                {"layout", "highlight"}),
+                 "Answer with a list of precisely {n} items written as markdown bullets (* item).",
+                 "Use exactly {n} markdown bullet points such as:\n* first point\n* second point",
+                 "Your response must be a bulleted list of {n} points, each starting with an asterisk."],
+                {"layout", "highlight"}, 3),
     "sections": ("detectable_format:multiple_sections",
                  ["Organise the reply into {n} parts and label each one '{s} X' on its own line.",
-                  "Use {n} sections headed {s} 1, {s} 2 and so on."],
-                 {"layout"}),
+                  "Use {n} sections headed {s} 1, {s} 2 and so on.",
+                  "Divide the answer into {n} sections and begin each with {s} followed by its number."],
+                 {"layout"}, 2),
     "highlights": ("detectable_format:number_highlighted_sections",
                    ["Emphasise at least {n} key phrases in markdown italics, like *this*.",
-                    "Mark at least {n} important parts with single asterisks on both sides."],
-                   {"highlight", "json"}),
+                    "Mark at least {n} important parts with single asterisks on both sides.",
+                    "Highlight {n} or more passages using markdown, for example *an important point*.",
+                    "Put at least {n} phrases between asterisks so they stand out, e.g. *key idea*."],
+                   {"highlight", "json"}, 4),
     "json": ("detectable_format:json_format",
-             ["Return the whole answer as valid JSON.", "Format your entire reply as one JSON object."],
-             {"layout", "json", "wrap", "end", "title", "repeat"}),
+             ["Return the whole answer as valid JSON.", "Format your entire reply as one JSON object.",
+              "Wrap everything you write in JSON format.", "Answer in JSON only; no text outside the JSON."],
+             {"layout", "json", "wrap", "end", "title", "repeat"}, 2),
     "title": ("detectable_format:title",
               ["Give it a title inside double angle brackets, for example <<A Good Title>>.",
-               "Start with a title enclosed in << and >>."], {"title"}),
+               "Start with a title enclosed in << and >>.",
+               "Add a heading set between double angle brackets, e.g. <<my heading>>.",
+               "The piece needs a title written between << and >>."], {"title"}, 3),
     "keywords": ("keywords:existence",
-                 ["Mention the words '{a}' and '{b}'.", "Be sure the words \"{a}\" and \"{b}\" show up."],
-                 {"words"}),
+                 ["Mention the words '{a}' and '{b}'.", "Be sure the words \"{a}\" and \"{b}\" show up.",
+                  "Include the keywords {a} and {b} in your answer.", "Work the words '{a}' and '{b}' into it."],
+                 {"words"}, 3),
     "forbidden": ("keywords:forbidden_words",
-                  ["Do not use the words '{a}' or '{b}'.", "Avoid the words \"{a}\" and \"{b}\" completely."],
-                  {"forbidden"}),
+                  ["Do not use the words '{a}' or '{b}'.", "Avoid the words \"{a}\" and \"{b}\" completely.",
+                   "Never say {a} or {b} in the reply.", "The words '{a}' and '{b}' are not allowed."],
+                  {"forbidden"}, 4),
     "frequency": ("keywords:frequency",
-                  ["Use the word '{w}' at least {n} times.", "The word \"{w}\" should come up {n} times or more."],
-                  {"words"}),
+                  ["Use the word '{w}' at least {n} times.", "The word \"{w}\" should come up {n} times or more.",
+                   "Make sure '{w}' appears at least {n} times.", "Repeat the word {w} no fewer than {n} times."],
+                  {"words"}, 3),
+    "letter": ("keywords:letter_frequency",
+               ["Use the letter '{l}' at least {n} times.", "The letter {l} should appear {n} times or more.",
+                "Make sure the letter \"{l}\" shows up at least {n} times in your reply."], {"letter"}, 2),
     "lower": ("change_case:english_lowercase",
-              ["Write everything in lowercase letters only.", "No capital letters anywhere, please: all lowercase."],
-              {"case", "repeat"}),
+              ["Write everything in lowercase letters only.", "No capital letters anywhere, please: all lowercase.",
+               "Your whole reply must be in lowercase English, with no capitals at all.",
+               "Use only small letters; capital letters are not allowed."], {"case", "repeat"}, 3),
     "upper": ("change_case:english_capital",
-              ["Write the whole reply in capital letters.", "Put every letter of the answer in upper case."],
-              {"case", "repeat", "placeholders"}),
+              ["Write the whole reply in capital letters.", "Put every letter of the answer in upper case.",
+               "Answer in English using only CAPITAL LETTERS.", "Your entire response should be in all caps."],
+              {"case", "repeat", "placeholders"}, 2),
     "capital_words": ("change_case:capital_word_frequency",
                       ["Use at least {n} words written entirely in capitals for emphasis.",
-                       "Stress at least {n} words by writing them in ALL CAPS."], {"case"}),
+                       "Stress at least {n} words by writing them in ALL CAPS.",
+                       "Include {n} or more words in all capital letters."], {"case"}, 2),
     "quotation": ("startend:quotation",
                   ["Put double quotation marks around your entire reply.",
-                   "Enclose the whole answer in a pair of double quotes."], {"wrap", "end"}),
+                   "Enclose the whole answer in a pair of double quotes.",
+                   "Wrap your response in double quotation marks from start to end.",
+                   "Begin and end the reply with a double quote character."], {"wrap", "end"}, 3),
     "postscript": ("detectable_content:postscript",
-                   ["After the main text, write a short afterthought introduced by {p}", "Close with a note beginning {p}"],
-                   {"end"}),
+                   ["After the main text, write a short afterthought introduced by {p}",
+                    "Close with a note beginning {p}", "At the end, put a postscript opening with {p}",
+                    "Finish with an extra note starting with {p}"], {"end"}, 2),
     "ending": ("startend:end_checker",
                ["Finish with the exact sentence \"{e}\" and nothing after it.",
-                "The very last words must be: {e}"], {"end"}),
+                "The very last words must be: {e}", "End on exactly these words: {e}",
+                "Make sure your answer ends with \"{e}\" and that nothing follows it."], {"end"}, 2),
     "no_comma": ("punctuation:no_comma",
-                 ["Please avoid commas entirely.", "Do not use a single comma."], {"comma"}),
+                 ["Please avoid commas entirely.", "Do not use a single comma.",
+                  "Write it without any commas.", "Commas are not allowed anywhere in your answer.",
+                  "Leave out every comma."], {"comma"}, 5),
     "placeholders": ("detectable_content:number_placeholders",
                      ["Include at least {n} placeholders in square brackets, such as [name].",
-                      "Leave at least {n} blanks for me to fill in, written like [address]."], {"placeholders"}),
+                      "Leave at least {n} blanks for me to fill in, written like [address].",
+                      "Put in {n} or more placeholders in square brackets, for example [city]."],
+                     {"placeholders"}, 2),
     "repeat": ("combination:repeat_prompt",
                ["Before you answer, copy my request above word for word, then give your answer.",
-                "First echo the request exactly as I wrote it, then respond."], {"repeat", "json"}),
+                "First echo the request exactly as I wrote it, then respond.",
+                "Start by repeating my request unchanged (not this sentence), then answer it."],
+               {"repeat", "json"}, 3),
     "two": ("combination:two_responses",
             ["Give two different versions, separated by a line of six asterisks (******).",
-             "Write two distinct answers and put ****** between them."], {"layout", "wrap", "end", "title"}),
+             "Write two distinct answers and put ****** between them.",
+             "I want two alternative replies; separate them with six asterisks like this: ******"],
+            {"layout", "wrap", "end", "title"}, 2),
 }
 
 
@@ -139,6 +186,8 @@ def render_body(plan: Plan, sentences: list[str]) -> str:
         return plan.foreign
     if kind == "paragraphs":
         return "\n\n***\n\n".join(" ".join(group) for group in chunks(sentences, plan.layout[1]))
+    if kind == "blank_paragraphs":
+        return "\n\n".join(" ".join(group) for group in chunks(sentences, plan.layout[1]))
     if kind == "bullets":
         return "\n".join(f"* {s}" for s in sentences[: plan.layout[1]])
     if kind == "sections":
@@ -218,8 +267,8 @@ def make_request(topic: tuple, rng) -> Request:
     foreign = FOREIGN.get(name)
     count = rng.randint(1, 3)
     chosen, groups = [], set()
-    pool = list(CONSTRAINTS)
-    rng.shuffle(pool)
+    # a weighted random order (each key drawn as u ** (1 / weight)): common kinds come up more often
+    pool = sorted(CONSTRAINTS, key=lambda c: rng.random() ** (1 / CONSTRAINTS[c][3]), reverse=True)
     if foreign and rng.random() < 0.35:
         chosen, groups = ["language"], {"layout", "words", "forbidden", "case", "highlight", "title", "length",
                                         "json", "repeat", "placeholders", "comma"}
@@ -232,7 +281,7 @@ def make_request(topic: tuple, rng) -> Request:
         chosen.append(c)
         groups |= CONSTRAINTS[c][2]
     start = rng.randrange(0, 3)
-    body = sentences[start: start + rng.randint(5, 8)]
+    body = sentences[start: start + rng.randint(5, 9)]
     plan = Plan(topic=topic, sentences=body)
     phrases, ids, kwargs, breakers = [], [], [], []
     task = rng.choice(TASKS).format(t=name)
@@ -260,6 +309,24 @@ def make_request(topic: tuple, rng) -> Request:
             n = (words_of(plan.sentences) + rng.randint(8, 20)) // 5 * 5
             add(c, {"relation": "less than", "num_words": n},
                 lambda p: dataclasses.replace(p, sentences=sentences[:9]), n=n)
+        elif c == "sentences_min":
+            n = max(3, len(plan.sentences) - rng.randint(0, 2))
+            add(c, {"relation": "at least", "num_sentences": n},
+                lambda p: dataclasses.replace(p, sentences=p.sentences[:2]), n=n)
+        elif c == "first_word":
+            n = rng.randint(2, 4)
+            plan.sentences = sentences[start: start + max(len(plan.sentences), 2 * n)]
+            plan.layout = ("blank_paragraphs", n)
+            i = rng.randint(1, n)
+            w = re.findall(r"[A-Za-z]+", chunks(plan.sentences, n)[i - 1][0])[0].lower()
+            add(c, {"num_paragraphs": n, "nth_paragraph": i, "first_word": w},
+                lambda p: dataclasses.replace(p, layout=("blank_paragraphs", n + 1)), n=n, i=i, w=w)
+        elif c == "letter":
+            counts = {ch: " ".join(plan.sentences).lower().count(ch) for ch in "abcdefghijklmnopqrstuvwxyz"}
+            letter = rng.choice([ch for ch, k in counts.items() if k >= 4])
+            n = max(2, counts[letter] - rng.randint(0, 3))
+            add(c, {"letter": letter, "let_frequency": n, "let_relation": "at least"},
+                lambda p: dataclasses.replace(p, sentences=p.sentences[:1]), l=letter, n=n)
         elif c == "sentences_max":
             plan.sentences = plan.sentences[: rng.randint(2, 4)]
             n = len(plan.sentences) + rng.randint(1, 2)
@@ -295,6 +362,8 @@ def make_request(topic: tuple, rng) -> Request:
             add(c, {"keywords": [a, b]},
                 lambda p: dataclasses.replace(p, sentences=[s for s in p.sentences if a not in s.lower()]), a=a, b=b)
         elif c == "forbidden":
+            if len(plan.sentences) >= len(sentences) - 1:  # leave a sentence out, to hold the forbidden words
+                plan.sentences = plan.sentences[:-2]
             used = set(re.findall(r"[a-z]+", " ".join(plan.sentences).lower()))
             unused = [s for s in sentences if s not in plan.sentences]
             options = sorted({w for s in unused for w in content_words(s)} - used)
@@ -380,7 +449,7 @@ def instruction_item(topic: tuple, rng, follows) -> dict:
         broken = rng.randrange(len(request.breakers))
         rejected = render(request.breakers[broken](request.plan))
         result = follows(request.instruction_ids, request.kwargs, request.prompt, rejected)
-        if any(result[broken]) or rejected.strip() == chosen.strip():
+        if any(result[broken]) or rejected.strip() in ("", chosen.strip()):
             continue
         return {"prompt": request.prompt, "chosen": chosen, "rejected": rejected,
                 "instruction_ids": request.instruction_ids, "kwargs": request.kwargs}

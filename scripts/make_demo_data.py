@@ -8,7 +8,7 @@ any dataset) and a fixed seed, so rerunning reproduces the committed files byte 
     python scripts/make_demo_data.py --out DIR  # writes elsewhere (tests/test_demo_data.py compares)
 
 Beside these short dialogues, `instruct` rows teach verifiable instruction following (demo_data_instructions.py):
-requests with length, format, keyword, case, quotation, postscript and language constraints, replies of 30-180
+requests with length, format, keyword, case, quotation, postscript and language constraints, replies of 30-260
 words built from hand-written topic prose, each checked with IFEval's checkers while it is generated (the chosen
 reply follows every constraint, the rejected one breaks one). They need the `[eval]` extra (if-verifiable and
 NLTK's punkt model). Test files use held-out topics.
@@ -38,7 +38,7 @@ from demo_data_tables import *  # noqa: F401,F403,E402
 from demo_data_instructions import checker, instruction_item  # noqa: E402
 from demo_data_topics import TOPICS  # noqa: E402
 
-INSTRUCT_QUOTAS = {"sft_train": 140, "sft_test": 20, "pairs_train": 110, "pairs_test": 30}
+INSTRUCT_QUOTAS = {"sft_train": 360, "sft_test": 30, "pairs_train": 220, "pairs_test": 40}
 INSTRUCT_TEST_TOPICS = 5  # topics held out for the test files
 # the constraints of every instruction-following request, in IFEval's input format plus the file it is in, so a
 # test can re-check the shipped replies with IFEval's checkers
