@@ -52,7 +52,7 @@ def plain(engine, ids: list[list[int]], tokens: int, batch: int, seed: int) -> f
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in chunk])
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in chunk])
         out = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0,
-                             top_k=None, max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad)
+                             top_k=0, max_new_tokens=tokens, min_new_tokens=tokens, pad_token_id=pad)
         assert out.shape[1] - width == tokens
     return time.perf_counter() - start
 

@@ -33,8 +33,8 @@ import random
 from collections import Counter
 from typing import Any
 
-from ..chat_template import ConversationError, validate
 from .io import Where
+from .schemas import prompt_conversation
 
 ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 NOT_RATED = ("n/a", "na", "none", "")
@@ -112,12 +112,7 @@ def prompt_messages(row: dict, where: Where) -> list[dict]:
     messages = row.get("messages")
     if messages is None:
         return [{"role": "user", "content": instruction}]
-    try:
-        validate(messages)
-    except ConversationError as err:
-        raise where.error(err.problem, "messages") from err
-    if messages[-1]["role"] != "user":
-        raise where.error("the prompt conversation must end with a user turn", "messages")
+    prompt_conversation(messages, where, "messages")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
