@@ -96,7 +96,8 @@ def test_order_independent_and_seed_dependent_through_the_loader(make, tmp_path)
     make.write(tmp_path / "b.jsonl", rows[::-1])
 
     def pairs(name, seed):
-        cfg = DataConfig(dataset_mixer={str(tmp_path / name): 1.0}, test_split_size=0, seed=seed)
+        cfg = DataConfig(dataset_mixer={str(tmp_path / name): 1.0}, test_split_size=0, seed=seed,
+                         binarize_rule="mean_rating")
         splits = load_preference_splits(cfg)
         assert splits.report[str(tmp_path / name)]["binarize_pairs"] == 60
         return {p["prompt"][0]["content"]: p["rejected"] for p in splits.train}
@@ -105,7 +106,8 @@ def test_order_independent_and_seed_dependent_through_the_loader(make, tmp_path)
     assert all(v.startswith(k.replace("prompt ", "r")) for k, v in pairs("a.jsonl", 3).items())
     assert pairs("a.jsonl", 3) != pairs("a.jsonl", 4)
     chosen = {p["chosen"] for p in load_preference_splits(
-        DataConfig(dataset_mixer={str(tmp_path / "a.jsonl"): 1.0}, test_split_size=0)).train}
+        DataConfig(dataset_mixer={str(tmp_path / "a.jsonl"): 1.0}, test_split_size=0,
+                   binarize_rule="mean_rating")).train}
     assert chosen == {f"r{i}-0" for i in range(60)}
 
 
@@ -197,3 +199,22 @@ def test_a_row_without_completions_names_completions(tmp_path, capsys):
     source.write_text('{"instruction": "x"}\n')
     assert main(["data", "binarize", str(source), str(tmp_path / "out.jsonl")]) == 2
     assert f"{source}:1: field 'completions': missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rule, chosen", [(None, "b"), ("overall_score", "b"), ("mean_rating", "a")])
+def test_the_mixer_binarizes_raw_rows_by_its_rule(make, tmp_path, rule, chosen):
+    # the H4 release's rule by default: what the recipes that train on ultrafeedback_binarized saw
+    make.write(tmp_path / "raw.jsonl", [DIFFER])
+    options = {} if rule is None else {"binarize_rule": rule}
+    splits = load_preference_splits(DataConfig(dataset_mixer={str(tmp_path / "raw.jsonl"): 1.0},
+                                               test_split_size=0, **options))
+    assert [p["chosen"] for p in splits.train] == [chosen]
+    direct = binarize_row(DIFFER, HERE, 42, Counter(), rule or "overall_score")
+    assert splits.train[0]["rejected"] == direct["rejected"]  # the same code path and seed as binarize_row
+
+
+def test_an_unknown_binarize_rule_is_a_settings_error():
+    from zephyr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--binarize_rule: 'median' is not one of overall_score, mean_rating"):
+        DataConfig(binarize_rule="median")

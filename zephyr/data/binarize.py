@@ -39,6 +39,7 @@ from .schemas import prompt_conversation
 ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 NOT_RATED = ("n/a", "na", "none", "")
 RULES = ("overall_score", "mean_rating")
+DEFAULT_RULE = "overall_score"  # the release the zephyr-7b-beta recipes train on (zephyr data binarize, the mixer)
 RANGES = {"rating": (1.0, 5.0), "overall_score": (1.0, 10.0)}
 
 
