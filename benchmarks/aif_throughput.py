@@ -1,18 +1,22 @@
-"""Completions per second of `zephyr aif`'s pool step: plain transformers `generate` vs our path.
+"""Completions per second of `zephyr aif`'s pool step: plain transformers `generate` vs the pool step itself.
 
-    nice -n 10 python benchmarks/aif_throughput.py [--prompts 16] [--tokens 32] [--batch 8] [--rounds 1]
+    OMP_NUM_THREADS=2 nice -n 10 python benchmarks/aif_throughput.py [--prompts 16] [--tokens 32] [--batch 8]
+        [--rounds 1] [--threads CORES] [--paths plain,transformers,llama.cpp] [--tag NAME]
 
-Both sides: the embedded model (google/gemma-3-270m) with the same weights object, the same prompts (the first
+Every path: the embedded model (google/gemma-3-270m, shipped as a Q4_K_M GGUF file), the same prompts (the first
 `--prompts` of ../shared/data/ultrafeedback_binarized_sample/train_1000.jsonl, each with an UltraFeedback
-helpfulness principle as system message, rendered by the engine's chat template into the same token ids), the
-same sampling (UltraFeedback's: temperature 1, top-p 1, no top-k) and exactly `--tokens` new tokens per
-completion (end-of-turn ignored on both sides, so both generate the same number of tokens).
-  * plain: `model.generate` over left-padded batches of `--batch` prompts (what `zephyr generate`, the
-    former pool step, does; default 8 as its --batch_size).
-  * ours: the pool step's path (`zephyr.aif.answer`): zephyr serve's transformers engine (continuous batching,
-    top-k before top-p), every completion in flight at once, up to --max_num_seqs decoded together.
-Timed: generation only (loading excluded), segments alternated plain/ours per round; the medians are reported.
-Writes benchmarks/results/aif_throughput.{json,md}.
+helpfulness principle as system message, rendered by the engine's chat template; the token ids are checked equal
+across paths and recorded), the same sampling (UltraFeedback's: temperature 1, top-p 1, no top-k) and exactly
+`--tokens` new tokens per completion (end of turn ignored everywhere; the pool step's token counts are checked).
+  * plain: `model.generate` over left-padded batches of `--batch` prompts (what `zephyr generate` does, default 8
+    as its --batch_size), on the transformers engine's model (the GGUF dequantised, bf16 or fp32 as `auto`).
+  * transformers: the pool step (`zephyr.aif.answer.replies`) on zephyr serve's transformers engine (continuous
+    batching), every completion in flight at once, up to --max_num_seqs decoded together.
+  * llama.cpp: the same pool step on zephyr serve's llama.cpp engine (batched decoder) reading the embedded
+    model's own GGUF file (`embedded,engine=llama.cpp`): the same weights, not dequantised.
+Threads: torch and llama.cpp both get --threads. Timed: generation only (loading excluded), paths alternated
+within each round; medians reported, with the load average before and after.
+Writes benchmarks/results/aif_throughput[_TAG].{json,md}.
 """
 
 from __future__ import annotations
