@@ -145,7 +145,7 @@ def _candidates(row: dict, where: Where, rule: str, counts: Counter) -> list[tup
     return candidates
 
 
-def choose(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mean_rating"):
+def choose(row: dict, where: Where, seed: int, counts: Counter, rule: str):
     """-> (prompt messages, (score, index, completion) chosen, same rejected), or None (dropped; counted)."""
     if rule not in RULES:
         raise ValueError(f"unknown binarization rule {rule!r}; choose one of {', '.join(RULES)}")
@@ -178,7 +178,7 @@ def choose(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mea
     return prompt, chosen, rejected
 
 
-def binarize_row(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mean_rating") -> dict | None:
+def binarize_row(row: dict, where: Where, seed: int, counts: Counter, rule: str) -> dict | None:
     """One raw UltraFeedback row -> a normalised pair (reply strings), or None (dropped; the reason is counted)."""
     picked = choose(row, where, seed, counts, rule)
     if picked is None:
@@ -193,7 +193,7 @@ def _origin(pick: tuple[float, int, dict]) -> dict:
     return {"completion": pick[1], "model": completion.get("model"), "principle": completion.get("principle")}
 
 
-def binarized_record(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mean_rating") -> dict | None:
+def binarized_record(row: dict, where: Where, seed: int, counts: Counter, rule: str) -> dict | None:
     """One raw row -> the pair as written to files: full message lists, scores and what produced them."""
     picked = choose(row, where, seed, counts, rule)
     if picked is None:

@@ -28,8 +28,8 @@ class DataConfig(SeedConfig):
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping at the first one")
     binarize_rule: str = field(
         DEFAULT_RULE, help="how raw UltraFeedback rows (instruction + rated completions) become pairs: "
-                              "overall_score (HuggingFaceH4/ultrafeedback_binarized, the data zephyr-7b-beta "
-                              "trained on) or mean_rating (Argilla's cleaned release); see zephyr/data/binarize.py")
+                           "overall_score (HuggingFaceH4/ultrafeedback_binarized, the data zephyr-7b-beta "
+                           "trained on) or mean_rating (Argilla's cleaned release); see zephyr/data/binarize.py")
     chat_filter: bool = field(False, help="clean dialogues as for raw UltraChat: truecase, drop 'as an AI' replies, "
                                           "drop empty or one-sided dialogues")
     decontaminate: list[str] = field(
