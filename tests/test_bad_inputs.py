@@ -17,7 +17,8 @@ CHAT = {"messages": [{"role": "user", "content": "Question one about colours?"},
 PAIR = {"prompt": "Question one about colours?", "chosen": "Red.", "rejected": "No."}
 ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 RAW = {"instruction": "Question one about colours?",
-       "completions": [{"model": "m", "response": r, "annotations": {a: {"Rating": s, "Rationale": "."} for a in ASPECTS}}
+       "completions": [{"model": "m", "response": r, "overall_score": 2 * int(s),
+                        "annotations": {a: {"Rating": s, "Rationale": "."} for a in ASPECTS}}
                        for r, s in (("Red.", "5"), ("No.", "2"))]}
 PROMPT = {"messages": [{"role": "user", "content": "Question one about colours?"}]}
 EVAL = {"turns": ["An eval question about something else entirely?"]}

@@ -79,10 +79,10 @@ def test_greedy_generation_is_deterministic(tiny_model_dir, tmp_path):
     ("{not json", "in.jsonl:2: not valid JSON"),
     ('["a list"]', "in.jsonl:2: each line must be a JSON object"),
     ('{"text": "hi"}', "in.jsonl:2: field 'messages': missing"),
-    ('{"messages": [{"role": "user", "content": ""}]}', "in.jsonl:2: field 'messages': message 0 (user) has empty"),
-    ('{"messages": [{"role": "bot", "content": "x"}]}', "in.jsonl:2: field 'messages': message 0 has unknown role"),
+    ('{"messages": [{"role": "user", "content": ""}]}', "in.jsonl:2: field 'messages[0].content': message 0 (user) has empty"),
+    ('{"messages": [{"role": "bot", "content": "x"}]}', "in.jsonl:2: field 'messages[0].role': message 0 has unknown role"),
     ('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}',
-     "in.jsonl:2: field 'messages': the last message must be a user turn"),
+     "in.jsonl:2: field 'messages': the prompt must end with a user turn"),
 ])
 def test_bad_input_names_file_line_and_field(tmp_path, line, message):
     source = write_jsonl(tmp_path / "in.jsonl", [CONVERSATIONS[0], line, CONVERSATIONS[1]])

@@ -25,9 +25,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .chat_template import ConversationError, prompt_ids, validate
+from .chat_template import prompt_ids
 from .config import field, parse_args
 from .data.io import Where, appending, check_output_file, disk_full_is_reported, finished_rows, read_rows
+from .data.schemas import prompt_conversation
 from .errors import ConfigError, DataError
 from .sampling import Sampling, SamplingConfig, batched, generate_from_ids
 
@@ -90,13 +91,7 @@ def conversation(row: Any, where: Where) -> list[dict]:
         messages = [{"role": "user", "content": row["prompt"]}]
     else:
         raise where.error("missing (need 'messages' or a string 'prompt')", "messages")
-    try:
-        validate(messages)
-    except ConversationError as err:
-        raise where.error(err.problem, "messages") from err
-    if messages[-1]["role"] != "user":
-        raise where.error("the last message must be a user turn to reply to", "messages")
-    return messages
+    return prompt_conversation(messages, where, "messages")
 
 
 def fingerprint(config: GenerateConfig) -> dict:

@@ -188,7 +188,7 @@ def test_config_and_input_errors(tmp_path, uf_dir):
         run(AIFConfig(pool=list("abcd"), **{**base, "prompts": str(empty)}))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"messages": [{"role": "assistant", "content": "x"}]}\n')
-    with pytest.raises(DataError, match="bad.jsonl:2: field 'messages'"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field 'messages\[0\]': message 0 has role 'assistant'"):
         run(AIFConfig(pool=list("abcd"), **{**base, "prompts": str(bad)}))
 
 

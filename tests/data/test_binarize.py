@@ -21,7 +21,7 @@ def test_chosen_is_highest_mean_with_na_ignored(make):
     counts = Counter()
     # means: a = (5+4+N/A+3)/3 = 4.0, b = (2+2+2+2)/4 = 2.0, c = (N/A+N/A+N/A+1)/1 = 1.0
     pair = binarize_row(row(make, "Q", ("a", ["5", "4", "N/A", "3"]), ("b", ["2"] * 4),
-                            ("c", ["N/A", "N/A", "N/A", "1"])), HERE, 42, counts)
+                            ("c", ["N/A", "N/A", "N/A", "1"])), HERE, 42, counts, "mean_rating")
     assert pair["prompt"] == [{"role": "user", "content": "Q"}]
     assert pair["chosen"] == "a" and pair["score_chosen"] == pytest.approx(4.0)
     assert (pair["rejected"], pair["score_rejected"]) in {("b", 2.0), ("c", 1.0)}
@@ -30,12 +30,12 @@ def test_chosen_is_highest_mean_with_na_ignored(make):
 
 def test_rejected_is_uniform_over_the_others_and_reproducible(make):
     example = row(make, "Q", ("best", ["5"] * 4), ("x", ["3"] * 4), ("y", ["2"] * 4), ("z", ["1", "2", "3", "4"]))
-    picks = Counter(binarize_row(example, HERE, seed, Counter())["rejected"] for seed in range(3000))
+    picks = Counter(binarize_row(example, HERE, seed, Counter(), "mean_rating")["rejected"] for seed in range(3000))
     assert set(picks) == {"x", "y", "z"}
     assert all(abs(n / 3000 - 1 / 3) < 0.04 for n in picks.values()), picks
     # same seed and same instruction -> same pick, whatever else happened before
-    first = [binarize_row(example, HERE, s, Counter())["rejected"] for s in range(20)]
-    again = [binarize_row(example, HERE, s, Counter())["rejected"] for s in range(20)]
+    first = [binarize_row(example, HERE, s, Counter(), "mean_rating")["rejected"] for s in range(20)]
+    again = [binarize_row(example, HERE, s, Counter(), "mean_rating")["rejected"] for s in range(20)]
     assert first == again
 
 
@@ -43,7 +43,7 @@ def test_tied_best_picks_chosen_among_tied_and_rejected_strictly_lower(make):
     example = row(make, "tie", ("t1", ["4"] * 4), ("t2", ["5", "3", "4", "4"]), ("low", ["2"] * 4),
                   ("lower", ["1"] * 4))
     counts = Counter()
-    results = [binarize_row(example, HERE, seed, counts) for seed in range(400)]
+    results = [binarize_row(example, HERE, seed, counts, "mean_rating") for seed in range(400)]
     assert {r["chosen"] for r in results} == {"t1", "t2"}
     assert {r["rejected"] for r in results} == {"low", "lower"}
     assert all(r["score_chosen"] == 4.0 for r in results)
@@ -55,11 +55,11 @@ def test_all_tied_and_fewer_than_two_rated_are_dropped_and_counted(make):
     all_tied = row(make, "all", ("a", ["3"] * 4), ("b", ["4", "2", "3", "3"]), ("c", ["3", "N/A", "N/A", "N/A"]))
     one_rated = row(make, "one", ("a", ["5"] * 4), ("b", ["N/A"] * 4))
     empty_best = row(make, "empty", ("   ", ["5"] * 4), ("b", ["3"] * 4))
-    assert binarize_row(all_tied, HERE, 0, counts) is None
-    assert binarize_row(one_rated, HERE, 0, counts) is None
-    assert binarize_row(empty_best, HERE, 0, counts) is None  # the empty reply is no candidate: 1 left
+    assert binarize_row(all_tied, HERE, 0, counts, "mean_rating") is None
+    assert binarize_row(one_rated, HERE, 0, counts, "mean_rating") is None
+    assert binarize_row(empty_best, HERE, 0, counts, "mean_rating") is None  # the empty reply is no candidate: 1 left
     no_annotations = {"instruction": "n", "completions": [{"response": "r"}, {"response": "s"}]}
-    assert binarize_row(no_annotations, HERE, 0, counts) is None
+    assert binarize_row(no_annotations, HERE, 0, counts, "mean_rating") is None
     assert counts == Counter(binarize_rows=4, binarize_dropped_all_tied=1, binarize_dropped_fewer_than_2_rated=3,
                              binarize_na_ratings=3 + 4, binarize_unrated_completions=3, binarize_empty_responses=1,
                              binarize_unannotated_completions=2)
@@ -69,7 +69,7 @@ def test_aspect_wrapped_in_a_list_and_numeric_ratings(make):
     example = {"instruction": "w", "completions": [
         {"response": "a", "annotations": {"helpfulness": [{"Rating": 5}], "honesty": {"Rating": 4}}},
         {"response": "b", "annotations": {"helpfulness": [{"Rating": "2"}], "honesty": []}}]}
-    pair = binarize_row(example, HERE, 1, Counter())
+    pair = binarize_row(example, HERE, 1, Counter(), "mean_rating")
     assert (pair["chosen"], pair["score_chosen"], pair["rejected"], pair["score_rejected"]) == ("a", 4.5, "b", 2.0)
 
 
@@ -85,7 +85,7 @@ def test_bad_rows_name_line_and_field(make, mutate, field):
     example = row(make, "Q", ("a", ["5"] * 4), ("b", ["1"] * 4))
     mutate(example)
     with pytest.raises(DataError) as err:
-        binarize_row(example, HERE, 0, Counter())
+        binarize_row(example, HERE, 0, Counter(), "mean_rating")
     assert err.value.path == "uf.jsonl" and err.value.line == 7 and err.value.field == field
     assert f"uf.jsonl:7: field '{field}'" in str(err.value)
 
@@ -96,7 +96,8 @@ def test_order_independent_and_seed_dependent_through_the_loader(make, tmp_path)
     make.write(tmp_path / "b.jsonl", rows[::-1])
 
     def pairs(name, seed):
-        cfg = DataConfig(dataset_mixer={str(tmp_path / name): 1.0}, test_split_size=0, seed=seed)
+        cfg = DataConfig(dataset_mixer={str(tmp_path / name): 1.0}, test_split_size=0, seed=seed,
+                         binarize_rule="mean_rating")
         splits = load_preference_splits(cfg)
         assert splits.report[str(tmp_path / name)]["binarize_pairs"] == 60
         return {p["prompt"][0]["content"]: p["rejected"] for p in splits.train}
@@ -105,7 +106,8 @@ def test_order_independent_and_seed_dependent_through_the_loader(make, tmp_path)
     assert all(v.startswith(k.replace("prompt ", "r")) for k, v in pairs("a.jsonl", 3).items())
     assert pairs("a.jsonl", 3) != pairs("a.jsonl", 4)
     chosen = {p["chosen"] for p in load_preference_splits(
-        DataConfig(dataset_mixer={str(tmp_path / "a.jsonl"): 1.0}, test_split_size=0)).train}
+        DataConfig(dataset_mixer={str(tmp_path / "a.jsonl"): 1.0}, test_split_size=0,
+                   binarize_rule="mean_rating")).train}
     assert chosen == {f"r{i}-0" for i in range(60)}
 
 
@@ -197,3 +199,22 @@ def test_a_row_without_completions_names_completions(tmp_path, capsys):
     source.write_text('{"instruction": "x"}\n')
     assert main(["data", "binarize", str(source), str(tmp_path / "out.jsonl")]) == 2
     assert f"{source}:1: field 'completions': missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rule, chosen", [(None, "b"), ("overall_score", "b"), ("mean_rating", "a")])
+def test_the_mixer_binarizes_raw_rows_by_its_rule(make, tmp_path, rule, chosen):
+    # the H4 release's rule by default: what the recipes that train on ultrafeedback_binarized saw
+    make.write(tmp_path / "raw.jsonl", [DIFFER])
+    options = {} if rule is None else {"binarize_rule": rule}
+    splits = load_preference_splits(DataConfig(dataset_mixer={str(tmp_path / "raw.jsonl"): 1.0},
+                                               test_split_size=0, **options))
+    assert [p["chosen"] for p in splits.train] == [chosen]
+    direct = binarize_row(DIFFER, HERE, 42, Counter(), rule or "overall_score")
+    assert splits.train[0]["rejected"] == direct["rejected"]  # the same code path and seed as binarize_row
+
+
+def test_an_unknown_binarize_rule_is_a_settings_error():
+    from zephyr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--binarize_rule: 'median' is not one of overall_score, mean_rating"):
+        DataConfig(binarize_rule="median")

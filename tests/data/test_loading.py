@@ -22,9 +22,9 @@ def pair_rows(make):
            "rejected": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["rejected"]}],
            "messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["chosen"]}],
            "score_chosen": 9.0, "score_rejected": 2.0 + i} for i, r in enumerate(text)]
-    raw = [{"instruction": r["prompt"], "completions": [make.completion(r["chosen"], ["5"] * 4),
-                                                        make.completion(r["rejected"], ["2"] * 4)]}
-           for r in text]
+    raw = [{"instruction": r["prompt"], "completions": [
+        {**make.completion(r["chosen"], ["5"] * 4), "overall_score": 9.0},
+        {**make.completion(r["rejected"], ["2"] * 4), "overall_score": 2.0 + i}]} for i, r in enumerate(text)]
     return {"text": text, "h4": h4, "raw": raw}
 
 
@@ -48,8 +48,8 @@ def test_preference_rows_in_every_format(make, tmp_path, fmt, schema):
     got = sorted(splits.train, key=lambda p: p["chosen"])
     assert [p["prompt"] for p in got] == [[{"role": "user", "content": f"Name colour {i}."}] for i in range(3)]
     assert [(p["chosen"], p["rejected"]) for p in got] == [(f"Red {i}.", f"No {i}.") for i in range(3)]
-    expected_scores = [(5.0, 2.0)] * 3 if schema == "raw" else [(9.0, 2.0 + i) for i in range(3)]
-    assert [(p["score_chosen"], p["score_rejected"]) for p in got] == expected_scores
+    # raw rows: the mixer's default rule is the H4 release's (overall_score), so the scores are the others'
+    assert [(p["score_chosen"], p["score_rejected"]) for p in got] == [(9.0, 2.0 + i) for i in range(3)]
 
 
 def test_multi_turn_h4_pair_and_prompt_as_messages(make, tmp_path):

@@ -5,6 +5,8 @@ endpoints through the shared HTTP client (`zephyr.judge.HTTPJudge`: bounded conc
 Answerers that share a model, engine and template share one loaded engine whatever their sampling settings.
 Each request carries its own seed, so a reply does not depend on what else shares the batch. Replies are
 stripped and cut at the first blank run of four newlines (UltraFeedback's post-processing).
+`Engines.new_tokens` counts the tokens each local completion generated; `ignore_end_of_turn` lets every local
+reply run to its max_new_tokens (benchmarks/aif_throughput.py: every path generates the same number of tokens).
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class Engines:
     """Loaded engines and endpoint clients, by `engine_key`; closed together."""
 
     def __init__(self, max_num_seqs: int = 32, concurrency: int = 8, api_key_env: str = "OPENAI_API_KEY",
-                 allow_insecure: bool = False):
-        self.max_num_seqs, self.concurrency = max_num_seqs, concurrency
+                 allow_insecure: bool = False, threads: int = 0, ignore_end_of_turn: bool = False):
+        self.max_num_seqs, self.concurrency, self.threads = max_num_seqs, concurrency, threads
         self.api_key_env, self.allow_insecure = api_key_env, allow_insecure
+        self.ignore_end_of_turn = ignore_end_of_turn
         self.open: dict[tuple, object] = {}
+        self.new_tokens: dict[int, int] = {}  # job index -> tokens its local completion generated
 
     def get(self, answerer: Answerer):
         key = engine_key(answerer)
@@ -56,14 +60,15 @@ class Engines:
             return HTTPJudge(answerer.url, answerer.model, self.api_key_env, concurrency=self.concurrency,
                              allow_insecure=self.allow_insecure)
         from ..serve.cli import ServeConfig, load_engine
-        from ..serve.engine_choice import choose
+        from ..serve.engine_choice import choose_for_pool
 
-        config = ServeConfig(model=answerer.model, engine=answerer.engine, chat_template=answerer.chat_template,
-                             max_num_seqs=self.max_num_seqs)
         try:
-            name, _ = choose(answerer.model, answerer.engine)
+            name, model, _ = choose_for_pool(answerer.model, answerer.engine)
         except ValueError as err:
             raise ConfigError(f"--pool: {answerer.name}: {err}") from err
+        config = ServeConfig(model=model, engine=name, chat_template=answerer.chat_template,
+                             max_num_seqs=self.max_num_seqs, threads=self.threads,
+                             served_model_name=answerer.model)
         return load_engine(config, name)
 
     def close(self) -> None:
@@ -78,7 +83,8 @@ class Engines:
         self.close()
 
 
-async def _local_reply(engine, job: Job) -> str:
+async def _local_reply(engine, job: Job, ignore_end_of_turn: bool) -> tuple[str, int]:
+    """-> (reply text, tokens generated)."""
     from ..serve.engine import generate
     from ..serve.protocol import ApiError
 
@@ -93,12 +99,13 @@ async def _local_reply(engine, job: Job) -> str:
                           f"the model's context is {engine.context_length}")
     sampling = Sampling(temperature=answerer.temperature, top_k=answerer.top_k, top_p=answerer.top_p,
                         max_new_tokens=min(answerer.max_new_tokens, room), seed=job.seed)
-    parts = [step.text async for step in generate(engine, prompt, sampling, engine.chat_stop_ids())]
-    return "".join(parts)
+    stop_ids = () if ignore_end_of_turn else engine.chat_stop_ids()
+    steps = [step async for step in generate(engine, prompt, sampling, stop_ids)]
+    return "".join(step.text for step in steps), (steps[-1].tokens if steps else 0)
 
 
-async def _local_replies(engine, jobs: list[Job]) -> list[str]:
-    return list(await asyncio.gather(*(_local_reply(engine, job) for job in jobs)))
+async def _local_replies(engine, jobs: list[Job], ignore_end_of_turn: bool) -> list[tuple[str, int]]:
+    return list(await asyncio.gather(*(_local_reply(engine, job, ignore_end_of_turn) for job in jobs)))
 
 
 def replies(engines: Engines, jobs: list[Job]) -> dict[int, str]:
@@ -114,6 +121,8 @@ def replies(engines: Engines, jobs: list[Job]) -> dict[int, str]:
                 {"messages": j.messages, "max_tokens": j.answerer.max_new_tokens,
                  "temperature": j.answerer.temperature, "top_p": j.answerer.top_p} for j in group])]
         else:
-            texts = asyncio.run(_local_replies(engine, group))
+            done = asyncio.run(_local_replies(engine, group, engines.ignore_end_of_turn))
+            texts = [text for text, _ in done]
+            engines.new_tokens.update((job.index, tokens) for job, (_, tokens) in zip(group, done))
         out.update((job.index, clean(text)) for job, text in zip(group, texts))
     return out

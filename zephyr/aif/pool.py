@@ -44,7 +44,7 @@ class Answerer:
     top_p: float = 1.0
     top_k: int = 0
     max_new_tokens: int = 1024
-    engine: str = "auto"  # local models: zephyr serve's engines (auto, transformers, llama.cpp, vllm)
+    engine: str = "auto"  # local models: zephyr serve's engines; auto as serve.engine_choice.choose_for_pool
     chat_template: str = "auto"
 
 

@@ -33,12 +33,13 @@ import random
 from collections import Counter
 from typing import Any
 
-from ..chat_template import ConversationError, validate
 from .io import Where
+from .schemas import prompt_conversation
 
 ASPECTS = ("instruction_following", "honesty", "truthfulness", "helpfulness")
 NOT_RATED = ("n/a", "na", "none", "")
 RULES = ("overall_score", "mean_rating")
+DEFAULT_RULE = "overall_score"  # the release the zephyr-7b-beta recipes train on (zephyr data binarize, the mixer)
 RANGES = {"rating": (1.0, 5.0), "overall_score": (1.0, 10.0)}
 
 
@@ -112,12 +113,7 @@ def prompt_messages(row: dict, where: Where) -> list[dict]:
     messages = row.get("messages")
     if messages is None:
         return [{"role": "user", "content": instruction}]
-    try:
-        validate(messages)
-    except ConversationError as err:
-        raise where.error(err.problem, "messages") from err
-    if messages[-1]["role"] != "user":
-        raise where.error("the prompt conversation must end with a user turn", "messages")
+    prompt_conversation(messages, where, "messages")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -149,7 +145,7 @@ def _candidates(row: dict, where: Where, rule: str, counts: Counter) -> list[tup
     return candidates
 
 
-def choose(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mean_rating"):
+def choose(row: dict, where: Where, seed: int, counts: Counter, rule: str):
     """-> (prompt messages, (score, index, completion) chosen, same rejected), or None (dropped; counted)."""
     if rule not in RULES:
         raise ValueError(f"unknown binarization rule {rule!r}; choose one of {', '.join(RULES)}")
@@ -182,7 +178,7 @@ def choose(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mea
     return prompt, chosen, rejected
 
 
-def binarize_row(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mean_rating") -> dict | None:
+def binarize_row(row: dict, where: Where, seed: int, counts: Counter, rule: str) -> dict | None:
     """One raw UltraFeedback row -> a normalised pair (reply strings), or None (dropped; the reason is counted)."""
     picked = choose(row, where, seed, counts, rule)
     if picked is None:
@@ -197,7 +193,7 @@ def _origin(pick: tuple[float, int, dict]) -> dict:
     return {"completion": pick[1], "model": completion.get("model"), "principle": completion.get("principle")}
 
 
-def binarized_record(row: dict, where: Where, seed: int, counts: Counter, rule: str = "mean_rating") -> dict | None:
+def binarized_record(row: dict, where: Where, seed: int, counts: Counter, rule: str) -> dict | None:
     """One raw row -> the pair as written to files: full message lists, scores and what produced them."""
     picked = choose(row, where, seed, counts, rule)
     if picked is None:

@@ -1,6 +1,6 @@
 """`zephyr data <subcommand>`: prepare data files outside training, printing what every rule removed.
 
-  zephyr data binarize IN OUT [--rule mean_rating]       raw UltraFeedback -> preference pairs (binarize.py)
+  zephyr data binarize IN OUT [--rule overall_score]     raw UltraFeedback -> preference pairs (binarize.py)
   zephyr data filter IN OUT                              UltraChat clean-up (ultrachat_filter.py)
   zephyr data decontaminate IN OUT --eval FILE [FILE ...] [--ngram 8]
   zephyr data mix OUT_DIR --config recipe.yaml           mix + split as a stage would -> train/test.jsonl
@@ -22,7 +22,7 @@ from ..cli import dispatch
 from ..config import field, parse_args
 from ..errors import ConfigError, DataError
 from . import schemas
-from .binarize import RULES, binarized_record
+from .binarize import DEFAULT_RULE, RULES, binarized_record
 from .config import DataConfig
 from .decontaminate import DEFAULT_NGRAM, EvalIndex
 from .io import Where, check_output_file, check_output_folder, disk_full_is_reported, progress, write_rows
@@ -38,9 +38,9 @@ class BinarizeArgs:
     input: str = field(help="raw UltraFeedback file, or hub id[@split]")
     output: str = field(help="where to write the pairs (.jsonl, .json or .parquet)")
     seed: int = field(42, help="seed of the per-row random choice of the rejected completion")
-    rule: str = field("mean_rating", help="mean_rating (Argilla's cleaned release; the rule the data mixer applies "
-                                          "to raw rows) or overall_score (HuggingFaceH4/ultrafeedback_binarized, "
-                                          "what zephyr-7b-beta trained on); see zephyr/data/binarize.py")
+    rule: str = field(DEFAULT_RULE, help="overall_score (HuggingFaceH4/ultrafeedback_binarized, what zephyr-7b-beta "
+                                         "trained on; also the data mixer's default for raw rows) or mean_rating "
+                                         "(Argilla's cleaned release); see zephyr/data/binarize.py")
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping")
 
     def __post_init__(self):

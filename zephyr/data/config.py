@@ -7,6 +7,7 @@ import math
 
 from ..config import SeedConfig, field
 from ..errors import ConfigError
+from .binarize import DEFAULT_RULE, RULES
 from .decontaminate import DEFAULT_NGRAM
 
 
@@ -25,6 +26,10 @@ class DataConfig(SeedConfig):
         0.05, help="held-out share of a source's training rows when it has no test split (>= 1: a row count; "
                    "0: none)")
     skip_invalid: bool = field(False, help="skip and count malformed rows instead of stopping at the first one")
+    binarize_rule: str = field(
+        DEFAULT_RULE, help="how raw UltraFeedback rows (instruction + rated completions) become pairs: "
+                           "overall_score (HuggingFaceH4/ultrafeedback_binarized, the data zephyr-7b-beta "
+                           "trained on) or mean_rating (Argilla's cleaned release); see zephyr/data/binarize.py")
     chat_filter: bool = field(False, help="clean dialogues as for raw UltraChat: truecase, drop 'as an AI' replies, "
                                           "drop empty or one-sided dialogues")
     decontaminate: list[str] = field(
@@ -39,6 +44,8 @@ class DataConfig(SeedConfig):
         if not (math.isfinite(size) and size >= 0 and (size < 1 or float(size).is_integer())):
             raise ConfigError(f"--test_split_size: must be a share from 0 to 1 or a whole row count >= 1, got "
                               f"{size}")
+        if self.binarize_rule not in RULES:
+            raise ConfigError(f"--binarize_rule: {self.binarize_rule!r} is not one of {', '.join(RULES)}")
         if self.decontaminate_ngram < 1:
             raise ConfigError(f"--decontaminate_ngram: an n-gram has at least 1 word, got "
                               f"{self.decontaminate_ngram}")

@@ -302,7 +302,7 @@ def chat_item(cfg: DataConfig) -> Callable:
 def pair_item(cfg: DataConfig) -> Callable:
     def normalise(row: Any, where: Where, counts: Counter) -> dict | None:
         if schemas.detect(row, where, "chosen") == schemas.RAW_ULTRAFEEDBACK:
-            return binarize_row(row, where, cfg.seed, counts)
+            return binarize_row(row, where, cfg.seed, counts, cfg.binarize_rule)
         return schemas.pair(row, where)
 
     return normalise

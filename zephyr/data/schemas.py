@@ -87,6 +87,14 @@ def check_conversation(messages: list[dict], where: Where, field: str = "message
     return messages
 
 
+def prompt_conversation(messages: Any, where: Where, field: str = "messages") -> list[dict]:
+    """A conversation for a model to reply to: valid (`check_conversation`) and ending with a user turn."""
+    check_conversation(messages, where, field, require_assistant_last=False)
+    if messages[-1]["role"] != "user":
+        raise where.error("the prompt must end with a user turn", field)
+    return messages
+
+
 def _field_of(problem: str, field: str) -> str:
     match = re.match(r"message (\d+)", problem)
     if not match:
@@ -130,9 +138,7 @@ def pair(row: Any, where: Where, keep_empty_chosen: bool = False) -> dict:
     else:
         prompt = _prompt(row, where)
         field = "prompt"
-    check_conversation(prompt, where, field, require_assistant_last=False)
-    if prompt[-1]["role"] != "user":
-        raise where.error("the prompt must end with a user turn", field)
+    prompt_conversation(prompt, where, field)
     result = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     for name in ("score_chosen", "score_rejected"):
         score = _score(row, where, name)

@@ -5,6 +5,8 @@ fastest engine for GGUF at 1, 4 and 16 clients; for safetensors, vLLM (CPU build
 zephyr's batched decoder on transformers at 1 and 4 clients and behind at 16, and is the engine for GPUs;
 transformers is the fallback that is always there. A GGUF file goes to llama.cpp, a safetensors folder to
 vLLM when its environment exists, otherwise to transformers.
+
+`zephyr aif`'s pool (`choose_for_pool`) chooses differently, see there.
 """
 
 from __future__ import annotations
@@ -60,3 +62,36 @@ def install_hint(engine: str) -> str:
         "vllm": "create its environment with: zephyr serve --setup vllm",
         "transformers": "",
     }[engine]
+
+
+EMBEDDED = "embedded"
+
+
+def choose_for_pool(model: str, requested: str = "auto") -> tuple[str, str, str]:
+    """-> (engine name, model to load, one-line reason) for an answerer of `zephyr aif`'s pool.
+
+    The pool sends many long prompts at once, so prefill weighs as much as decoding. `auto` there:
+      * a GGUF file -> llama.cpp (reads the file as it is), as `choose` does;
+      * anything else, `embedded` included -> transformers. benchmarks/results/aif_throughput{,_tokens128}.md
+        measured the pool step on the embedded model at least as fast on transformers' continuous batching
+        (1.57x plain generate at 32 new tokens, 1.68x at 128) as on llama.cpp with the same weights from the
+        embedded GGUF file (0.98x, 1.62x): llama.cpp's prefill of long prompts is the slower one on this CPU.
+        vLLM's CPU build is behind transformers at 16 concurrent requests (benchmarks/results/serve_load.md)
+        and was seen to crash on tiny models, and a pool runs unattended. llama.cpp and vLLM stay one
+        `engine=` away.
+    `embedded` with `engine=llama.cpp` loads the embedded model's GGUF file (zephyr/embedded.py): the weights
+    transformers loads dequantised.
+    """
+    if requested not in ENGINES:
+        raise ValueError(f"unknown engine {requested!r}; choose one of {', '.join(ENGINES)}")
+    if model == EMBEDDED and requested == "llama.cpp":
+        if not installed("llama.cpp"):
+            raise ValueError(f"engine 'llama.cpp' is not installed; {install_hint('llama.cpp')}")
+        from ..embedded import gguf_path
+
+        return "llama.cpp", str(gguf_path()), "asked for: the embedded model's own GGUF file"
+    if requested == "auto" and model_format(model) != "gguf":
+        return "transformers", model, ("pool default for a checkpoint: continuous batching on transformers "
+                                       "(vLLM only with engine=vllm)")
+    name, reason = choose(model, requested)
+    return name, model, reason

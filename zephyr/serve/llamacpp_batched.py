@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batched_decoder import DecoderThread, Request, nucleus, token_logprobs
+from .batched_decoder import DecoderThread, Request, draw, nucleus, token_logprobs
 
 
 def sample(logits: np.ndarray, request: Request) -> int:
@@ -29,7 +29,7 @@ def sample(logits: np.ndarray, request: Request) -> int:
     candidates = np.argpartition(logits, -k)[-k:] if k < len(logits) else np.arange(len(logits))
     values = torch.from_numpy(logits[candidates].astype(np.float32))
     probs, picked = nucleus(values, request.temperature, k, request.top_p)
-    return int(candidates[int(picked[torch.multinomial(probs, 1, generator=request.generator)])])
+    return int(candidates[int(picked[draw(probs, request.generator)])])
 
 
 class LlamaCppBatcher(DecoderThread):
