@@ -88,3 +88,18 @@ def test_stop_ids_cancel_and_budget(llm):
         assert sorted(batcher.free_seqs) == list(range(4)) and not batcher.live
     finally:
         batcher.close()
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_threads_zero_means_every_usable_core(llm, threads):
+    import os
+
+    import llama_cpp
+
+    batcher = LlamaCppBatcher(llm, kv_cache_tokens=128, max_num_seqs=2, threads=threads)
+    try:
+        expected = threads or len(os.sched_getaffinity(0))
+        assert llama_cpp.llama_n_threads(batcher.ctx) == expected
+        assert llama_cpp.llama_n_threads_batch(batcher.ctx) == expected
+    finally:
+        batcher.close()

@@ -13,6 +13,8 @@ while the tokens every live request may still need fit.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -49,8 +51,8 @@ class LlamaCppBatcher(DecoderThread):
         params.n_batch = params.n_ubatch = batch_tokens
         params.n_seq_max = max_num_seqs
         params.kv_unified = True  # all sequences draw on one pool of cells, not n_ctx / n_seq_max each
-        if threads:
-            params.n_threads = params.n_threads_batch = threads
+        # 0 = every core this process may use (llama.cpp's own default is a fixed 4)
+        params.n_threads = params.n_threads_batch = threads or len(os.sched_getaffinity(0))
         self.context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.ctx, self.memory = self.context.ctx, self.context.memory
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(llm._model.model))
