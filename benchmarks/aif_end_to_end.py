@@ -264,8 +264,11 @@ def main() -> int:
                       "same_report": json.loads((out / "report.json").read_text()) == report}
     finally:
         if judge is not None:
-            judge.send_signal(signal.SIGTERM)
-            judge.wait(timeout=30)
+            judge.terminate()
+            try:
+                judge.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                judge.kill()
     aif_wall = time.time() - began
     checked = check(out, recipe["completions_per_prompt"], recipe["max_prompts"], recipe["rule"], recipe["seed"])
     if idempotent["stages_run"] != ["binarize"] or not idempotent["files_unchanged"] or not idempotent["same_report"]:
@@ -314,7 +317,7 @@ def main() -> int:
 def markdown(r: dict) -> str:
     s, lengths = r["summary"], r["lengths"]
     lines = [
-        "# zephyr aif end to end: 50 prompts, kill and resume in every stage, then zephyr dpo", "",
+        f"# zephyr aif end to end: {s['prompts']} prompts, kill and resume in every stage, then zephyr dpo", "",
         f"{r['machine']}, {r['date']}, load average at the end {r['load_average']}. Recipe `{r['recipe']}`, "
         f"prompts `{r['prompts_file']}`. Judge: {r['judge']}. Pool: " + "; ".join(f"`{p}`" for p in r["pool"]) + ".",
         "",
