@@ -12,7 +12,9 @@ once in every stage and resumed, checked for lost or doubled rows, then `zephyr 
      lines on stderr ("zephyr aif: stage ...") and its files, and killed with SIGKILL:
        * completions: once completions.jsonl holds the first step's rows (and not all of them);
        * judge aspects / critique: once aspects.jsonl / critiques.jsonl holds the first step's rows;
-       * binarize: as soon as the run says it starts binarizing (before report.json is written).
+       * binarize: the stage lasts milliseconds, too short to hit from outside, so this run is started
+         through a wrapper that pauses it right after rated.jsonl is written (before pairs.jsonl and
+         report.json), and killed there.
      After each kill the same command is started again. A kill that came too late (the stage was over) is
      recorded as missed, never counted as a kill in that stage.
   3. Checks: every completion, aspect call, critique and re-asked score is in its file exactly once (no row
@@ -51,6 +53,19 @@ POOL = ("name=gemma-t1", "name=gemma-t0.7,temperature=0.7", "name=gemma-t0.3,tem
         "name=gemma-top40,top_k=40,top_p=0.9")
 STAGE_FILES = {"completions": "completions.jsonl", "judge aspects": "aspects.jsonl", "critique": "critiques.jsonl"}
 PREFIX = "zephyr aif: stage "
+PAUSE_AFTER_RATED = """
+import sys, time
+import zephyr.aif.cli as aif
+real = aif.write_rows
+def paused(rows, path):
+    count = real(rows, path)
+    if str(path).endswith("rated.jsonl"):
+        print("zephyr aif: stage binarize (paused after rated.jsonl)", flush=True)
+        time.sleep(600)
+    return count
+aif.write_rows = paused
+sys.exit(aif.main(sys.argv[1:]))
+"""
 
 
 def zephyr_command(*args: str) -> list[str]:
@@ -135,24 +150,28 @@ class Run:
         marks = [*self.stages, ("end", self.ended)]
         spent = Counter()
         for (name, at), (_, until) in zip(marks, marks[1:]):
-            spent[name] += until - at
+            spent[name.split(" (")[0]] += until - at
         return spent
 
 
 def run_killed_in(stage: str, command: list[str], out: Path, log: Path, first_step: int) -> tuple[Run, dict]:
     """Start the run and SIGKILL it inside `stage` (see the module docstring); -> (run, what happened)."""
+    label = stage
+    if stage == "binarize":
+        command = [command[0], "-c", PAUSE_AFTER_RATED, *command[4:]]  # python -m zephyr aif ARGS
+        stage = "binarize (paused after rated.jsonl)"
     run = Run(command, log)
     path = out / STAGE_FILES.get(stage, "report.json")
     while run.process.poll() is None:
-        if run.stage == stage and (stage == "binarize" or rows(path) >= first_step):
+        if run.stage == stage and (stage.startswith("binarize") or rows(path) >= first_step):
             had = {name: rows(out / file) for name, file in STAGE_FILES.items()}
             run.kill()
-            landed = not (out / "report.json").exists() if stage == "binarize" else run.stage == stage
-            return run, {"stage": stage, "killed_after_s": round(run.ended - run.started, 1), "landed": landed,
+            landed = run.stage == stage and not (out / "report.json").exists()
+            return run, {"stage": label, "killed_after_s": round(run.ended - run.started, 1), "landed": landed,
                          "rows_at_kill": had}
-        time.sleep(0.002 if stage == "binarize" else 0.05)
+        time.sleep(0.05)
     code = run.wait()
-    return run, {"stage": stage, "landed": False, "missed": f"the run ended (exit {code}) before the kill"}
+    return run, {"stage": label, "landed": False, "missed": f"the run ended (exit {code}) before the kill"}
 
 
 def digest(path: Path) -> str:
