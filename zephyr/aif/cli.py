@@ -9,7 +9,14 @@ Output folder (every stage resumable: a killed run continues where it stopped, n
   rated.jsonl          UltraFeedback-shaped rows (instruction, messages, completions with annotations,
                        critique, overall_score, fine-grained_score), rebuilt from the files above
   pairs.jsonl          binarized pairs (--rule), prompt/chosen/rejected as full message lists
-  report.json          counts: prompts, completions, judge calls, unparsable replies, pairs, ties, drops
+  report.json          `summary` (the counts below, always all present) and every finer count
+
+The summary: prompts; completions (of prompts whose K completions are all written); judged (completions
+through every judge call); judge_calls and unparsable (judge replies that did not parse: aspect calls,
+critiques and re-asked scores, also given apart); pairs; dropped_ties (rows dropped because all candidates
+tie: mean_rating only); tied_pairs_kept (overall_score keeps a rejected that ties the chosen, as the H4
+release did); dropped_fewer_than_2_rated.
+Each stage says on stderr when it starts ("zephyr aif: stage ..."), so a supervisor can tell where a run is.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -139,6 +147,10 @@ def request_seed(seed: int, index: int) -> int:
     return row_rng(seed, f"sample\x00{index}").getrandbits(63)
 
 
+def stage(name: str) -> None:
+    print(f"zephyr aif: stage {name}", file=sys.stderr, flush=True)
+
+
 def answer_stage(config: AIFConfig, prompts: list[dict], texts, path: Path) -> None:
     k = config.completions_per_prompt
     done = finished_rows(path)
@@ -156,6 +168,7 @@ def answer_stage(config: AIFConfig, prompts: list[dict], texts, path: Path) -> N
                            "principle": principle, "custom_system_prompt": system_prompt}
     if not jobs:
         return
+    stage("completions")
     with Engines(config.max_num_seqs, config.judge_concurrency, config.judge_api_key_env,
                  config.allow_insecure_judge) as engines, appending(path) as append, \
             tqdm(total=len(jobs), desc="answer", unit="completion") as bar:
@@ -181,6 +194,7 @@ def judged_stage(name: str, path: Path, todo_keys: list, make_rows, batch: int) 
     todo = [key for key in todo_keys if key[0] not in done]
     if not todo:
         return
+    stage(name)
     with appending(path) as append, tqdm(total=len(todo), desc=name, unit="call") as bar:
         for chunk in chunks(todo, batch):
             append(make_rows(chunk))
@@ -283,6 +297,20 @@ def pairs_from(rated: Path, rule: str, seed: int, counts: Counter) -> list[dict]
     return pairs
 
 
+def summary(counts: Counter) -> dict:
+    """The headline counts, every one present (0 when nothing happened)."""
+    unparsable = {"aspect_calls": counts["aif_aspect_calls_unparsable"],
+                  "critiques": counts["aif_critiques_unparsable"], "rescores": counts["aif_rescores_unparsable"]}
+    return {"prompts": counts["aif_prompts"], "completions": counts["aif_completions"],
+            "judged": counts["aif_critiques"],
+            "judge_calls": counts["aif_aspect_calls"] + counts["aif_critiques"]
+            + counts["aif_overall_score_10_rescored"],
+            "unparsable": sum(unparsable.values()), **{f"unparsable_{k}": v for k, v in unparsable.items()},
+            "pairs": counts["aif_pairs_written"], "dropped_ties": counts["binarize_dropped_all_tied"],
+            "tied_pairs_kept": counts["binarize_tied_pairs"],
+            "dropped_fewer_than_2_rated": counts["binarize_dropped_fewer_than_2_rated"]}
+
+
 def run(config: AIFConfig) -> dict:
     out = Path(config.output_dir)
     counts: Counter = Counter()
@@ -294,11 +322,13 @@ def run(config: AIFConfig) -> dict:
     items = load_items(prompts, out / "completions.jsonl", config.completions_per_prompt)
     counts["aif_completions"] = sum(len(item["completions"]) for item in items)
     judged = judge_stages(config, items, texts, out)
+    stage("binarize")
     rated = out / "rated.jsonl"
     write_rows(rated_rows(items, judged, counts), rated)
     counts["aif_pairs_written"] = write_rows(pairs_from(rated, config.rule, config.seed, counts),
                                              out / "pairs.jsonl")
-    report = {"rule": config.rule, "ultrafeedback_texts": texts.origin, **dict(sorted(counts.items()))}
+    report = {"rule": config.rule, "ultrafeedback_texts": texts.origin, "summary": summary(counts),
+              **dict(sorted(counts.items()))}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return report
 
@@ -306,8 +336,10 @@ def run(config: AIFConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(AIFConfig, argv, prog="zephyr aif")
     report = run(config)
-    width = max(map(len, report))
-    print("\n".join(f"{key:<{width}}  {value}" for key, value in report.items()))
+    flat = {**{f"summary.{k}": v for k, v in report["summary"].items()},
+            **{k: v for k, v in report.items() if k != "summary"}}
+    width = max(map(len, flat))
+    print("\n".join(f"{key:<{width}}  {value}" for key, value in flat.items()))
     print(f"zephyr aif: pairs -> {Path(config.output_dir) / 'pairs.jsonl'}")
     return 0
 
