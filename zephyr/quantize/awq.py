@@ -37,9 +37,12 @@ def calibration_texts(path: str | Path | None, template: str, eos_token: str, li
 
 
 def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str], method: str = "awq",
-                     group_size: int = 128, symmetric: bool = True, max_seq_length: int = 512) -> None:
-    """Calibrate `method` ("awq" or "gptq") in the llm-compressor environment and save int4 compressed-tensors
-    weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them."""
+                     group_size: int = 128, symmetric: bool = True, max_seq_length: int = 512,
+                     ignore: list[str] | tuple[str, ...] = (), observer: str = "") -> None:
+    """Calibrate `method` ("awq", "gptq" or "rtn") in the llm-compressor environment and save int4
+    compressed-tensors weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them.
+    `ignore`: Linear layers (names or "re:" patterns) kept unquantized besides the LM head; `observer`:
+    llm-compressor's weight observer (default min-max)."""
     python = ensure(LLM_COMPRESSOR)
     output_dir.mkdir(parents=True, exist_ok=True)
     print(f"zephyr quantize: {method.upper()} w4 g{group_size} {'symmetric' if symmetric else 'asymmetric'} on "
@@ -48,7 +51,8 @@ def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str]
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"model": str(folder), "output": str(output_dir), "texts": texts, "method": method,
                                    "max_seq_length": max_seq_length, "group_size": group_size,
-                                   "symmetric": symmetric}))
+                                   "symmetric": symmetric, "ignore": list(ignore),
+                                   "observer": observer or None}))
         result = subprocess.run([str(python), "-m", "zephyr.quantize.awq_worker", str(job)], stdout=subprocess.PIPE,
                                 text=True)
     if result.returncode != 0:

@@ -2,8 +2,9 @@
 compressed-tensors save.
 
 `python -m zephyr.quantize.awq_worker JOB.json`, where JOB names the model folder, the output folder, the
-calibration texts, the method ("awq", "gptq", or "rtn": round-to-nearest, no calibration, for comparison)
-and the scheme. Imports nothing else of zephyr, so it runs against that environment's own transformers.
+calibration texts, the method ("awq", "gptq", or "rtn": round-to-nearest, no calibration, for comparison),
+the scheme (group size, symmetric or not, the weight observer), and the layers kept unquantized ("ignore":
+module names or "re:" patterns, added to the LM head). Imports nothing else of zephyr, so it runs against that environment's own transformers.
 
 Only the decoder's Linear layers are quantized: the embeddings are not Linear, and the LM head (tied to the
 embeddings in Gemma) is ignored explicitly, as the AWQ and GPTQ papers and vLLM's kernels expect.
@@ -35,7 +36,7 @@ def recipe(job: dict) -> list:
     weights = QuantizationArgs(num_bits=4, type="int", symmetric=job["symmetric"], strategy="group",
                                group_size=job["group_size"], observer=job.get("observer") or None)
     quantization = dict(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
-                        ignore=["lm_head"])
+                        ignore=["lm_head", *job.get("ignore", [])])
     method = job.get("method", "awq")
     if method == "gptq":
         return [GPTQModifier(**quantization, dampening_frac=0.01)]
