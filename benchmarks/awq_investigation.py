@@ -53,6 +53,8 @@ EXPERIMENTS = [
     experiment("gptq-g128-sym", "method: GPTQ", method="gptq"),
     experiment("awq-g128-asym", "asymmetric (zero point)", symmetric=False),
     experiment("awq-g32-sym", "group size 32", group_size=32),
+    experiment("rtn-g32-sym", "round-to-nearest, group 32", method="rtn", group_size=32),
+    experiment("gptq-g32-sym", "GPTQ, group 32", method="gptq", group_size=32),
     experiment("rtn-g32-asym", "round-to-nearest, asymmetric, group 32 (the Q4_K sub-block shape)",
                method="rtn", group_size=32, symmetric=False),
     experiment("awq-g32-asym", "asymmetric, group 32", group_size=32, symmetric=False),
@@ -171,10 +173,43 @@ def run_experiment(e: dict, folders: dict, work: Path, evaluation_for) -> dict:
     write_compressed(folder, out, tokenizer, texts, e["method"], e["group_size"], e["symmetric"],
                      e["max_seq_length"], e["ignore"], e["observer"])
     seconds = time.time() - started
-    perplexity, sample = check_awq(out, template, evaluation)
     size = sum(p.stat().st_size for p in out.glob("*.safetensors")) / 2**20
-    return {"perplexity": perplexity, "seconds": seconds, "size_mb": size, "sample": sample,
-            "eval": evaluation.description}
+    result = {"seconds": seconds, "size_mb": size, "eval": evaluation.description}
+    try:
+        result["perplexity"], result["sample"] = check_awq(out, template, evaluation)
+        result["loads_in_zephyr_transformers"] = True
+    except RuntimeError as err:  # asymmetric (zero-point) checkpoints: see score_in_writer_env
+        result["loads_in_zephyr_transformers"] = False
+        result["load_error"] = str(err).strip().splitlines()[-1]
+        result["perplexity"] = score_in_writer_env(out, evaluation.chunks)
+        result["scored_by"] = "llm-compressor environment's transformers"
+    return result
+
+
+SCORE = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM
+from zephyr.perplexity import hf_perplexity
+job = json.load(open(sys.argv[1]))
+model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32).eval()
+print(json.dumps({"perplexity": hf_perplexity(model, job["chunks"])}))
+"""
+
+
+def score_in_writer_env(folder: Path, chunks: list[list[int]]) -> float:
+    """Perplexity with the transformers + compressed-tensors that wrote the checkpoint (llm-compressor's
+    managed environment), by the same code on the same windows: zephyr's own, newer transformers cannot load
+    asymmetric int4 checkpoints (their packed zero points mismatch the shapes it allocates)."""
+    import subprocess
+
+    from zephyr.cache import LLM_COMPRESSOR, ensure
+
+    job = folder / "score-job.json"
+    job.write_text(json.dumps({"model": str(folder), "chunks": chunks}))
+    done = subprocess.run([str(ensure(LLM_COMPRESSOR)), "-c", SCORE, str(job)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], check=True)
+    job.unlink()
+    return json.loads(done.stdout.strip().splitlines()[-1])["perplexity"]
 
 
 def markdown(results: dict) -> str:
@@ -224,6 +259,7 @@ def main() -> None:
     parser.add_argument("--eval_tokens", type=int, default=2048)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--keep", default="", help="keep the quantized checkpoints in this folder")
     args = parser.parse_args()
     names = ["grid"] + [e["name"] for e in EXPERIMENTS]
     if args.list:
@@ -264,10 +300,11 @@ def main() -> None:
         print(json.dumps(results["grid"], indent=1), flush=True)
     runs = results.setdefault("experiments", {})
     with tempfile.TemporaryDirectory(prefix="awq-investigation-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
         for e in EXPERIMENTS:
             if e["name"] not in chosen or (e["model"] not in folders):
                 continue
-            runs[e["name"]] = {**run_experiment(e, folders, Path(tmp), evaluation_for),
+            runs[e["name"]] = {**run_experiment(e, folders, work, evaluation_for),
                                "setting": {k: v for k, v in e.items() if k != "name"}}
             print(json.dumps({e["name"]: runs[e["name"]]}), flush=True)
             OUT.with_suffix(".json").write_text(json.dumps(results, indent=1))  # keep what finished
