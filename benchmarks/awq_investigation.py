@@ -59,6 +59,9 @@ EXPERIMENTS = [
                method="rtn", group_size=32, symmetric=False),
     experiment("awq-g32-asym", "asymmetric, group 32", group_size=32, symmetric=False),
     experiment("gptq-g32-asym", "GPTQ, asymmetric, group 32", method="gptq", group_size=32, symmetric=False),
+    experiment("awq+gptq-g128-sym", "AWQ rescaling, then GPTQ rounding", method="awq+gptq"),
+    experiment("awq+gptq-g32-sym", "AWQ rescaling, then GPTQ rounding, group 32", method="awq+gptq",
+               group_size=32),
     experiment("awq-g128-sym-n128", "calibration: 128 samples", num_samples=128),
     experiment("awq-g128-sym-n16-len256", "calibration: 16 samples of <= 256 tokens", num_samples=16,
                max_seq_length=256),
@@ -307,11 +310,24 @@ def main() -> None:
             runs[e["name"]] = {**run_experiment(e, folders, work, evaluation_for),
                                "setting": {k: v for k, v in e.items() if k != "name"}}
             print(json.dumps({e["name"]: runs[e["name"]]}), flush=True)
-            OUT.with_suffix(".json").write_text(json.dumps(results, indent=1))  # keep what finished
-    RESULTS.mkdir(exist_ok=True)
-    OUT.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    OUT.with_suffix(".md").write_text(markdown(results))
+            results = save(results, chosen)  # keep what finished
+    results = save(results, chosen)
     print(markdown(results))
+
+
+def save(results: dict, chosen: list[str]) -> dict:
+    """Merge this run's entries into the results file as it is now (another run may have added its own)."""
+    path = OUT.with_suffix(".json")
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged["meta"] = results["meta"]
+    if "grid" in chosen:
+        merged["grid"] = results["grid"]
+    merged.setdefault("experiments", {}).update({k: v for k, v in results.get("experiments", {}).items()
+                                                 if k in chosen})
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1))
+    OUT.with_suffix(".md").write_text(markdown(merged))
+    return merged
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples,
                               tokenizer)
     write_compressed(folder, output_dir, tokenizer, texts, config.method, config.group_size, config.symmetric,
-                     config.max_seq_length)
+                     config.max_seq_length, config.ignore)
     print(f"zephyr quantize: wrote {output_dir} (compressed-tensors, loads in vLLM and transformers)")
     if not config.check:
         return [], ""

@@ -2,9 +2,10 @@
 compressed-tensors save.
 
 `python -m zephyr.quantize.awq_worker JOB.json`, where JOB names the model folder, the output folder, the
-calibration texts, the method ("awq", "gptq", or "rtn": round-to-nearest, no calibration, for comparison),
-the scheme (group size, symmetric or not, the weight observer), and the layers kept unquantized ("ignore":
-module names or "re:" patterns, added to the LM head). Imports nothing else of zephyr, so it runs against that environment's own transformers.
+calibration texts, the method ("awq", "gptq", "awq+gptq", or "rtn": round-to-nearest, no calibration, for
+comparison), the scheme (group size, symmetric or not, the weight observer), and the layers kept unquantized
+("ignore": module names or "re:" patterns, added to the LM head). Imports nothing else of zephyr, so it runs
+against that environment's own transformers.
 
 Only the decoder's Linear layers are quantized: the embeddings are not Linear, and the LM head (tied to the
 embeddings in Gemma) is ignored explicitly, as the AWQ and GPTQ papers and vLLM's kernels expect.
@@ -42,6 +43,9 @@ def recipe(job: dict) -> list:
         return [GPTQModifier(**quantization, dampening_frac=0.01)]
     if method == "rtn":
         return [QuantizationModifier(**quantization)]
+    if method == "awq+gptq":  # AWQ's channel rescaling, then GPTQ's Hessian-guided rounding of the result
+        return [AWQModifier(duo_scaling=job.get("duo_scaling", True)),
+                GPTQModifier(**quantization, dampening_frac=0.01)]
     # AWQ only rescales channels; the QuantizationModifier after it rounds the rescaled weights
     return [AWQModifier(duo_scaling=job.get("duo_scaling", True)), QuantizationModifier(**quantization)]
 

