@@ -31,6 +31,16 @@ def test_broken_calibration_line_is_named(tmp_path):
         calibration_texts(path, "zephyr", "</s>", 10)
 
 
+def test_default_scheme_and_bad_group_size(capsys):
+    from zephyr.quantize.cli import AwqConfig, GptqConfig, main
+
+    # symmetric group 32: group 128 cost three times the perplexity on gemma-3-270m (benchmarks/awq_investigation.py)
+    assert (AwqConfig().group_size, AwqConfig().symmetric, AwqConfig().ignore) == (32, True, [])
+    assert (GptqConfig().group_size, GptqConfig().symmetric) == (32, True)
+    assert main(["awq", "no-such-model", "--group_size", "0"]) == 2  # refused before the model is looked up
+    assert "--group_size: must be positive, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["awq", "gptq"])
 def test_round_trip(method, tmp_path_factory, tmp_path, capsys):

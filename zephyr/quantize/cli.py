@@ -125,6 +125,8 @@ def run_awq(argv: list[str], config_class: type = AwqConfig) -> int:
     from .awq import run
 
     config = parse_args(config_class, argv, prog=f"zephyr quantize {config_class.method}", positional="model")
+    if config.group_size <= 0:
+        raise ConfigError(f"--group_size: must be positive, got {config.group_size}")
     if config.setup_only:
         from ..cache import LLM_COMPRESSOR, ensure
 
