@@ -215,6 +215,14 @@ def score_in_writer_env(folder: Path, chunks: list[list[int]]) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])["perplexity"]
 
 
+def loads(run: dict) -> str:
+    if "loads_in_zephyr_transformers" not in run:
+        return "-"
+    if run["loads_in_zephyr_transformers"]:
+        return "yes"
+    return f"no ({run['load_error']}); scored in the llm-compressor environment"
+
+
 def markdown(results: dict) -> str:
     meta, lines = results["meta"], []
     lines += ["# Why AWQ w4 costs perplexity on the embedded gemma-3-270m", ""]
@@ -235,8 +243,8 @@ def markdown(results: dict) -> str:
     runs = results.get("experiments", {})
     if runs:
         lines += ["", "## Experiments (one variable at a time)", "",
-                  "| experiment | model | setting changed | scheme | calibration | perplexity | change | seconds |",
-                  "|---|---|---|---|---|---:|---:|---:|"]
+                  "| experiment | model | setting changed | scheme | calibration | perplexity | change | seconds | "
+                  "loads in zephyr's transformers |", "|---|---|---|---|---|---:|---:|---:|---|"]
         for e in EXPERIMENTS:
             r = runs.get(e["name"])
             if not r:
@@ -245,11 +253,19 @@ def markdown(results: dict) -> str:
             change = f"{100.0 * (r['perplexity'] / reference - 1.0):+.1f}%" if reference else "-"
             calibration = "-" if e["method"] in ("none", "rtn") else f"{e['num_samples']} x <= {e['max_seq_length']}"
             lines.append(f"| {e['name']} | {e['model']} | {e['variable']} | {label(e)} | {calibration} | "
-                         f"{r['perplexity']:.3f} | {change} | {r['seconds']:.0f} |")
+                         f"{r['perplexity']:.3f} | {change} | {r['seconds']:.0f} | {loads(r)} |")
         lines += ["", "Reference (float32, transformers): embedded "
                   f"{runs.get('float32', {}).get('perplexity', float('nan')):.3f}"
                   + (f", merged SFT {runs['sft-float32']['perplexity']:.3f}" if "sft-float32" in runs else "")
-                  + ". Eval: " + runs.get("float32", {}).get("eval", "")]
+                  + ". Eval: " + runs.get("float32", {}).get("eval", "") + ". Seconds: calibration and save "
+                  "(unquantized rows: scoring), wall time on a machine shared with three other agents."]
+        earlier = RESULTS / "quantize_quality_compressed.json"
+        if earlier.exists():
+            rows = [r for r in json.loads(earlier.read_text())["rows"] if r["format"] == "compressed-tensors"]
+            lines += ["", "The group-128 AWQ and GPTQ rows (same code, same windows) are in "
+                      "[quantize_quality_compressed.md](quantize_quality_compressed.md): "
+                      + ", ".join(f"{r['type']} {r['perplexity']:.3f} ({r['delta_percent']:+.1f}%)" for r in rows)
+                      + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,25 @@ def allow_cpu_only() -> None:
         IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
 
 
+def tolerate_unquantized_balance_layers() -> None:
+    """llm-compressor 0.14 keeps an AWQ mapping whose smooth layer is quantized while every layer it balances
+    is ignored (`--ignore 're:.*down_proj$'` leaves up_proj -> down_proj), then divides by zero averaging the
+    quantized balance layers' weights. With nothing quantized to balance, a flat mean is right: every scale
+    in the search then gives the same loss, so the first (all ones, no rescaling) is kept."""
+    import torch
+    from llmcompressor.modifiers.transform.awq.base import AWQModifier
+    from llmcompressor.utils import get_high_precision
+
+    layer_means = AWQModifier._compute_layer_means
+
+    def means_or_flat(layers):
+        if any(getattr(getattr(layer, "quantization_scheme", None), "weights", None) for layer in layers):
+            return layer_means(layers)
+        return torch.ones(layers[0].weight.shape[1], dtype=get_high_precision())
+
+    AWQModifier._compute_layer_means = staticmethod(means_or_flat)
+
+
 def recipe(job: dict) -> list:
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from llmcompressor.modifiers.gptq import GPTQModifier
@@ -57,6 +76,7 @@ def quantize(job: dict) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     allow_cpu_only()
+    tolerate_unquantized_balance_layers()
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32)
