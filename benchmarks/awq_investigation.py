@@ -1,8 +1,8 @@
 """Why int4 AWQ costs so much perplexity on the embedded gemma-3-270m: weight-grid analysis and one-variable
 quantization experiments.
 
-    python benchmarks/awq_investigation.py [--only grid,awq-g128-sym,...] [--list] [--eval_tokens 2048]
-        [--window 256] [--threads 1]
+    python benchmarks/awq_investigation.py [--only grid,awq-g32-sym,...] [--list] [--sft_model DIR]
+        [--keep DIR] [--eval_tokens 2048] [--window 256] [--threads 1]
 
 Two parts, each a named entry; `--only` runs some and merges them into the existing results, so the slow
 calibrations can be run a few at a time:
