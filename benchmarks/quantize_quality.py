@@ -106,6 +106,7 @@ def main() -> None:
     from zephyr.models import ModelConfig, load_tokenizer
     from zephyr.quantize.awq import calibration_texts, check_awq, write_compressed
     from zephyr.quantize.check import SAMPLE_QUESTION, eval_set, reference_perplexity
+    from zephyr.quantize.cli import AwqConfig
     from zephyr.quantize.gguf import QUANTIZER_TYPES, importance_matrix, quantize_file, write_gguf
 
     torch.set_num_threads(args.threads)
@@ -140,13 +141,16 @@ def main() -> None:
                          "size_mb": size_mb(path), "perplexity": perplexity, "tokens_per_s": speed})
             print(json.dumps(rows[-1]), flush=True)
         texts = calibration_texts(DEMO_TRAIN, template, tokenizer.eos_token or "", args.num_samples, tokenizer)
+        scheme = AwqConfig()  # the scheme `zephyr quantize awq|gptq` writes by default
         for method in [m for m in args.compressed.split(",") if m]:
             out = work / method
             started = time.time()
-            write_compressed(folder, out, tokenizer, texts, method, 128, True, args.max_seq_length)
+            write_compressed(folder, out, tokenizer, texts, method, scheme.group_size, scheme.symmetric,
+                             args.max_seq_length)
             seconds = time.time() - started
             perplexity, _sample = check_awq(out, template, evaluation)
-            rows.append({"format": "compressed-tensors", "type": f"{method} w4 g128 sym", "engine": "transformers",
+            kind = f"{method} w4 g{scheme.group_size} {'sym' if scheme.symmetric else 'asym'}"
+            rows.append({"format": "compressed-tensors", "type": kind, "engine": "transformers",
                          "size_mb": size_mb(out), "perplexity": perplexity,
                          "tokens_per_s": transformers_speed(out, template, args.new_tokens),
                          "calibration_seconds": seconds})

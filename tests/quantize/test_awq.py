@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from safetensors import safe_open
 
 from zephyr.quantize.awq import calibration_texts
 from zephyr.cache import LLM_COMPRESSOR
@@ -30,6 +31,16 @@ def test_broken_calibration_line_is_named(tmp_path):
         calibration_texts(path, "zephyr", "</s>", 10)
 
 
+def test_default_scheme_and_bad_group_size(capsys):
+    from zephyr.quantize.cli import AwqConfig, GptqConfig, main
+
+    # symmetric group 32: on gemma-3-270m group 128 cost 3x the perplexity (benchmarks/awq_investigation.py)
+    assert (AwqConfig().group_size, AwqConfig().symmetric, AwqConfig().ignore) == (32, True, [])
+    assert (GptqConfig().group_size, GptqConfig().symmetric) == (32, True)
+    assert main(["awq", "no-such-model", "--group_size", "0"]) == 2  # refused before the model is looked up
+    assert "--group_size: must be positive, got 0" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["awq", "gptq"])
 def test_round_trip(method, tmp_path_factory, tmp_path, capsys):
@@ -42,11 +53,18 @@ def test_round_trip(method, tmp_path_factory, tmp_path, capsys):
 
     model = tiny_gemma3_real_vocab(tmp_path_factory.getbasetemp() / "tiny-gemma3-real")
     out = tmp_path / method
-    # a 64-wide model has no 128-wide groups: group size 32 here, 128 (the default) on real models
+    # group size 32 (the default) given explicitly: the assertions below check it reached the checkpoint
+    keep = "re:.*layers\\.0\\.mlp\\.down_proj$"
     assert main([method, str(model), "--output_dir", str(out), "--group_size", "32", "--num_samples", "8",
-                 "--max_seq_length", "64", "--eval_tokens", "256", "--window", "128"]) == 0
+                 "--max_seq_length", "64", "--eval_tokens", "256", "--window", "128", "--ignore", keep]) == 0
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     assert config["quant_method"] == "compressed-tensors"
+    assert sorted(config["ignore"]) == ["lm_head", "model.layers.0.mlp.down_proj"]  # patterns saved resolved
+    with safe_open(out / "model.safetensors", "pt") as tensors:
+        names = set(tensors.keys())
+    assert "model.layers.0.mlp.down_proj.weight" in names  # kept dense, as --ignore asked
+    assert "model.layers.0.mlp.down_proj.weight_packed" not in names
+    assert {"model.layers.0.mlp.up_proj.weight_packed", "model.layers.1.mlp.down_proj.weight_packed"} <= names
     weights = config["config_groups"]["group_0"]["weights"]
     assert (weights["num_bits"], weights["group_size"], weights["symmetric"]) == (4, 32, True)
     rows = json.loads((out / "quantization.json").read_text())

