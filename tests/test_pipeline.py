@@ -1,6 +1,7 @@
 """`zephyr run` end to end on a tiny model: every stage's output, the summary, and reuse on a second run; the
 evaluation reads the SFT model's held-out scores from the DPO stage's folder."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
         calls.append((config.model, [r["key"] for r in rows], config.temperature, config.max_new_tokens))
         report = {k: 10.0 * len(calls) for k in pipeline.IFEVAL_NUMBERS}
         report["prompts"] = len(rows)
-        Path(config.output_dir).mkdir(parents=True)
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.output_dir) / "report.json").write_text(json.dumps(report))
         return report
 
@@ -151,6 +152,11 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
     section = pipeline.ifeval_section(result)
     assert "| base | 10.0 | 10.0 | 10.0 | 10.0 |" in section and "| final | 30.0 |" in section
     assert pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final") == result and len(calls) == 3  # reused
+    # other settings or another subset: every model is scored again, none of the old reports is reused
+    for changed in (dict(ifeval_max_new_tokens=512), dict(ifeval_prompts=6)):
+        before = len(calls)
+        again = pipeline.run_ifeval(dataclasses.replace(cfg, **changed), sft, dpo, tmp_path / "final")
+        assert len(calls) == before + 3 and again["prompts"] == changed.get("ifeval_prompts", 5)
 
 
 def test_ifeval_stage_is_left_out_with_the_reason_when_it_cannot_run(tmp_path, monkeypatch, capsys):

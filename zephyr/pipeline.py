@@ -13,6 +13,7 @@ checkpoint (`--reuse false` redoes all).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -215,16 +216,23 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
         raise ConfigError("IFEval cannot run here (see above)")
     table = {}
     for name, model in ifeval_models(sft_cfg, dpo_cfg, final_dir).items():
-        report_file = prompts.parent / name / "report.json"
-        if cfg.reuse and report_file.is_file():
+        report_file, settings_file = prompts.parent / name / "report.json", prompts.parent / name / "settings.json"
+        # what decides the answers; a report made with other prompts or settings is scored again, never reused
+        settings = {"model": model, "prompts_sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(),
+                    "max_new_tokens": cfg.ifeval_max_new_tokens, "chat_template": sft_cfg.chat_template,
+                    "dtype": sft_cfg.dtype}
+        if cfg.reuse and report_file.is_file() and settings_file.is_file() and \
+                json.loads(settings_file.read_text()) == settings:
             print(f"zephyr run: reusing IFEval of the {name} model ({report_file})", flush=True)
             report = json.loads(report_file.read_text())
         else:
             print(f"zephyr run: IFEval, {name} model ({model})", flush=True)
+            settings_file.unlink(missing_ok=True)
             report = score(EvalConfig(benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
                                       chat_template=sft_cfg.chat_template, temperature=0.0,
                                       max_new_tokens=cfg.ifeval_max_new_tokens, batch_size=cfg.ifeval_batch_size,
                                       output_dir=str(prompts.parent / name)))
+            settings_file.write_text(json.dumps(settings, indent=1))
         table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
     from .eval import ifeval
 
