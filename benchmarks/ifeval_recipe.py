@@ -5,11 +5,14 @@ on the same prompts with the same settings: greedy, up to 1,280 new tokens (lm-e
     python benchmarks/ifeval_recipe.py --ifeval_data ../shared/data/ifeval/input_data.jsonl            # all 541
     python benchmarks/ifeval_recipe.py --ifeval_data ... --prompts 80 --tag subset80                    # a subset
     python benchmarks/ifeval_recipe.py --ifeval_data ... --run ultrafeedback=/tmp/dpo_quality_work     # add a run
+    python benchmarks/ifeval_recipe.py --collect runs/demo   # the IFEval stage of a finished `zephyr run`
 
 The demo run is trained (or reused) in --work with `zephyr run recipes/demo --stages sft dpo eval`; each model's
 answers and report land in <run>/ifeval/<model>/, so a rerun only scores what is missing. Results:
 benchmarks/results/ifeval_recipe[_TAG].json and .md, with the four IFEval numbers per model, the held-out pair
-accuracy of the demo run and the wall time of each part.
+accuracy of the demo run and the wall time of each part. `--collect RUN` trains and scores nothing: it writes
+the IFEval stage that `zephyr run` itself ran (its 40-prompt subset) to results/ifeval_demo_run.{json,md}, with
+each model's mean reply length.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ def main():
                         help="NAME=DIR of another finished `zephyr run` folder (sft-merged/, final/) to score too")
     parser.add_argument("--tag", default="", help="results file suffix")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--collect", type=Path, help="a finished `zephyr run` folder whose IFEval stage to write up")
     args = parser.parse_args()
+    if args.collect:
+        return collect(args.collect, args.out)
 
     from zephyr import pipeline
 
@@ -76,6 +82,35 @@ def main():
               f"{pairs['sft_preference_accuracy']:.3f} -> DPO {pairs['dpo_preference_accuracy']:.3f}.", "",
               "Seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items())]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def mean_words(answers: Path) -> float:
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    return round(sum(len(r["response"].split()) for r in rows) / len(rows), 1)
+
+
+def collect(run: Path, out: Path) -> None:
+    ifeval, held = json.loads((run / "ifeval.json").read_text()), json.loads((run / "eval.json").read_text())
+    seconds = json.loads((run / "summary.json").read_text())["seconds"]
+    metrics = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
+    words = {name: mean_words(run / "ifeval" / name / "answers.jsonl") for name in ifeval["models"]}
+    report = {"settings": {k: ifeval[k] for k in ("prompts", "max_new_tokens", "data")}, "models": ifeval["models"],
+              "mean_reply_words": words, "held_out_pairs": held, "seconds": seconds,
+              "sft_eval_loss_by_epoch": [m["eval_loss"] for m in metrics if "eval_loss" in m]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ifeval_demo_run.json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [f"# IFEval stage of `zephyr run recipes/demo` ({ifeval['prompts']} prompts, greedy, "
+             f"{ifeval['max_new_tokens']} new tokens)", "",
+             "| model | prompt strict | prompt loose | instruction strict | instruction loose | mean reply words |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | " + " | ".join(f"{numbers[k]:.1f}" for k in NUMBERS) + f" | {words[name]} |"
+              for name, numbers in ifeval["models"].items()]
+    lines += ["", f"Held-out pairs ({held['pairs']}): preference accuracy SFT {held['sft']['preference_accuracy']:.3f}"
+              f" -> DPO {held['dpo']['preference_accuracy']:.3f}; DPO rewards/accuracies "
+              f"{held['dpo']['rewards/accuracies']:.3f}.", "",
+              "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())]
+    (out / "ifeval_demo_run.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
