@@ -53,19 +53,6 @@ POOL = ("name=gemma-t1", "name=gemma-t0.7,temperature=0.7", "name=gemma-t0.3,tem
         "name=gemma-top40,top_k=40,top_p=0.9")
 STAGE_FILES = {"completions": "completions.jsonl", "judge aspects": "aspects.jsonl", "critique": "critiques.jsonl"}
 PREFIX = "zephyr aif: stage "
-PAUSE_AFTER_RATED = """
-import sys, time
-import zephyr.aif.cli as aif
-real = aif.write_rows
-def paused(rows, path):
-    count = real(rows, path)
-    if str(path).endswith("rated.jsonl"):
-        print("zephyr aif: stage binarize (paused after rated.jsonl)", flush=True)
-        time.sleep(600)
-    return count
-aif.write_rows = paused
-sys.exit(aif.main(sys.argv[1:]))
-"""
 
 
 def zephyr_command(*args: str) -> list[str]:
@@ -158,8 +145,11 @@ def run_killed_in(stage: str, command: list[str], out: Path, log: Path, first_st
     """Start the run and SIGKILL it inside `stage` (see the module docstring); -> (run, what happened)."""
     label = stage
     if stage == "binarize":
+        sys.path.insert(0, str(REPO))  # the pausing wrapper lives in tests/fixtures/
+        from tests.fixtures.aif_pause import MARKER, PAUSE_AFTER_RATED
+
         command = [command[0], "-c", PAUSE_AFTER_RATED, *command[4:]]  # python -m zephyr aif ARGS
-        stage = "binarize (paused after rated.jsonl)"
+        stage = MARKER.removeprefix(PREFIX)
     run = Run(command, log)
     path = out / STAGE_FILES.get(stage, "report.json")
     while run.process.poll() is None:

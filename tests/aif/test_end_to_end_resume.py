@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.aif.conftest import UltraFeedbackJudge, uf_text
+from tests.fixtures.aif_pause import MARKER, PAUSE_AFTER_RATED
 from tests.aif.test_aif import PROMPTS, write_prompts
 from tests.fixtures.openai_server import scripted_server
 from zephyr.aif.cli import AIFConfig, run
@@ -30,19 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 SUMMARY = ("prompts", "completions", "judged", "judge_calls", "unparsable", "unparsable_aspect_calls",
            "unparsable_critiques", "unparsable_rescores", "pairs", "dropped_ties", "tied_pairs_kept",
            "dropped_fewer_than_2_rated")
-PAUSE_AFTER_RATED = """
-import sys, time
-import zephyr.aif.cli as aif
-real = aif.write_rows
-def paused(rows, path):
-    count = real(rows, path)
-    if str(path).endswith("rated.jsonl"):
-        print("rated.jsonl written", flush=True)
-        time.sleep(300)
-    return count
-aif.write_rows = paused
-sys.exit(aif.main(sys.argv[1:]))
-"""
 
 
 class Gate:
@@ -138,7 +126,7 @@ def test_killed_in_every_stage_resumes_to_the_uninterrupted_result(tiny_model_di
         assert len(read(out / "aspects.jsonl")) == 16 and len(read(out / "critiques.jsonl")) == 4
 
         process = start(tmp_path / "binarize.log", PAUSE_AFTER_RATED)
-        assert process.stdout.readline().strip() == "rated.jsonl written"
+        assert process.stdout.readline().strip() == MARKER
         process.send_signal(signal.SIGKILL)
         process.wait()
         assert last_stage(tmp_path / "binarize.log") == "binarize"
