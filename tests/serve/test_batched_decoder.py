@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from zephyr.serve.batched_decoder import BatchedDecoder, Request, nucleus
+from zephyr.serve.batched_decoder import PREFILL_PADDING, PREFILL_TOKENS, BatchedDecoder, Request, _prefill_groups, nucleus
 
 
 @pytest.fixture(scope="module", params=["mistral", "gemma3"])  # gemma3: sliding window 16 < prompt + reply
@@ -68,6 +68,22 @@ def greedy_reference(model, prompt: list[int], max_tokens: int) -> list[int]:
     out = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_tokens,
                          min_new_tokens=max_tokens, pad_token_id=0)
     return out[0, len(prompt):].tolist()
+
+
+def test_prefill_groups_sort_by_length_and_bound_padding():
+    # prompt lengths of the first 16 UltraFeedback prompts with a principle, as the AIF pool step sends them
+    lengths = [62, 243, 190, 143, 87, 83, 992, 129, 73, 74, 106, 169, 74, 59, 140, 275]
+    requests = [request([1] * n, 4, Collector()) for n in lengths]
+    groups = _prefill_groups(requests)
+    flat = [r for g in groups for r in g]
+    assert sorted(map(id, flat)) == sorted(map(id, requests))  # each request exactly once
+    assert [len(r.prompt) for r in flat] == sorted(lengths)
+    for group in groups:
+        padded, real = len(group) * max(len(r.prompt) for r in group), sum(len(r.prompt) for r in group)
+        assert len(group) == 1 or (padded <= PREFILL_TOKENS and padded <= (1 + PREFILL_PADDING) * real)
+    padded = sum(len(g) * max(len(r.prompt) for r in g) for g in groups)
+    assert padded <= 1.15 * sum(lengths)  # in arrival order under the token cap alone: 4,900 for 2,899 real
+    assert len(groups) < len(lengths) / 2  # still batched
 
 
 @pytest.mark.parametrize("stagger", [0.0, 0.01])  # all at once (one padded prefill), or joining mid-decode

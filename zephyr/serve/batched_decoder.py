@@ -10,7 +10,8 @@ padding on the left (rows that joined later or are shorter). So one length per r
 attention mask (the last `length` columns are real), the position id of the next token (= length), and how
 much common left padding can be trimmed when the longest row leaves. Requests that arrive together are
 prefilled together (left-padded, as `generate` does), then joined to the batch by left-padding the narrower
-side. Rows leave when they hit a stop id or max_tokens, or are cancelled (the client went away).
+side. Requests admitted together are prefilled in order of prompt length, in groups that keep padding small.
+Rows leave when they hit a stop id or max_tokens, or are cancelled (the client went away).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from .protocol import ApiError
 
 # padded tokens of one batched prefill at most: a long prompt would make short ones pay for its padding
 PREFILL_TOKENS = 2048
+# padding allowed in a batched prefill, as a share of its real tokens
+PREFILL_PADDING = 0.25
 
 # emit(token, finish, error, logprobs): finish is None, "stop" or "length"; error is set (and token None) when the
 # step failed; logprobs (when the request asked for them) is (the token's log-probability, [(id, logprob)] of the
@@ -383,14 +386,21 @@ class BatchedDecoder(DecoderThread):
 
 
 def _prefill_groups(requests: list[Request]) -> list[list[Request]]:
-    """Consecutive groups whose left-padded prefill stays under PREFILL_TOKENS (one long prompt goes alone)."""
+    """Requests in order of prompt length, cut into groups prefilled together: a group's left-padded prefill
+    stays under PREFILL_TOKENS and pads at most PREFILL_PADDING of its real tokens (one long prompt goes alone).
+    Padding is computed like real tokens, so mixing a 60-token prompt with a 1,000-token one would cost as much
+    as 16 such prompts."""
     groups: list[list[Request]] = []
-    for request in requests:
-        group = groups[-1] if groups else None
-        if group and (len(group) + 1) * max(len(r.prompt) for r in group + [request]) <= PREFILL_TOKENS:
+    real = 0
+    for request in sorted(requests, key=lambda r: len(r.prompt)):
+        group, n = (groups[-1] if groups else None), len(request.prompt)
+        padded = (len(group) + 1) * n if group else 0  # sorted: the newcomer is the group's longest prompt
+        if group and padded <= PREFILL_TOKENS and padded <= (1 + PREFILL_PADDING) * (real + n):
             group.append(request)
+            real += n
         else:
             groups.append([request])
+            real = n
     return groups
 
 
