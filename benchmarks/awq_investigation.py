@@ -2,7 +2,7 @@
 quantization experiments.
 
     python benchmarks/awq_investigation.py [--only grid,awq-g32-sym,...] [--list] [--sft_model DIR]
-        [--keep DIR] [--eval_tokens 2048] [--window 256] [--threads 1]
+        [--keep DIR] [--eval_tokens 8192] [--window 256] [--threads 1]
 
 Two parts, each a named entry; `--only` runs some and merges them into the existing results, so the slow
 calibrations can be run a few at a time:
@@ -17,7 +17,8 @@ calibrations can be run a few at a time:
   symmetric, group 128, 64 demo dialogues of <= 512 tokens, LM head unquantized), each written by
   `zephyr.quantize.awq.write_compressed` (llm-compressor in its managed environment), reloaded by
   transformers and scored by `zephyr.quantize.check`'s perplexity code on the same token windows of
-  zephyr/demo_data/sft_test.jsonl as benchmarks/quantize_quality.py, against the float32 model.
+  UltraFeedback chat text as benchmarks/quantize_quality.py (calibration from train_1000.jsonl, evaluation on
+  eval_200.jsonl of ../shared/data/ultrafeedback_binarized_sample), against the float32 model.
 
 Writes benchmarks/results/awq_investigation.{json,md}.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -36,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "awq_investigation"
-DEMO_TRAIN = Path(__file__).resolve().parents[1] / "zephyr" / "demo_data" / "sft_train.jsonl"
 DEFAULT = dict(method="awq", group_size=128, symmetric=True, num_samples=64, max_seq_length=512, ignore=(),
                observer="", model="embedded")
+TEXTS: dict[str, Path] = {}  # "calibration" and "eval": conversation files written by main()
 FIRST_LAST = ("re:.*layers\\.0\\..*", "re:.*layers\\.17\\..*")
 
 
@@ -175,7 +177,7 @@ def run_experiment(e: dict, folders: dict, work: Path, evaluation_for) -> dict:
     if e["method"] == "none":
         return {"perplexity": reference_perplexity(folder, template, evaluation), "seconds": time.time() - started,
                 "eval": evaluation.description}
-    texts = calibration_texts(DEMO_TRAIN, template, tokenizer.eos_token or "", e["num_samples"], tokenizer)
+    texts = calibration_texts(TEXTS["calibration"], template, tokenizer.eos_token or "", e["num_samples"], tokenizer)
     out = work / e["name"]
     write_compressed(folder, out, tokenizer, texts, e["method"], e["group_size"], e["symmetric"],
                      e["max_seq_length"], e["ignore"], e["observer"])
@@ -261,15 +263,7 @@ def markdown(results: dict) -> str:
         lines += ["", "Reference (float32, transformers): embedded "
                   f"{runs.get('float32', {}).get('perplexity', float('nan')):.3f}"
                   + (f", merged SFT {runs['sft-float32']['perplexity']:.3f}" if "sft-float32" in runs else "")
-                  + ". Eval: " + runs.get("float32", {}).get("eval", "") + ". Seconds: calibration and save "
-                  "(unquantized rows: scoring), wall time on a machine shared with three other agents."]
-        earlier = RESULTS / "quantize_quality_compressed.json"
-        if earlier.exists():
-            rows = [r for r in json.loads(earlier.read_text())["rows"] if r["format"] == "compressed-tensors"]
-            lines += ["", "The group-128 AWQ and GPTQ rows (same code, same windows) are in "
-                      "[quantize_quality_compressed.md](quantize_quality_compressed.md): "
-                      + ", ".join(f"{r['type']} {r['perplexity']:.3f} ({r['delta_percent']:+.1f}%)" for r in rows)
-                      + "."]
+                  + ". Seconds: calibration and save (unquantized rows: scoring), wall time."]
     return "\n".join(lines) + "\n"
 
 
@@ -279,7 +273,7 @@ def main() -> None:
     parser.add_argument("--list", action="store_true", help="print the entries and exit")
     parser.add_argument("--sft_model", default="", help="a merged (LoRA-free) SFT checkpoint of gemma-3-270m to "
                                                         "repeat the measurements on, e.g. runs/demo/sft-merged")
-    parser.add_argument("--eval_tokens", type=int, default=2048)
+    parser.add_argument("--eval_tokens", type=int, default=8192)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", default="", help="keep the quantized checkpoints in this folder")
@@ -298,7 +292,12 @@ def main() -> None:
     from zephyr.embedded import embedded_checkpoint, gguf_path
     from zephyr.quantize.check import eval_set
 
+    from quantize_quality import UF_SAMPLE, conversations
+
     torch.set_num_threads(args.threads)
+    text_dir = Path(tempfile.mkdtemp(prefix="awq-investigation-text-"))
+    TEXTS.update(calibration=conversations(UF_SAMPLE / "train_1000.jsonl", text_dir),
+                 eval=conversations(UF_SAMPLE / "eval_200.jsonl", text_dir))
     folders = {"embedded": embedded_checkpoint()}
     if args.sft_model:
         folders["sft"] = Path(args.sft_model).resolve()
@@ -306,14 +305,18 @@ def main() -> None:
     results["meta"] = {"model": "google/gemma-3-270m (embedded; weights dequantized from Q4_K_M)",
                        "sft_model": "the demo pipeline's merged SFT model (zephyr demo: LoRA SFT on "
                                     "zephyr/demo_data, merged)" if args.sft_model else "-",
-                       "calibration": "zephyr/demo_data/sft_train.jsonl rendered with the chat template",
-                       "machine": f"{platform.machine()}, {args.threads} thread(s), shared",
+                       "calibration": "ultrafeedback_binarized_sample/train_1000.jsonl (prompt + chosen reply) "
+                                      "rendered with the chat template",
+                       "eval": f"ultrafeedback_binarized_sample/eval_200.jsonl, {args.eval_tokens} tokens in "
+                               f"windows of {args.window}",
+                       "machine": f"{platform.machine()}, {args.threads} thread(s), load average at the start "
+                                  f"{os.getloadavg()[0]:.2f} (other work on this machine is named in the README)",
                        "date": time.strftime("%Y-%m-%d", time.gmtime())}
     evaluations = {}
 
     def evaluation_for(model, tokenizer, template):
         if model not in evaluations:
-            evaluations[model] = eval_set(tokenizer, template, None, args.window, args.eval_tokens)
+            evaluations[model] = eval_set(tokenizer, template, str(TEXTS["eval"]), args.window, args.eval_tokens)
         return evaluations[model]
 
     if "grid" in chosen:

@@ -10,12 +10,14 @@ dequantized from the Q4_K_M GGUF on PyPI, so every weight already lies on a 4-bi
 "origin" column of the table below says so; llama.cpp's Q4_K types find that grid again, other 4-bit
 schemes do not). Every version is written by `zephyr quantize` code paths (gguf.write_gguf/quantize_file,
 awq.write_compressed) and scored by the same perplexity code as `zephyr quantize`'s check, on the same
-token windows of zephyr/demo_data/sft_test.jsonl (held out from training), against the float32 model under
-transformers. Tokens/s: greedy decoding of `--new_tokens` tokens after the sample question, one stream,
+token windows of held-out chat text, against the float32 model under transformers. Tokens/s: greedy decoding of `--new_tokens` tokens after the sample question, one stream,
 median of 3, on the engine that loads the file here: llama.cpp (llama-cpp-python) for GGUF, transformers for
 the float32 reference and for compressed-tensors (which transformers decompresses to float on CPU, so its
 speed is the float model's; vLLM serves these files with int4 kernels on GPUs). `--imatrix_types` adds those
-GGUF types again with an importance matrix computed from zephyr/demo_data/sft_train.jsonl.
+GGUF types again with an importance matrix computed from the calibration conversations.
+Text: real chat from ../shared/data/ultrafeedback_binarized_sample (prompt and chosen reply as one
+conversation, rendered with the chat template): calibration from train_1000.jsonl, evaluation on eval_200.jsonl,
+so no change to the demo data moves these numbers.
 Writes benchmarks/results/quantize_quality[_TAG].{json,md}.
 """
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,7 +36,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEMO_TRAIN = Path(__file__).resolve().parents[1] / "zephyr" / "demo_data" / "sft_train.jsonl"
+UF_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ultrafeedback_binarized_sample"
+
+
+def conversations(source: Path, folder: Path) -> Path:
+    """UltraFeedback rows (prompt, chosen reply) written to `folder` as a .jsonl of chat 'messages'."""
+    out = folder / source.name
+    with open(out, "w", encoding="utf-8") as handle:
+        for line in source.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["chosen"]}]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return out
 
 
 def size_mb(path: Path) -> float:
@@ -87,10 +101,11 @@ def llama_cpp_measure(path: Path, evaluation, prompt: list[int], new_tokens: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gguf_types", default="f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k")
-    parser.add_argument("--imatrix_types", default="")
+    parser.add_argument("--gguf_types", default=",".join(["f16", "q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_0", "q4_k_m",
+                                                           "q4_k_s", "q4_0", "q3_k_l", "q3_k_m", "q3_k_s", "q2_k"]))
+    parser.add_argument("--imatrix_types", default="q3_k_s,q2_k")
     parser.add_argument("--compressed", default="awq,gptq")
-    parser.add_argument("--eval_tokens", type=int, default=2048)
+    parser.add_argument("--eval_tokens", type=int, default=8192)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--num_samples", type=int, default=64)
     parser.add_argument("--max_seq_length", type=int, default=512)
@@ -114,7 +129,10 @@ def main() -> None:
     config = ModelConfig(model=str(folder), chat_template="auto")
     tokenizer = load_tokenizer(config)
     template = config.chat_template
-    evaluation = eval_set(tokenizer, template, None, args.window, args.eval_tokens)
+    text_dir = Path(tempfile.mkdtemp(prefix="quantize-quality-text-"))
+    calibration = conversations(UF_SAMPLE / "train_1000.jsonl", text_dir)
+    evaluation = eval_set(tokenizer, template, str(conversations(UF_SAMPLE / "eval_200.jsonl", text_dir)),
+                          args.window, args.eval_tokens)
     prompt = prompt_ids(SAMPLE_QUESTION, tokenizer, template)  # the same token ids for every engine
     reference = reference_perplexity(folder, template, evaluation)
     rows = [{"format": "safetensors", "type": "float32", "engine": "transformers", "size_mb": size_mb(folder),
@@ -127,7 +145,7 @@ def main() -> None:
         f16 = None
         if any(t in QUANTIZER_TYPES for t in gguf_types + imatrix_types) or "f16" in gguf_types:
             f16, _ = write_gguf(folder, work, "f16", template, "gemma-3-270m")
-        imatrix = importance_matrix(DEMO_TRAIN, folder, f16, template, 8192) if imatrix_types else None
+        imatrix = importance_matrix(calibration, folder, f16, template, 8192) if imatrix_types else None
         for qtype, guided in [(t, False) for t in gguf_types] + [(t, True) for t in imatrix_types]:
             if qtype == "f16":
                 path = f16
@@ -140,7 +158,7 @@ def main() -> None:
             rows.append({"format": "gguf", "type": qtype + (" + imatrix" if guided else ""), "engine": "llama.cpp",
                          "size_mb": size_mb(path), "perplexity": perplexity, "tokens_per_s": speed})
             print(json.dumps(rows[-1]), flush=True)
-        texts = calibration_texts(DEMO_TRAIN, template, tokenizer.eos_token or "", args.num_samples, tokenizer)
+        texts = calibration_texts(calibration, template, tokenizer.eos_token or "", args.num_samples, tokenizer)
         scheme = AwqConfig()  # the scheme `zephyr quantize awq|gptq` writes by default
         for method in [m for m in args.compressed.split(",") if m]:
             out = work / method
@@ -155,11 +173,13 @@ def main() -> None:
                          "tokens_per_s": transformers_speed(out, template, args.new_tokens),
                          "calibration_seconds": seconds})
             print(json.dumps(rows[-1]), flush=True)
+    shutil.rmtree(text_dir)
     for row in rows:
         row["delta_percent"] = 100.0 * (row["perplexity"] / reference - 1.0)
     meta = {"model": "google/gemma-3-270m (embedded; weights dequantized from Q4_K_M)",
-            "eval": evaluation.description, "calibration": f"zephyr/demo_data/sft_train.jsonl, {args.num_samples} "
-            f"dialogues, <= {args.max_seq_length} tokens each", "machine": f"{platform.machine()}, "
+            "eval": f"ultrafeedback_binarized_sample/{evaluation.description} (prompt + chosen reply)",
+            "calibration": f"ultrafeedback_binarized_sample/train_1000.jsonl, first {args.num_samples} "
+            f"conversations, <= {args.max_seq_length} tokens each", "machine": f"{platform.machine()}, "
             f"{args.threads} threads", "new_tokens": args.new_tokens,
             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     suffix = f"_{args.tag}" if args.tag else ""

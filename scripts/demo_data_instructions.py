@@ -261,6 +261,33 @@ def words_of(sentences: list[str]) -> int:
     return sum(len(re.findall(r"\w+", s)) for s in sentences)
 
 
+# Breakers change a reply as little as breaking its constraint needs, so a rejected reply is about as long as
+# the chosen one: a pair should teach the constraint, not that longer (or shorter) replies win.
+
+
+def shortest_cut(sentences: list[str], broken) -> list[str]:
+    """The longest prefix of `sentences` that breaks the constraint (`broken(prefix)` true)."""
+    for end in range(len(sentences) - 1, 0, -1):
+        if broken(sentences[:end]):
+            return sentences[:end]
+    return sentences[:1]
+
+
+def longest_cut(sentences: list[str], broken) -> list[str]:
+    """The shortest prefix of `sentences` that breaks the constraint."""
+    for end in range(1, len(sentences) + 1):
+        if broken(sentences[:end]):
+            return sentences[:end]
+    return sentences
+
+
+def swapped(reply: list[str], topic: list[str], word: str) -> list[str]:
+    """`reply` with each sentence holding `word` replaced by an unused topic sentence without it."""
+    spare = iter([s for s in topic if s not in reply and word not in s.lower()])
+    out = [next(spare, "") if word in s.lower() else s for s in reply]
+    return [s for s in out if s]  # a sentence with no spare to take its place is dropped
+
+
 def make_request(topic: tuple, rng) -> Request:
     """One request on `topic` with 1-3 compatible constraints, and a reply plan that follows them all."""
     name, title, sentences = topic
@@ -303,16 +330,18 @@ def make_request(topic: tuple, rng) -> Request:
             plan.sentences = sentences[rng.choice([0, start]):]  # the longest replies: up to the whole topic
             n = max(40, words_of(plan.sentences) - rng.randint(5, 25)) // 10 * 10
             add(c, {"relation": "at least", "num_words": n},
-                lambda p: dataclasses.replace(p, sentences=p.sentences[:2]), n=n)
+                lambda p: dataclasses.replace(p, sentences=shortest_cut(p.sentences, lambda s: words_of(s) < n)),
+                n=n)
         elif c == "words_max":
             plan.sentences = plan.sentences[: rng.randint(2, 4)]
             n = (words_of(plan.sentences) + rng.randint(8, 20)) // 5 * 5
             add(c, {"relation": "less than", "num_words": n},
-                lambda p: dataclasses.replace(p, sentences=sentences[:9]), n=n)
+                lambda p: dataclasses.replace(p, sentences=longest_cut(sentences, lambda s: words_of(s) >= n)),
+                n=n)
         elif c == "sentences_min":
             n = max(3, len(plan.sentences) - rng.randint(0, 2))
             add(c, {"relation": "at least", "num_sentences": n},
-                lambda p: dataclasses.replace(p, sentences=p.sentences[:2]), n=n)
+                lambda p: dataclasses.replace(p, sentences=p.sentences[:n - 1]), n=n)
         elif c == "first_word":
             n = rng.randint(2, 4)
             plan.sentences = sentences[start: start + max(len(plan.sentences), 2 * n)]
@@ -326,12 +355,13 @@ def make_request(topic: tuple, rng) -> Request:
             letter = rng.choice([ch for ch, k in counts.items() if k >= 4])
             n = max(2, counts[letter] - rng.randint(0, 3))
             add(c, {"letter": letter, "let_frequency": n, "let_relation": "at least"},
-                lambda p: dataclasses.replace(p, sentences=p.sentences[:1]), l=letter, n=n)
+                lambda p: dataclasses.replace(p, sentences=shortest_cut(
+                    p.sentences, lambda s: " ".join(s).lower().count(letter) < n)), l=letter, n=n)
         elif c == "sentences_max":
             plan.sentences = plan.sentences[: rng.randint(2, 4)]
             n = len(plan.sentences) + rng.randint(1, 2)
             add(c, {"relation": "less than", "num_sentences": n},
-                lambda p: dataclasses.replace(p, sentences=sentences[: n + 2]), n=n, m=n - 1)
+                lambda p: dataclasses.replace(p, sentences=sentences[:n]), n=n, m=n - 1)
         elif c == "paragraphs":
             n = rng.randint(2, 4)
             plan.sentences = sentences[start: start + max(len(plan.sentences), 2 * n)]
@@ -360,7 +390,7 @@ def make_request(topic: tuple, rng) -> Request:
         elif c == "keywords":
             a, b = rng.sample(sorted(set(content_words(" ".join(plan.sentences[:3])))), 2)
             add(c, {"keywords": [a, b]},
-                lambda p: dataclasses.replace(p, sentences=[s for s in p.sentences if a not in s.lower()]), a=a, b=b)
+                lambda p: dataclasses.replace(p, sentences=swapped(p.sentences, sentences, a)), a=a, b=b)
         elif c == "forbidden":
             if len(plan.sentences) >= len(sentences) - 1:  # leave a sentence out, to hold the forbidden words
                 plan.sentences = plan.sentences[:-2]
@@ -370,7 +400,7 @@ def make_request(topic: tuple, rng) -> Request:
             a, b = rng.sample(options, 2)
             extra = next(s for s in unused if a in content_words(s))
             add(c, {"forbidden_words": [a, b]},
-                lambda p: dataclasses.replace(p, sentences=p.sentences + [extra]), a=a, b=b)
+                lambda p: dataclasses.replace(p, sentences=p.sentences[:-1] + [extra]), a=a, b=b)
         elif c == "frequency":
             counts = {}
             for s in plan.sentences:
@@ -380,7 +410,7 @@ def make_request(topic: tuple, rng) -> Request:
             if n < 2:
                 w, n = rng.choice(sorted(counts)), 1
             add(c, {"keyword": w, "frequency": n, "relation": "at least"},
-                lambda p: dataclasses.replace(p, sentences=[s for s in p.sentences if w not in s.lower()]), w=w, n=n)
+                lambda p: dataclasses.replace(p, sentences=swapped(p.sentences, sentences, w)), w=w, n=n)
         elif c == "lower":
             plan.case = "lower"
             add(c, {}, lambda p: dataclasses.replace(p, case=None))
