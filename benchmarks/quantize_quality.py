@@ -1,8 +1,8 @@
 """Quantized versions of the embedded model side by side: format x type -> file size, perplexity and its
 change, tokens/s for one stream.
 
-    python benchmarks/quantize_quality.py [--gguf_types f16,q8_0,q6_k,q5_k_m,q4_k_m,q4_0,q3_k_m,q2_k]
-        [--compressed awq,gptq] [--imatrix_types q2_k,q3_k_m] [--eval_tokens 2048] [--window 256]
+    python benchmarks/quantize_quality.py [--gguf_types f16,q8_0,q6_k,q5_k_m,...,q3_k_s,q2_k (all)]
+        [--compressed awq,gptq] [--imatrix_types q3_k_s,q2_k] [--eval_tokens 8192] [--window 256]
         [--num_samples 64] [--max_seq_length 512] [--new_tokens 64] [--threads 2] [--tag NAME]
 
 The model is the embedded google/gemma-3-270m as zephyr ships it: its float32 safetensors are themselves
