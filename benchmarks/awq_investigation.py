@@ -324,16 +324,16 @@ def main() -> None:
         if "sft" in folders:
             results["grid"]["merged SFT"] = weight_grid(folders["sft"], None)
         print(json.dumps(results["grid"], indent=1), flush=True)
-    runs = results.setdefault("experiments", {})
     with tempfile.TemporaryDirectory(prefix="awq-investigation-") as tmp:
         work = Path(args.keep) if args.keep else Path(tmp)
         for e in EXPERIMENTS:
             if e["name"] not in chosen or (e["model"] not in folders):
                 continue
-            runs[e["name"]] = {**run_experiment(e, folders, work, evaluation_for),
-                               "setting": {k: v for k, v in e.items() if k != "name"}}
-            print(json.dumps({e["name"]: runs[e["name"]]}), flush=True)
-            results = save(results, chosen)  # keep what finished
+            run = {**run_experiment(e, folders, work, evaluation_for),
+                   "setting": {k: v for k, v in e.items() if k != "name"}}
+            print(json.dumps({e["name"]: run}), flush=True)
+            results.setdefault("experiments", {})[e["name"]] = run
+            results = save(results, chosen)  # keep what finished; save returns a new dict
     results = save(results, chosen)
     print(markdown(results))
 

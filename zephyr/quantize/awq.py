@@ -4,7 +4,7 @@ Why llm-compressor rather than AutoAWQ: AutoAWQ is archived (its last release, 0
 transformers 5, and needs triton), while llm-compressor is maintained by the vLLM project and writes the
 compressed-tensors format that vLLM serves natively and transformers loads. Its transformers pin clashes
 with zephyr's, so it runs in a managed environment (zephyr/cache.py). Symmetric int4, group size 32 by default
-(benchmarks/awq_investigation.py: on gemma-3-270m groups of 128 cost three times the perplexity); zero-point
+(benchmarks/awq_investigation.py: on gemma-3-270m groups of 128 cost twice the perplexity change); zero-point
 (asymmetric) checkpoints do not load in zephyr's own transformers.
 """
 
@@ -40,7 +40,7 @@ def calibration_texts(path: str | Path | None, template: str, eos_token: str, li
 def write_compressed(folder: Path, output_dir: Path, tokenizer, texts: list[str], method: str = "awq",
                      group_size: int = 32, symmetric: bool = True, max_seq_length: int = 512,
                      ignore: list[str] | tuple[str, ...] = (), observer: str = "") -> None:
-    """Calibrate `method` ("awq", "gptq" or "rtn") in the llm-compressor environment and save int4
+    """Calibrate `method` ("awq", "gptq", "awq+gptq" or "rtn") in the llm-compressor environment and save int4
     compressed-tensors weights to `output_dir`, with `tokenizer` (carrying zephyr's chat template) beside them.
     `ignore`: Linear layers (names or "re:" patterns) kept unquantized besides the LM head; `observer`:
     llm-compressor's weight observer (default min-max)."""
@@ -74,7 +74,8 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     template = tokenizer_config.chat_template
     texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples,
                               tokenizer)
-    write_compressed(folder, output_dir, tokenizer, texts, config.method, config.group_size, config.symmetric,
+    method = "awq+gptq" if getattr(config, "awq_scaling", False) else config.method
+    write_compressed(folder, output_dir, tokenizer, texts, method, config.group_size, config.symmetric,
                      config.max_seq_length, config.ignore)
     print(f"zephyr quantize: wrote {output_dir} (compressed-tensors, loads in vLLM and transformers)")
     if not config.check:
@@ -83,7 +84,7 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     reference = reference_perplexity(folder, template, evaluation)
     perplexity, sample = check_awq(output_dir, template, evaluation)
     print(f"zephyr quantize: transformers reloaded {output_dir.name}; its reply to a sample question: {sample!r}")
-    version = f"{config.method}-w4-g{config.group_size}{'' if config.symmetric else '-asym'}"
+    version = f"{method}-w4-g{config.group_size}{'' if config.symmetric else '-asym'}"
     label = engine_label("compressed-tensors", "transformers + compressed-tensors")
     return [row(version, output_dir, perplexity, reference, label)], evaluation.description
 
