@@ -73,9 +73,10 @@ def choose_for_pool(model: str, requested: str = "auto") -> tuple[str, str, str]
     The pool sends many long prompts at once, so prefill weighs as much as decoding. `auto` there:
       * a GGUF file -> llama.cpp (reads the file as it is), as `choose` does;
       * anything else, `embedded` included -> transformers. benchmarks/results/aif_throughput_quiet*.md
-        measured the pool step on the embedded model faster on transformers' continuous batching (1.71x plain
-        generate at 32 new tokens, 1.76x at 128) than on llama.cpp with the same weights from the embedded
-        GGUF file (1.27x, 1.64x): llama.cpp's prefill of long prompts is the slower one on this CPU.
+        measured the pool step on the embedded model on transformers' continuous batching at 2.14x plain
+        generate with 32 new tokens and 1.73x with 128, on llama.cpp with the same weights from the embedded
+        GGUF file at 1.84x and 1.82x: llama.cpp's prefill of long prompts is the slower one on a CPU, so it
+        only draws level as replies grow; transformers is also the engine that runs on GPUs.
         vLLM's CPU build is behind transformers at 16 concurrent requests (benchmarks/results/serve_load.md)
         and was seen to crash on tiny models, and a pool runs unattended. llama.cpp and vLLM stay one
         `engine=` away.
