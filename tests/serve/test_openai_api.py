@@ -114,8 +114,8 @@ def test_sixteen_concurrent_clients(client):
     expected = {q: ask(client, q).choices[0].message.content for q in QUESTIONS}
     with ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(lambda q: ask(client, q).choices[0].message.content, QUESTIONS))
-    # a batch changes the kernels' summation order, and the tiny random model's logits are near ties, so a
-    # greedy reply may turn late in the batch (seen with llama.cpp on an AVX512 CPU); a reply crossed with
+    # a batch changes the kernels' summation order (llama.cpp's differ between batch sizes on some CPUs), and
+    # the tiny random model's logits are near ties, so a greedy reply may turn late; a reply crossed with
     # another client's, or corrupted by the batch, differs from the start
     for question, answer in zip(QUESTIONS, answers):
         agreed = len(os.path.commonprefix([answer, expected[question]]))

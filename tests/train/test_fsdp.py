@@ -35,13 +35,20 @@ def run_two_processes(folder: Path, out: Path, stage: str) -> dict:
     return result
 
 
-def assert_exported(folder: Path, expected: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
-    """`folder` is a plain checkpoint that transformers loads, holding `expected` to `atol`."""
+def assert_exported(folder: Path, expected: dict[str, torch.Tensor], atol: float = 1e-5,
+                    stray: tuple[float, float] | None = None) -> None:
+    """`folder` is a plain checkpoint that transformers loads, holding `expected` to `atol`; with
+    `stray=(share, bound)`, less than `share` of each tensor's weights may be further off, by at most `bound`."""
     weights = dict(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())
     assert weights.keys() == expected.keys()
     for name, value in expected.items():
-        torch.testing.assert_close(weights[name], value, atol=atol, rtol=0,
-                                   msg=lambda detail: f"{folder.name}: {name}: {detail}")
+        if stray is None:
+            torch.testing.assert_close(weights[name], value, atol=atol, rtol=0,
+                                       msg=lambda detail: f"{folder.name}: {name}: {detail}")
+            continue
+        gap = (weights[name].detach() - value).abs()
+        assert (gap > atol).float().mean() < stray[0], f"{folder.name}: {name}"
+        assert gap.max() <= stray[1], f"{folder.name}: {name}"
 
 
 @pytest.mark.slow
@@ -97,17 +104,10 @@ def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir
     trained = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "single", dtype=torch.float32).named_parameters())
     # Adam divides by sqrt(v): on a weight whose gradient is near zero, the sharded run's other summation order
     # moves it by up to ~1% of one step (each step changes every weight by ~7.5e-4 here); 5e-5 is 7% of a step
-    expected = {name: p.detach() for name, p in trained.items()}
-    if variant != "dpo-bf16":
-        assert_exported(tmp_path / "dpo", expected, atol=5e-5)
-    else:  # in bf16 a near-zero gradient can change sign with the summation order, and Adam turns it into a
-        # whole step the other way (seen: 12 of 32,768 embedding weights, 7.4e-4 apart, on an AVX512 CPU)
-        exported = dict(AutoModelForCausalLM.from_pretrained(tmp_path / "dpo", dtype=torch.float32).named_parameters())
-        assert exported.keys() == expected.keys()
-        for name, value in expected.items():
-            gap = (exported[name].detach() - value).abs()
-            assert gap.max() <= 2 * 7.5e-4 + 1e-4, name  # never more than the two steps taken
-            assert (gap > 5e-5).float().mean() < 1e-3, name  # and only on a handful of weights
+    # in bf16 a near-zero gradient can change sign with the summation order, which Adam turns into a whole
+    # step the other way: a handful of weights (< 0.1%) may differ, by no more than the two steps taken
+    stray = (1e-3, 2 * 7.5e-4 + 1e-4) if variant == "dpo-bf16" else None
+    assert_exported(tmp_path / "dpo", {name: p.detach() for name, p in trained.items()}, atol=5e-5, stray=stray)
     assert not torch.equal(trained["lm_head.weight"], dict(
         AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).named_parameters())["lm_head.weight"])
 

@@ -74,7 +74,7 @@ def run(config, folder: Path, output_dir: Path) -> tuple[list[dict], str]:
     template = tokenizer_config.chat_template
     texts = calibration_texts(config.calibration or None, template, tokenizer.eos_token or "", config.num_samples,
                               tokenizer)
-    method = "awq+gptq" if getattr(config, "awq_scaling", False) else config.method
+    method = config.modifiers
     write_compressed(folder, output_dir, tokenizer, texts, method, config.group_size, config.symmetric,
                      config.max_seq_length, config.ignore)
     print(f"zephyr quantize: wrote {output_dir} (compressed-tensors, loads in vLLM and transformers)")

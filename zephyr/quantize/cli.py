@@ -57,6 +57,11 @@ class AwqConfig(CheckConfig):
                                        "'re:' patterns, e.g. 're:.*layers\\.0\\..*' (the first decoder layer)")
     setup_only: bool = field(False, help="only create the llm-compressor environment (~/.cache/zephyr/engines)")
 
+    @property
+    def modifiers(self) -> str:
+        """llm-compressor modifiers the worker runs (zephyr/quantize/awq_worker.py)."""
+        return self.method
+
 
 @dataclasses.dataclass
 class GptqConfig(AwqConfig):
@@ -66,6 +71,10 @@ class GptqConfig(AwqConfig):
 
     awq_scaling: bool = field(False, help="rescale channels with AWQ first, then round with GPTQ (slower: AWQ's "
                                           "grid search; gemma-3-270m g32: +10.8% perplexity, GPTQ alone +13.3%)")
+
+    @property
+    def modifiers(self) -> str:
+        return "awq+gptq" if self.awq_scaling else self.method
 
 
 def model_folder(model: str) -> Path:
