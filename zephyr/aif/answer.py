@@ -11,11 +11,11 @@ reply run to its max_new_tokens (benchmarks/aif_throughput.py: every path genera
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
-from ..errors import ConfigError, ZephyrError
+from ..errors import ConfigError
 from ..sampling import Sampling
+from ..serve.offline import answer_all
 from .pool import Answerer
 
 
@@ -83,31 +83,6 @@ class Engines:
         self.close()
 
 
-async def _local_reply(engine, job: Job, ignore_end_of_turn: bool) -> tuple[str, int]:
-    """-> (reply text, tokens generated)."""
-    from ..serve.engine import generate
-    from ..serve.protocol import ApiError
-
-    answerer = job.answerer
-    try:
-        prompt = engine.chat_prompt(job.messages)
-    except ApiError as err:
-        raise ZephyrError(f"completion {job.index} ({answerer.name}): {err}") from err
-    room = engine.context_length - len(prompt.ids)
-    if room < 1:
-        raise ZephyrError(f"completion {job.index} ({answerer.name}): the prompt has {len(prompt.ids)} tokens, "
-                          f"the model's context is {engine.context_length}")
-    sampling = Sampling(temperature=answerer.temperature, top_k=answerer.top_k, top_p=answerer.top_p,
-                        max_new_tokens=min(answerer.max_new_tokens, room), seed=job.seed)
-    stop_ids = () if ignore_end_of_turn else engine.chat_stop_ids()
-    steps = [step async for step in generate(engine, prompt, sampling, stop_ids)]
-    return "".join(step.text for step in steps), (steps[-1].tokens if steps else 0)
-
-
-async def _local_replies(engine, jobs: list[Job], ignore_end_of_turn: bool) -> list[tuple[str, int]]:
-    return list(await asyncio.gather(*(_local_reply(engine, job, ignore_end_of_turn) for job in jobs)))
-
-
 def replies(engines: Engines, jobs: list[Job]) -> dict[int, str]:
     """{job.index: cleaned reply}; one engine (or endpoint) at a time, all its jobs together."""
     groups: dict[tuple, list[Job]] = {}
@@ -121,7 +96,10 @@ def replies(engines: Engines, jobs: list[Job]) -> dict[int, str]:
                 {"messages": j.messages, "max_tokens": j.answerer.max_new_tokens,
                  "temperature": j.answerer.temperature, "top_p": j.answerer.top_p} for j in group])]
         else:
-            done = asyncio.run(_local_replies(engine, group, engines.ignore_end_of_turn))
+            samplings = [Sampling(temperature=j.answerer.temperature, top_k=j.answerer.top_k, top_p=j.answerer.top_p,
+                                  max_new_tokens=j.answerer.max_new_tokens, seed=j.seed) for j in group]
+            done = answer_all(engine, [j.messages for j in group], samplings,
+                              [f"completion {j.index} ({j.answerer.name})" for j in group], engines.ignore_end_of_turn)
             texts = [text for text, _ in done]
             engines.new_tokens.update((job.index, tokens) for job, (_, tokens) in zip(group, done))
         out.update((job.index, clean(text)) for job, text in zip(group, texts))

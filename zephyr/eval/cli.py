@@ -20,14 +20,13 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..judge import JudgeConfig, check_judge, make_judge
 from ..config import field, parse_args
 from ..data.io import write_rows
 from ..errors import ConfigError
-from ..sampling import SamplingConfig, batched, generate_batch
+from ..sampling import SamplingConfig
 from . import alpaca_eval, ifeval, mt_bench
+from .generator import ENGINES, make_generator
 
 BENCHMARKS = ("mt_bench", "alpaca_eval", "ifeval", "lm_eval")
 JUDGED = ("mt_bench", "alpaca_eval")
@@ -41,7 +40,10 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     data: str = field("", help="local benchmark file (question.jsonl, alpaca_eval.json, input_data.jsonl); default: hub")
     output_dir: str = field("runs/eval", help="where answers, judgements and report.json go")
     limit: int = field(0, help="evaluate only the first N items (0 = all)")
-    batch_size: int = field(8, help="prompts generated together")
+    batch_size: int = field(8, help="replies generated together")
+    engine: str = field("transformers", help="transformers (zephyr serve's batched decoder: a finished reply's row "
+                                             "takes the next prompt at once), generate (transformers' generate on "
+                                             "fixed batches), llama.cpp (.gguf --model) or vllm")
     # --- MT-Bench (FastChat llm_judge), lm-eval, and results into the model card ---
     update_card: bool = field(True, help="write the results into the model card (README.md) of a local --model folder")
     judge_prompts: str = field("", help="MT-Bench: FastChat's judge_prompts.jsonl (default: FastChat v0.2.36's, "
@@ -79,6 +81,10 @@ class EvalConfig(JudgeConfig, SamplingConfig):
         super().__post_init__()
         if self.benchmark not in BENCHMARKS:
             raise ConfigError(f"unknown benchmark {self.benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.engine != "generate" and self.repetition_penalty != 1.0:
+            raise ConfigError("--repetition_penalty: zephyr serve's engines do not apply it; use --engine generate")
         if self.benchmark == "lm_eval":
             from .lm_eval_tasks import check_settings
 
@@ -91,24 +97,6 @@ class EvalConfig(JudgeConfig, SamplingConfig):
             (self.benchmark == "alpaca_eval" and self.annotations)
         if self.benchmark in JUDGED and not rescoring:
             check_judge(self)  # fail on a bad judge before generating
-
-
-def make_generator(config: EvalConfig):
-    """-> generate(conversations, temperature=None) -> replies, with one model load."""
-    from ..models import load_model, load_tokenizer
-
-    tokenizer = load_tokenizer(config)
-    model = load_model(config, tokenizer).eval()
-
-    def generate(conversations, temperature=None):
-        sampling = config if temperature is None else dataclasses.replace(config, temperature=temperature)
-        replies = []
-        for start, chunk in tqdm(list(batched(conversations, config.batch_size)), desc="answer", unit="batch"):
-            replies += generate_batch(model, tokenizer, chunk, sampling, config.chat_template,
-                                      seed=config.seed + start)
-        return replies
-
-    return generate
 
 
 def run(config: EvalConfig, generate=None) -> dict:
@@ -158,9 +146,14 @@ def run_ifeval(config: EvalConfig, generate=None) -> dict:
         if missing:
             print(f"{len(missing)} IFEval prompts have no response in {config.responses}; scored: {len(rows)}",
                   flush=True)
-    else:
-        generate = generate or make_generator(config)
-        responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
+    else:  # replies kept as they finish: a rerun after a crash answers only the rest
+        own = generate is None
+        generate = generate or make_generator(config, resume=Path(config.output_dir) / "replies.partial.jsonl")
+        try:
+            responses = generate([[{"role": "user", "content": r["prompt"]}] for r in rows])
+        finally:
+            if own:
+                generate.close()
     checked = [ifeval.check(r, response) for r, response in zip(rows, responses)]
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
