@@ -100,5 +100,5 @@ def test_engine_settings_checked_before_any_model():
     with pytest.raises(ConfigError, match="--engine: 'fast' is not one of"):
         EvalConfig(benchmark="ifeval", engine="fast")
     with pytest.raises(ConfigError, match="--repetition_penalty"):
-        EvalConfig(benchmark="ifeval", repetition_penalty=1.2)
-    EvalConfig(benchmark="ifeval", engine="generate", repetition_penalty=1.2)
+        EvalConfig(benchmark="ifeval", engine="transformers", repetition_penalty=1.2)
+    assert EvalConfig(benchmark="ifeval", repetition_penalty=1.2).engine == "generate"

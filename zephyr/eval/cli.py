@@ -41,9 +41,9 @@ class EvalConfig(JudgeConfig, SamplingConfig):
     output_dir: str = field("runs/eval", help="where answers, judgements and report.json go")
     limit: int = field(0, help="evaluate only the first N items (0 = all)")
     batch_size: int = field(8, help="replies generated together")
-    engine: str = field("transformers", help="transformers (zephyr serve's batched decoder: a finished reply's row "
-                                             "takes the next prompt at once), generate (transformers' generate on "
-                                             "fixed batches), llama.cpp (.gguf --model) or vllm")
+    engine: str = field("generate", help="generate (transformers' generate on batches of --batch_size; the fastest "
+                                         "measured on a CPU), transformers (zephyr serve's batched decoder: a "
+                                         "finished reply's row takes the next prompt), llama.cpp (.gguf --model), vllm")
     # --- MT-Bench (FastChat llm_judge), lm-eval, and results into the model card ---
     update_card: bool = field(True, help="write the results into the model card (README.md) of a local --model folder")
     judge_prompts: str = field("", help="MT-Bench: FastChat's judge_prompts.jsonl (default: FastChat v0.2.36's, "

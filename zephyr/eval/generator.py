@@ -1,10 +1,12 @@
 """How `zephyr eval` answers a benchmark's prompts: one model load, then `generator(conversations)` -> replies.
 
-`--engine transformers` (the default) sends every prompt at once to `zephyr serve`'s batched decoder, which keeps
-`--batch_size` replies decoding together and starts the next prompt as soon as one reply ends; `--engine
-generate` runs transformers' `generate` on fixed batches of `--batch_size`, each waiting for its longest reply
-(benchmarks/results/eval_engines.md measures both). `llama.cpp` (a .gguf --model) and `vllm` are zephyr serve's
-other engines. A reply's seed is --seed plus its position, whatever else shares the batch.
+`--engine generate` (the default) runs transformers' `generate` on fixed batches of `--batch_size`, each batch
+waiting for its longest reply; `--engine transformers` sends every prompt at once to `zephyr serve`'s batched
+decoder, which starts the next prompt as soon as a reply ends. On a 2-core CPU the fixed batches are the faster
+(benchmarks/results/eval_engines.md: the decoder at 0.68x on IFEval with the embedded model, whose replies mostly
+run to the token limit, so fixed batches waste little). `llama.cpp` (a .gguf --model) and `vllm` are zephyr
+serve's other engines. Seeds: --seed plus the reply's position (engines), or plus the batch's first position
+(generate).
 
 With a resume file, each reply is appended to it as it finishes, under a fingerprint of the settings and the
 model's files; a rerun after a crash answers only what is missing, and replies made with other settings or
