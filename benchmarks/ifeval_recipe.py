@@ -11,8 +11,8 @@ The demo run is trained (or reused) in --work with `zephyr run recipes/demo --st
 answers and report land in <run>/ifeval/<model>/, so a rerun only scores what is missing. Results:
 benchmarks/results/ifeval_recipe[_TAG].json and .md, with the four IFEval numbers per model, the held-out pair
 accuracy of the demo run and the wall time of each part. `--collect RUN` trains and scores nothing: it writes
-the IFEval stage that `zephyr run` itself ran (its 40-prompt subset) to results/ifeval_demo_run.{json,md}, with
-each model's mean reply length.
+the IFEval stage that `zephyr run` itself ran (its 40-prompt subset) to results/ifeval_demo_run[_TAG].{json,md}, with
+each model's mean reply length (`--tag` suffixes the name).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main():
     parser.add_argument("--collect", type=Path, help="a finished `zephyr run` folder whose IFEval stage to write up")
     args = parser.parse_args()
     if args.collect:
-        return collect(args.collect, args.out)
+        return collect(args.collect, args.out, args.tag)
 
     from zephyr import pipeline
 
@@ -90,7 +90,7 @@ def mean_words(answers: Path) -> float:
     return round(sum(len(r["response"].split()) for r in rows) / len(rows), 1)
 
 
-def collect(run: Path, out: Path) -> None:
+def collect(run: Path, out: Path, tag: str = "") -> None:
     ifeval, held = json.loads((run / "ifeval.json").read_text()), json.loads((run / "eval.json").read_text())
     seconds = json.loads((run / "summary.json").read_text())["seconds"]
     metrics = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
@@ -99,7 +99,8 @@ def collect(run: Path, out: Path) -> None:
               "mean_reply_words": words, "held_out_pairs": held, "seconds": seconds,
               "sft_eval_loss_by_epoch": [m["eval_loss"] for m in metrics if "eval_loss" in m]}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ifeval_demo_run.json").write_text(json.dumps(report, indent=1) + "\n")
+    stem = "ifeval_demo_run" + (f"_{tag}" if tag else "")
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# IFEval stage of `zephyr run recipes/demo` ({ifeval['prompts']} prompts, greedy, "
              f"{ifeval['max_new_tokens']} new tokens)", "",
              "| model | prompt strict | prompt loose | instruction strict | instruction loose | mean reply words |",
@@ -110,7 +111,7 @@ def collect(run: Path, out: Path) -> None:
               f" -> DPO {held['dpo']['preference_accuracy']:.3f}; DPO rewards/accuracies "
               f"{held['dpo']['rewards/accuracies']:.3f}.", "",
               "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())]
-    (out / "ifeval_demo_run.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
