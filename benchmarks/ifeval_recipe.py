@@ -6,6 +6,7 @@ on the same prompts with the same settings: greedy, up to 1,280 new tokens (lm-e
     python benchmarks/ifeval_recipe.py --ifeval_data ... --prompts 80 --tag subset80                    # a subset
     python benchmarks/ifeval_recipe.py --ifeval_data ... --run ultrafeedback=/tmp/dpo_quality_work     # add a run
     python benchmarks/ifeval_recipe.py --collect runs/demo   # the IFEval stage of a finished `zephyr run`
+    python benchmarks/ifeval_recipe.py --ifeval_data ... --score base=B.jsonl sft=S.jsonl final=F.jsonl  # saved
 
 The demo run is trained (or reused) in --work with `zephyr run recipes/demo --stages sft dpo eval`; each model's
 answers and report land in <run>/ifeval/<model>/, so a rerun only scores what is missing. Results:
@@ -39,9 +40,14 @@ def main():
     parser.add_argument("--tag", default="", help="results file suffix")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--collect", type=Path, help="a finished `zephyr run` folder whose IFEval stage to write up")
+    parser.add_argument("--score", nargs="+", metavar="MODEL=ANSWERS",
+                        help="no training, no generation: score saved replies ({\"prompt\", \"response\"} JSONL, e.g. "
+                             "a model's ifeval/<model>/answers.jsonl) on the --prompts subset and write the table")
     args = parser.parse_args()
     if args.collect:
         return collect(args.collect, args.out, args.tag)
+    if args.score:
+        return score(dict(s.split("=", 1) for s in args.score), args)
 
     from zephyr import pipeline
 
@@ -81,6 +87,34 @@ def main():
     lines += ["", f"Demo held-out pairs ({pairs['pairs']}): preference accuracy SFT "
               f"{pairs['sft_preference_accuracy']:.3f} -> DPO {pairs['dpo_preference_accuracy']:.3f}.", "",
               "Seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items())]
+    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def score(files: dict[str, str], args) -> None:
+    """Each model's saved replies checked against the prompts they answer; a prompt without a reply is an error."""
+    from zephyr.eval import ifeval
+
+    prompts = ifeval.fixed_subset(ifeval.load_prompts(args.ifeval_data or None), args.prompts)
+    models = {}
+    for name, path in files.items():
+        joined, unjoined, missing = ifeval.load_responses(path, prompts)
+        if unjoined or missing:
+            raise SystemExit(f"{path}: {len(missing)} prompts without a reply, {len(unjoined)} rows of other prompts")
+        checked = [ifeval.check(row, response) for row, response in joined]
+        summary = ifeval.summarize(checked)
+        models[name] = {**{k: summary[k] for k in NUMBERS}, "prompts": len(joined), "answers": path,
+                        "mean_reply_words": round(sum(len(r.split()) for _, r in joined) / len(joined), 1)}
+    report = {"settings": {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "temperature": 0.0,
+                           "data": args.ifeval_data or "google/IFEval"}, "models": models}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "ifeval_recipe" + (f"_{args.tag}" if args.tag else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    lines = [f"# IFEval: base -> SFT -> DPO ({len(prompts)} prompts, greedy, {args.max_new_tokens} new tokens)", "",
+             "| model | prompt strict | prompt loose | instruction strict | instruction loose | mean reply words |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {name} | " + " | ".join(f"{m[k]:.1f}" for k in NUMBERS) + f" | {m['mean_reply_words']} |"
+              for name, m in models.items()]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
