@@ -104,7 +104,7 @@ def score(files: dict[str, str], args) -> None:
         checked = [ifeval.check(row, response) for row, response in joined]
         summary = ifeval.summarize(checked)
         models[name] = {**{k: summary[k] for k in NUMBERS}, "prompts": len(joined), "answers": path,
-                        "mean_reply_words": round(sum(len(r.split()) for _, r in joined) / len(joined), 1)}
+                        "mean_reply_words": mean_words(Path(path))}
     report = {"settings": {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "temperature": 0.0,
                            "data": args.ifeval_data or "google/IFEval"}, "models": models}
     args.out.mkdir(parents=True, exist_ok=True)

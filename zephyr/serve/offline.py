@@ -8,6 +8,7 @@ carries its own sampling settings and seed, so a reply does not depend on what e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Callable, Sequence
 
 from ..errors import ZephyrError
@@ -26,7 +27,7 @@ async def _reply(engine: Engine, messages: list[dict], sampling: Sampling, stop_
     if room < 1:
         raise ZephyrError(f"{name}: the prompt has {len(prompt.ids)} tokens, the model's context is "
                           f"{engine.context_length}")
-    sampling = Sampling(**{**vars(sampling), "max_new_tokens": min(sampling.max_new_tokens, room)})
+    sampling = dataclasses.replace(sampling, max_new_tokens=min(sampling.max_new_tokens, room))
     steps = [step async for step in generate(engine, prompt, sampling, stop_ids)]
     return "".join(step.text for step in steps), (steps[-1].tokens if steps else 0)
 
