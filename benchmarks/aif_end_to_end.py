@@ -312,6 +312,8 @@ def main() -> int:
                     "aspect_call_max_tokens": recipe["judge_max_tokens"],
                     "critique_max_tokens": recipe["critique_max_tokens"],
                     "ultrafeedback": {"answer": 1024, "aspect_call": 500, "critique": 1024}},
+        "judge_grammar_chars": recipe["judge_rationale_chars"] if recipe.get("judge_grammar") else 0,
+        "overall_scores": score_counts(out / "rated.jsonl"),
         "summary": report["summary"], "report": report, "kills": kills, "runs": len(runs),
         "wall_s_per_stage": {k: round(v, 1) for k, v in stage_wall.items()}, "aif_wall_s": round(aif_wall, 1),
         "idempotent_rerun": idempotent, "checks": checked, "dpo": dpo,
@@ -321,6 +323,12 @@ def main() -> int:
     (HERE / "results" / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
     return 1 if checked["problems"] or (dpo["ran"] and dpo["exit"] != 0) else 0
+
+
+def score_counts(rated: Path) -> dict[str, int]:
+    """How the judge's overall_scores spread (one value for all would make every pair a tie)."""
+    scores = Counter(str(c.get("overall_score")) for row in read_jsonl(rated) for c in row["completions"])
+    return dict(sorted(scores.items()))
 
 
 def markdown(r: dict) -> str:
@@ -333,7 +341,11 @@ def markdown(r: dict) -> str:
         f"**Departure from UltraFeedback, to fit the CPU:** answers up to {lengths['answer_max_new_tokens']} new "
         f"tokens (UltraFeedback 1024), an aspect call's four rationales up to {lengths['aspect_call_max_tokens']} "
         f"tokens (500), a critique up to {lengths['critique_max_tokens']} tokens (1024). The judge is the 270M "
-        "base model, not GPT-4.", "",
+        "base model, not GPT-4" + (f", held to UltraFeedback's reply format by a grammar (`judge_grammar`, "
+                                   f"rationales up to {r['judge_grammar_chars']} characters)."
+                                   if r.get("judge_grammar_chars") else "."), "",
+        "overall_score of the rated completions (score: count): "
+        + (", ".join(f"{k}: {v}" for k, v in r["overall_scores"].items()) or "none") + ".", "",
         "| prompts | completions | judged | judge calls | unparsable (aspect / critique / rescore) | pairs | "
         "dropped ties | tied pairs kept | dropped, < 2 rated |",
         "|---:|---:|---:|---:|---|---:|---:|---:|---:|",

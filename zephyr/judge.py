@@ -3,7 +3,7 @@ feedback). A judge is a local model or any OpenAI-compatible chat endpoint (GPT-
 `zephyr serve` / vLLM server).
 
 A request is a dict: `messages` (a chat, system message included), `max_tokens`, `temperature` (default 0), optionally `top_p`,
-`seed`, `presence_penalty`, `frequency_penalty`, and `top_logprobs` (how many alternatives per generated token to return; 0 = none). A reply is the text and, when
+`seed`, `presence_penalty`, `frequency_penalty`, `grammar` (GBNF the reply must follow: llama.cpp servers), and `top_logprobs` (how many alternatives per generated token to return; 0 = none). A reply is the text and, when
 asked for, the top alternatives of every generated token as {token: log-probability}.
 """
 
@@ -23,7 +23,8 @@ from typing import Sequence
 from .config import field
 from .errors import ConfigError, ZephyrError
 
-OPTIONAL_FIELDS = ("top_p", "seed", "presence_penalty", "frequency_penalty")  # sent only when a request has them
+# sent only when a request has them (`grammar`: GBNF, an extension of llama.cpp's server and zephyr serve's)
+OPTIONAL_FIELDS = ("top_p", "seed", "presence_penalty", "frequency_penalty", "grammar")
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)  # rate limits and server hiccups; other 4xx are our mistake
 
 
@@ -156,6 +157,9 @@ class LocalJudge:
         if any(r.get("top_logprobs") for r in requests):
             raise JudgeError("a local --judge returns no token probabilities; serve it with `zephyr serve` and "
                              "pass --judge_url")
+        if any(r.get("grammar") for r in requests):
+            raise JudgeError("a local --judge cannot hold its replies to a grammar; serve a GGUF of it with "
+                             "`zephyr serve X.gguf --engine llama.cpp` and pass --judge_url")
         replies: list[Reply] = []
         for start in range(0, len(requests), self.batch_size):
             chunk = requests[start:start + self.batch_size]

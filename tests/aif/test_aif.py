@@ -256,3 +256,38 @@ def test_gguf_answerers_through_llama_cpp(uf_judge, uf_dir, tmp_path, monkeypatc
                            output_dir=str(tmp_path / "out"), max_new_tokens=6, ultrafeedback_dir=str(uf_dir)))
     assert [engine.name for engine in loaded] == ["llama.cpp"]  # one engine for the four settings
     assert report["aif_completions"] == 8 and report["aif_pairs_written"] == 2
+
+
+def test_judge_grammar_goes_with_every_judge_request(uf_judge, uf_dir, tmp_path):
+    """--judge_grammar: every aspect call carries its aspect's grammar, every critique the critique grammar and
+    every re-asked score the score grammar; the prompts stay UltraFeedback's (the scripted judge checks them)."""
+    from tests.fixtures.openai_server import scripted_server
+    from zephyr.aif import rubric
+
+    write_prompts(tmp_path / "prompts.jsonl", PROMPTS[:3])
+    with pytest.raises(ConfigError, match="--judge_grammar: needs a judge behind --judge_url"):
+        AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=list("abcd"), judge="embedded", judge_grammar=True)
+    with scripted_server(lambda body: f"{body['model']} says {len(body['messages'][-1]['content'])}") as answerers:
+        pool = [f"url={answerers.url},model=m{i}" for i in range(4)]
+        report = run(AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=pool, judge_url=uf_judge.url,
+                               output_dir=str(tmp_path / "out"), ultrafeedback_dir=str(uf_dir), judge_grammar=True,
+                               judge_rationale_chars=30))
+    kinds = Counter()
+    for body in (r["body"] for r in uf_judge.requests):
+        user = body["messages"][1]["content"]
+        aspect = next((a for (a, _), p in uf_judge.judge.patterns.items() if p.fullmatch(user)), None)
+        if aspect is not None:
+            assert body["grammar"] == rubric.aspect_grammar(aspect, 30)
+            kinds[aspect] += 1
+        elif uf_judge.judge.rescore.fullmatch(user):
+            assert body["grammar"] == rubric.RESCORE_GRAMMAR
+            kinds["rescore"] += 1
+        else:
+            assert uf_judge.judge.critique.fullmatch(user) and body["grammar"] == rubric.critique_grammar(30)
+            kinds["critique"] += 1
+    assert [kinds[a] for a in rubric.ASPECTS] == [3] * 4 and kinds["critique"] == 12 and kinds["rescore"] >= 1
+    assert report["aif_pairs_written"] == 3 and report["aif_aspect_calls_unparsable"] == 1  # the garbled call
+    with pytest.raises(ConfigError, match=r"other settings \(judge_grammar_chars\)"):  # not mixed in one folder
+        aif.claim_folder(tmp_path / "out", AIFConfig(prompts=str(tmp_path / "prompts.jsonl"), pool=pool,
+                                                     judge_url=uf_judge.url, output_dir=str(tmp_path / "out"),
+                                                     ultrafeedback_dir=str(uf_dir)))

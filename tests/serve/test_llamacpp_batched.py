@@ -103,3 +103,29 @@ def test_threads_zero_means_every_usable_core(llm, threads):
         assert llama_cpp.llama_n_threads_batch(batcher.ctx) == expected
     finally:
         batcher.close()
+
+
+def test_ultrafeedback_grammars_give_replies_its_parser_reads(llm):
+    """`zephyr aif --judge_grammar`'s grammars on a random tiny model, greedy and sampled, all in one batch:
+    every reply ends on its own and parses as UltraFeedback's annotation scripts parse it."""
+    from zephyr.aif import rubric
+    from zephyr.serve.batched_decoder import Request
+
+    batcher = LlamaCppBatcher(llm, kv_cache_tokens=4096, max_num_seqs=8)
+    eog = batcher.end_of_generation_ids()
+    grammars = {"honesty": rubric.aspect_grammar("honesty", 8), "truthfulness": rubric.aspect_grammar("truthfulness", 8),
+                "critique": rubric.critique_grammar(8)}
+    try:
+        with pytest.raises(ValueError, match="GBNF"):
+            batcher.grammar("root ::= [")
+        batch = [(kind, Request(prompts(1, seed)[0], 300, temperature, 0, 1.0, eog, Collector(), seed=seed,
+                                grammar=batcher.grammar(grammar)))
+                 for kind, grammar in grammars.items() for temperature, seed in ((0.0, 0), (1.0, 7))]
+        run(batcher, [r for _, r in batch])
+    finally:
+        batcher.close()
+    for kind, r in batch:
+        assert r.emit.finish == "stop"
+        text = llm.detokenize([t for t in r.emit.tokens if t not in eog]).decode()
+        parsed = rubric.parse_critique(text) if kind == "critique" else rubric.parse_aspect(text, kind)
+        assert parsed is not None, text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -201,6 +202,24 @@ def test_malformed_requests_are_400(server, body, param):
         assert error["param"] == param
     if b"ud800" in body:
         assert "surrogate" in error["message"]
+
+
+GRAMMAR = 'root ::= "Rating: " [1-5] "\\n" [a-z ]{1,12}\n'
+
+
+def test_grammar_holds_the_reply_to_its_shape(server, client):
+    """`grammar` (GBNF, as llama.cpp's server takes it): the llama.cpp engine's replies, greedy or sampled, are
+    sentences of the grammar and end once it is complete; other engines and bad grammars get a 400."""
+    if server.engine.name != "llama.cpp":
+        with pytest.raises(openai.BadRequestError, match="--engine llama.cpp"):
+            ask(client, QUESTIONS[0], extra_body={"grammar": GRAMMAR})
+        return
+    for temperature in (0, 1.0, 1.0):
+        reply = ask(client, QUESTIONS[0], max_tokens=40, temperature=temperature, extra_body={"grammar": GRAMMAR})
+        assert re.fullmatch(r"Rating: [1-5]\n[a-z ]{1,12}", reply.choices[0].message.content), reply
+        assert reply.choices[0].finish_reason == "stop"
+    with pytest.raises(openai.BadRequestError, match="grammar"):
+        ask(client, QUESTIONS[0], extra_body={"grammar": "root ::= ["})
 
 
 def test_completions_refuse_logprobs(server):

@@ -64,6 +64,12 @@ class AIFConfig(JudgeConfig):
                                             "or a folder of its strings); default: download the pinned commit")
     judge_max_tokens: int = field(rubric.ASPECT_MAX_TOKENS, help="tokens for an aspect call's 4 rationales")
     critique_max_tokens: int = field(rubric.CRITIQUE_MAX_TOKENS, help="tokens for a critique")
+    judge_grammar: bool = field(False, help="send each judge request with a GBNF grammar of the reply's shape that "
+                                            "UltraFeedback's parser reads (a llama.cpp judge: `zephyr serve X.gguf "
+                                            "--engine llama.cpp`); for small judges, whose free replies rarely "
+                                            "parse. Prompts are unchanged; ratings are the judge's own pick")
+    judge_rationale_chars: int = field(200, help="with --judge_grammar: longest rationale or critique, in characters "
+                                                 "(four rationales must fit --judge_max_tokens)")
     output_dir: str = field("runs/aif", help="where completions, ratings, pairs and the report go")
     batch_size: int = field(16, help="prompts per step; each step's results are saved before the next")
     max_num_seqs: int = field(32, help="completions decoded together by a local engine")
@@ -81,7 +87,10 @@ class AIFConfig(JudgeConfig):
             raise ConfigError(f"--rule: {self.rule!r} is not one of {', '.join(RULES)}")
         if self.max_prompts < 0:
             raise ConfigError(f"--max_prompts: must be 0 (all) or more, got {self.max_prompts}")
-        for name in ("batch_size", "max_num_seqs", "judge_max_tokens", "critique_max_tokens"):
+        if self.judge_grammar and not self.judge_url:
+            raise ConfigError("--judge_grammar: needs a judge behind --judge_url that takes a `grammar` (zephyr serve "
+                              "X.gguf --engine llama.cpp, or llama.cpp's server); a local --judge cannot")
+        for name in ("batch_size", "max_num_seqs", "judge_max_tokens", "critique_max_tokens", "judge_rationale_chars"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name}: must be at least 1, got {getattr(self, name)}")
         self.answerers = parse_pool(self.pool, {"temperature": self.temperature, "top_p": self.top_p,
@@ -109,7 +118,8 @@ def settings_fingerprint(config: AIFConfig) -> dict:
     return {"prompts_sha256": prompts, "max_prompts": config.max_prompts, "pool": [dataclasses.asdict(a) for a in config.answerers],
             "completions_per_prompt": config.completions_per_prompt, "seed": config.seed,
             "judge": config.judge or f"{config.judge_url} {config.judge_model}",
-            "judge_max_tokens": config.judge_max_tokens, "critique_max_tokens": config.critique_max_tokens}
+            "judge_max_tokens": config.judge_max_tokens, "critique_max_tokens": config.critique_max_tokens,
+            **({"judge_grammar_chars": config.judge_rationale_chars} if config.judge_grammar else {})}
 
 
 def claim_folder(out: Path, config: AIFConfig) -> None:
@@ -212,15 +222,16 @@ def judge_stages(config: AIFConfig, items: list[dict], texts, out: Path) -> dict
 
     n = len(rubric.ASPECTS)
     batch = config.batch_size
+    grammar_chars = config.judge_rationale_chars if config.judge_grammar else 0
     aspect_keys = [(item["prompt_index"] * n + a, (item, aspect)) for item in items
                    for a, aspect in enumerate(rubric.ASPECTS)]
     judged_stage("judge aspects", out / "aspects.jsonl", aspect_keys,
                  lambda chunk: aspect_rows(the_judge(), texts, [todo for _, todo in chunk], config.seed,
-                                           config.judge_max_tokens), batch * n)
+                                           config.judge_max_tokens, grammar_chars), batch * n)
     critique_keys = [(c["index"], (item, c)) for item in items for c in item["completions"]]
     judged_stage("critique", out / "critiques.jsonl", critique_keys,
                  lambda chunk: critique_rows(the_judge(), texts, [todo for _, todo in chunk],
-                                             config.critique_max_tokens), batch * n)
+                                             config.critique_max_tokens, grammar_chars), batch * n)
     aspects = {row["index"]: row for _, row in read_objects(out / "aspects.jsonl")} if items else {}
     critiques = {row["index"]: row for _, row in read_objects(out / "critiques.jsonl")} if items else {}
     rescore_todo = []
@@ -232,7 +243,8 @@ def judge_stages(config: AIFConfig, items: list[dict], texts, out: Path) -> dict
             if action == "rescore":
                 rescore_todo.append((completion["index"], (item, completion, critique["critique"])))
     judged_stage("rescore", out / "rescores.jsonl", rescore_todo,
-                 lambda chunk: rescore_rows(the_judge(), texts, [todo for _, todo in chunk]), batch * n)
+                 lambda chunk: rescore_rows(the_judge(), texts, [todo for _, todo in chunk], config.judge_grammar),
+                 batch * n)
     rescores = {row["index"]: row for _, row in read_objects(out / "rescores.jsonl")} if rescore_todo else {}
     return {"aspects": aspects, "critiques": critiques, "rescores": rescores}
 

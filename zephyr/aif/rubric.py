@@ -16,6 +16,12 @@ pinned commit, see ultrafeedback.py); the texts themselves come from `ultrafeedb
     10 whose mean aspect rating is <= 2 becomes 1; in (2, 4] it is asked again with the rescore template
     (max_tokens 1); above 4 it stays.
 Settings as UltraFeedback's: temperature 0, top_p 0.6, max_tokens 500 (aspects), 1024 (critique), 1 (rescore).
+
+A small judge rarely writes these shapes on its own (gemma-3-270m: no aspect call or critique of 32 parsed).
+`*_grammar` give each call's shape as a GBNF grammar for a llama.cpp judge (`zephyr aif --judge_grammar`): the
+prompts stay UltraFeedback's, the reply is held to the format its parser reads, every rationale is one line of
+at most `chars` characters (so that four of them fit the call's max_tokens), and the ratings and scores are
+the judge's own choice among the allowed tokens.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ def aspect_template(texts, aspect: str, world_knowledge: str | None) -> str:
     return texts[f"{aspect}_template"]
 
 
+def with_grammar(request: dict, grammar: str | None) -> dict:
+    return {**request, "grammar": grammar} if grammar else request
+
+
 def aspect_request(texts, aspect: str, instruction: str, responses: list[str], world_knowledge: str | None,
                    max_tokens: int = ASPECT_MAX_TOKENS) -> dict:
     """`responses` already in the order they are shown (text_1..text_4)."""
@@ -57,6 +67,30 @@ def aspect_request(texts, aspect: str, instruction: str, responses: list[str], w
     return {"messages": [{"role": "system", "content": texts["annotation_system_prompt"]},
                          {"role": "user", "content": aspect_template(texts, aspect, world_knowledge).format(**fill)}],
             "max_tokens": max_tokens, **JUDGE_SAMPLING}
+
+
+def _gbnf_line(chars: int) -> str:
+    return f"[^\\n]{{1,{chars}}}"
+
+
+def aspect_grammar(aspect: str, chars: int) -> str:
+    """GBNF for an aspect call's reply: the 4 blocks `parse_aspect` reads, headed as the templates show them."""
+    short = aspect in ("instruction_following", "honesty")
+    body = ('"Rating: " rating "\\nRationale: " line' if short else
+            '"Type: " types "\\nRationale: " line "\\nRating: " rating "\\nRationale: " line')
+    blocks = ' "\\n\\n" '.join(f'"####" "#"? " Output for Text {i}\\n" body' for i in range(1, TEXTS_PER_CALL + 1))
+    rules = [f"root ::= {blocks}", f"body ::= {body}", 'rating ::= [1-5]' + (' | "N/A"' if aspect == "honesty" else "")]
+    if not short:
+        rules.append('types ::= "None" | [1-3] (", " [1-3]){0,2}')
+    return "\n".join(rules + [f"line ::= {_gbnf_line(chars)}"]) + "\n"
+
+
+def critique_grammar(chars: int) -> str:
+    """GBNF for a critique reply: one line of feedback, then the score line `parse_critique` reads."""
+    return f'root ::= {_gbnf_line(chars)} "\\nOverall Score: " ([1-9] | "10")\n'
+
+
+RESCORE_GRAMMAR = 'root ::= [1-9] | "10"\n'
 
 
 def _rating(text: str) -> str | None:

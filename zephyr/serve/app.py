@@ -96,7 +96,8 @@ def build_app(engine: Engine, defaults: Sampling, max_tokens_limit: int, api_key
     async def reply(call: GenerationRequest, prompt: Prompt, stop_ids: list[int]):
         max_new_tokens = check_limits(len(prompt.ids), call.max_tokens, engine.context_length, max_tokens_limit)
         sampling = dataclasses.replace(call.sampling, max_new_tokens=max_new_tokens)
-        steps = generate(engine, prompt, sampling, stop_ids, call.stop, call.top_logprobs)
+        grammar = engine.grammar(call.grammar) if call.grammar is not None else None
+        steps = generate(engine, prompt, sampling, stop_ids, call.stop, call.top_logprobs, grammar)
         head = {"id": f"{call.id_prefix}{uuid.uuid4().hex}", "object": call.chunk_object, "created": int(time.time()),
                 "model": engine.model_id}
         if call.stream:

@@ -52,6 +52,7 @@ class Request:
     emit: Emit
     seed: int | None = None
     top_logprobs: int | None = None  # None: no log-probabilities; k: with the k most likely alternatives
+    grammar: object | None = None  # a llama.cpp engine's grammar sampler (llamacpp_batched.Grammar)
     generated: int = 0
     cancelled: bool = False
     done: bool = False  # its last token (or an error) was sent
@@ -87,7 +88,8 @@ def logprob_entry(text: TokenText, token: int, logprobs: tuple) -> dict:
 
 
 async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling, stop_ids, context_length: int,
-                       text: TokenText, failure: str, top_logprobs: int | None = None) -> AsyncIterator[Step]:
+                       text: TokenText, failure: str, top_logprobs: int | None = None,
+                       grammar: object | None = None) -> AsyncIterator[Step]:
     """Submit a request to `worker` and stream its reply; the last step carries the finish reason.
 
     A stop id ends the reply without being shown. max_new_tokens 0 means up to the end of the context. When the
@@ -97,7 +99,7 @@ async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling,
     request = Request(list(prompt_ids), max_tokens=sampling.max_new_tokens or context_length - len(prompt_ids),
                       temperature=float(sampling.temperature), top_k=int(sampling.top_k),
                       top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
-                      top_logprobs=top_logprobs, emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
+                      top_logprobs=top_logprobs, grammar=grammar, emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
     worker.submit(request)
     count = 0  # counted here: request.generated belongs to the worker thread and may already be ahead
     try:

@@ -53,10 +53,15 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
-               top_logprobs: int | None = None) -> AsyncIterator[Step]:
+               top_logprobs: int | None = None, grammar: object | None = None) -> AsyncIterator[Step]:
         """Sample up to sampling.max_new_tokens tokens; end early on any of `stop_ids` (not shown in the text).
         With `top_logprobs` k (engines that support it), each step carries its tokens' log-probabilities and
-        the k most likely alternatives."""
+        the k most likely alternatives. `grammar` (from `self.grammar`) constrains the reply."""
+
+    def grammar(self, text: str) -> object:
+        """A request's GBNF grammar made ready for `stream`, or an ApiError (400) when it cannot be used."""
+        raise ApiError(400, f"grammar: the {self.name} engine does not constrain replies to a grammar; serve a "
+                            "GGUF file with --engine llama.cpp", param="grammar")
 
     @abc.abstractmethod
     def token_id(self, text: str) -> int | None:
@@ -176,7 +181,8 @@ class StopScanner:
 
 
 async def generate(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
-                   stops: Sequence[str] = (), top_logprobs: int | None = None) -> AsyncIterator[Step]:
+                   stops: Sequence[str] = (), top_logprobs: int | None = None,
+                   grammar: object | None = None) -> AsyncIterator[Step]:
     """The engine's stream with the stop strings `stops` applied; the last step carries the finish reason."""
     scanner = StopScanner(stops)
     tokens, finish = 0, "length"
@@ -187,8 +193,8 @@ async def generate(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids:
         sent, pending = pending, ([] if pending is not None else None)
         return Step(text, tokens, finish_reason, sent)
 
-    source = engine.stream(prompt, sampling, stop_ids, top_logprobs) if top_logprobs is not None else \
-        engine.stream(prompt, sampling, stop_ids)
+    options = {k: v for k, v in (("top_logprobs", top_logprobs), ("grammar", grammar)) if v is not None}
+    source = engine.stream(prompt, sampling, stop_ids, **options)
     try:
         async for piece in source:
             tokens = piece.tokens

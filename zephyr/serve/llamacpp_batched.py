@@ -7,12 +7,17 @@ of every live request together with the prompts of requests admitted since the l
 request's next token from its own logits row (zephyr's sampler: top-k before top-p, per-request seed). A
 finished or abandoned request's cells are removed from the cache at once.
 
+A request may carry a GBNF grammar (llama.cpp's grammar sampler): before sampling, the tokens the grammar does
+not allow next get a logit of -inf, and the sampled token advances the grammar. Greedy requests first ask
+whether the argmax is allowed (one token checked instead of the whole vocabulary).
+
 The cache is unified (`kv_unified`): its `kv_cache_tokens` cells are shared, and a request is admitted only
 while the tokens every live request may still need fit.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import numpy as np
@@ -32,6 +37,40 @@ def sample(logits: np.ndarray, request: Request) -> int:
     values = torch.from_numpy(logits[candidates].astype(np.float32))
     probs, picked = nucleus(values, request.temperature, k, request.top_p)
     return int(candidates[int(picked[draw(probs, request.generator)])])
+
+
+TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])  # llama_token_data
+
+
+class Grammar:
+    """llama.cpp's grammar sampler for one request: which tokens may come next, advanced token by token. Made
+    on the caller's thread (a bad grammar fails the request there), then used by the decoder thread only."""
+
+    def __init__(self, lib, vocab, text: str):
+        self.lib = lib
+        self.sampler = lib.llama_sampler_init_grammar(vocab, text.encode("utf-8"), b"root")
+        if not self.sampler:
+            raise ValueError("not a grammar llama.cpp can parse (GBNF with a `root` rule)")
+
+    def mask(self, candidates: np.ndarray, logits: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
+        """The logits of `tokens` (default: the whole vocabulary), -inf where the grammar forbids the token.
+        `candidates`: a llama_token_data buffer at least as long, reused across calls."""
+        ids = np.arange(len(logits), dtype=np.int32) if tokens is None else tokens.astype(np.int32)
+        view = candidates[:len(ids)]
+        view["id"], view["logit"], view["p"] = ids, logits[ids], 0.0
+        array = self.lib.llama_token_data_array(
+            data=view.ctypes.data_as(ctypes.POINTER(self.lib.llama_token_data)), size=len(ids), selected=-1,
+            sorted=False)
+        self.lib.llama_sampler_apply(self.sampler, ctypes.byref(array))
+        return view["logit"].copy()
+
+    def accept(self, token: int) -> None:
+        self.lib.llama_sampler_accept(self.sampler, token)
+
+    def free(self) -> None:
+        if self.sampler:
+            self.lib.llama_sampler_free(self.sampler)
+            self.sampler = None
 
 
 class LlamaCppBatcher(DecoderThread):
@@ -55,7 +94,10 @@ class LlamaCppBatcher(DecoderThread):
         params.n_threads = params.n_threads_batch = threads or len(os.sched_getaffinity(0))
         self.context = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.ctx, self.memory = self.context.ctx, self.context.memory
-        self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(llm._model.model))
+        self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.candidates = np.zeros(self.n_vocab, TOKEN_DATA)  # grammar requests' candidate list (worker thread)
+        self._eog: frozenset[int] | None = None
         self.batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
         self.batch_tokens, self.kv_cache_tokens, self.max_num_seqs = batch_tokens, kv_cache_tokens, max_num_seqs
         self.free_seqs = list(range(max_num_seqs))
@@ -63,6 +105,15 @@ class LlamaCppBatcher(DecoderThread):
         self.past: dict[int, int] = {}      # seq id -> tokens in the cache
         self.last: dict[int, int] = {}      # seq id -> newest token, not yet in the cache
         self._start()
+
+    def grammar(self, text: str) -> Grammar:
+        return Grammar(self.lib, self.vocab, text)
+
+    def end_of_generation_ids(self) -> frozenset[int]:
+        """Every end-of-generation token of the vocabulary: the only ones a finished grammar allows."""
+        if self._eog is None:
+            self._eog = frozenset(i for i in range(self.n_vocab) if self.lib.llama_vocab_is_eog(self.vocab, i))
+        return self._eog
 
     def close(self, timeout: float = 10) -> None:
         super().close(timeout)
@@ -85,7 +136,7 @@ class LlamaCppBatcher(DecoderThread):
         while self.waiting and self.free_seqs:
             request = self.waiting[0]
             if request.cancelled:
-                self.waiting.popleft()
+                self._forget(self.waiting.popleft())
                 continue
             if self.live or admitted:
                 if reserved + request.reserved_tokens() > self.kv_cache_tokens:
@@ -129,21 +180,43 @@ class LlamaCppBatcher(DecoderThread):
         request = self.live[seq]
         pointer = self.lib.llama_get_logits_ith(self.ctx, index)
         logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-        token = sample(logits, request)
+        token = sample(self._allowed(logits, request) if request.grammar else logits, request)
         logprobs = None
         if request.top_logprobs is not None:  # read now: the next decode overwrites llama.cpp's logits buffer
             logprobs = token_logprobs(torch.from_numpy(logits.copy()), token, request.top_logprobs)
         self.last[seq] = token
         request.generated += 1
         finish = "stop" if token in request.stop_ids else "length" if request.generated >= request.max_tokens else None
+        if finish is None and request.grammar:
+            request.grammar.accept(token)
         if finish is not None:
             self._release(seq)  # before the client hears it is done: its cells are free by then
         self._send(request, token, finish, logprobs=logprobs)
         if finish is None and request.cancelled:
             self._release(seq)
 
+    def _allowed(self, logits: np.ndarray, request: Request) -> np.ndarray:
+        """The logits with every token the request's grammar forbids at -inf; a greedy request whose argmax the
+        grammar allows gets them unchanged, after checking that one token rather than the whole vocabulary."""
+        grammar = request.grammar
+        if request.temperature == 0:
+            best = np.array([logits.argmax()])
+            if np.isfinite(grammar.mask(self.candidates, logits, best)[0]):
+                return logits
+        masked = grammar.mask(self.candidates, logits)
+        if not np.isfinite(masked).any():
+            raise RuntimeError("the grammar allows no token here")
+        return masked
+
+    @staticmethod
+    def _forget(request: Request) -> None:
+        if request.grammar:
+            request.grammar.free()
+
     def _release(self, seq: int) -> None:
         self.lib.llama_memory_seq_rm(self.memory, seq, -1, -1)
+        if seq in self.live:
+            self._forget(self.live[seq])
         self.live.pop(seq, None)
         self.past.pop(seq, None)
         self.last.pop(seq, None)

@@ -4,7 +4,8 @@ llama-cpp-python's `Llama` loads the GGUF and tokenizes; decoding runs in `Llama
 (llamacpp_batched.py), which batches every live request into each `llama_decode` of one multi-sequence
 context — llama-cpp-python's own server would serve one request at a time. The prompt is rendered by zephyr's
 template and tokenized by llama.cpp with special tokens parsed, exactly as `transformers` tokenizes it. A
-request's `seed` makes its sampling reproducible whatever else shares the batch.
+request's `seed` makes its sampling reproducible whatever else shares the batch, and its `grammar` (GBNF, as
+llama.cpp's own server takes it) constrains the reply.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..errors import ConfigError
 from ..sampling import Sampling
 from .batched_decoder import stream_steps
 from .engine import Engine, Prompt, Step
-from .llamacpp_batched import LlamaCppBatcher
+from .llamacpp_batched import Grammar, LlamaCppBatcher
 from .protocol import ApiError
 
 
@@ -101,10 +102,18 @@ class LlamaCppEngine(Engine):
         ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         return ids[0] if len(ids) == 1 else None
 
+    def grammar(self, text: str) -> Grammar:
+        try:
+            return self.batcher.grammar(text)
+        except ValueError as err:
+            raise ApiError(400, f"grammar: {err}", param="grammar") from err
+
     def stream(self, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int],
-               top_logprobs: int | None = None) -> AsyncIterator[Step]:
+               top_logprobs: int | None = None, grammar: Grammar | None = None) -> AsyncIterator[Step]:
+        if grammar is not None:  # a complete grammar allows only end-of-generation tokens: each of them ends it
+            stop_ids = [*stop_ids, *self.batcher.end_of_generation_ids()]
         return stream_steps(self.batcher, prompt.ids, sampling, stop_ids, self.context_length,
-                            DetokenizedText(self.llm), "llama.cpp failed", top_logprobs)
+                            DetokenizedText(self.llm), "llama.cpp failed", top_logprobs, grammar)
 
     def close(self) -> None:
         self.batcher.close()

@@ -19,6 +19,7 @@ from ..sampling import Sampling
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+MAX_GRAMMAR_CHARS = 65536
 INT32, SEED_END = 2**31 - 1, 2**63 - 1  # bounds of the integer fields (a seed is a signed 64-bit number)
 
 
@@ -51,6 +52,8 @@ class _Request(BaseModel):
     stream_options: dict[str, Any] | None = None
     n: int = _number(1, 1, default=1)
     seed: int | None = _number(0, SEED_END)
+    # an extension (llama.cpp's server): a GBNF grammar the reply must follow; the llama.cpp engine only
+    grammar: str | None = Field(None, min_length=1, max_length=MAX_GRAMMAR_CHARS, strict=True)
 
     @field_validator("stop")
     @classmethod
@@ -118,6 +121,7 @@ class GenerationRequest:
     include_usage: bool
     # None: no log-probabilities; k: the chosen token's and its k most likely alternatives
     top_logprobs: int | None = dataclasses.field(default=None, kw_only=True)
+    grammar: str | None = dataclasses.field(default=None, kw_only=True)  # GBNF the reply must follow
 
 
 @dataclass
@@ -201,7 +205,7 @@ def _common(body: _Request, max_tokens: int | None, defaults: Sampling) -> dict[
         top_k=defaults.top_k if body.top_k is None else max(body.top_k, 0), seed=body.seed)
     include_usage = bool(body.stream and body.stream_options and body.stream_options.get("include_usage"))
     return dict(model=body.model, sampling=sampling, max_tokens=max_tokens, stop=list(body.stop or []),
-                stream=body.stream, include_usage=include_usage)
+                stream=body.stream, include_usage=include_usage, grammar=body.grammar)
 
 
 def parse_chat(body: dict[str, Any], defaults: Sampling) -> ChatRequest:
