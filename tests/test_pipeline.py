@@ -128,6 +128,7 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
 
     from zephyr import pipeline
     from zephyr.eval import cli as eval_cli
+    from zephyr.eval import ifeval
 
     calls = []
 
@@ -141,6 +142,8 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
         return report
 
     monkeypatch.setattr(eval_cli, "run_ifeval", score)
+    passes = {"base": [False] * 5, "sft": [True] + [False] * 4, "final": [True] * 3 + [False] * 2}
+    monkeypatch.setattr(ifeval, "prompt_passes", lambda path, rows: passes[Path(path).parent.name][:len(rows)])
     cfg = pipeline.RunConfig(output_dir=str(tmp_path), ifeval_data=str(IFEVAL), ifeval_prompts=5,
                              ifeval_max_new_tokens=1280)
     sft, dpo = SimpleNamespace(model="embedded", dtype="auto", chat_template="zephyr"), SimpleNamespace(model="m/sft")
@@ -151,6 +154,9 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
     assert result["models"]["final"]["prompt_level_loose"] == 30.0 and result["prompts"] == 5
     section = pipeline.ifeval_section(result)
     assert "| base | 10.0 | 10.0 | 10.0 | 10.0 |" in section and "| final | 30.0 |" in section
+    # paired gains with their intervals (hand-computed in tests/eval/test_ifeval.py's paired_difference test)
+    assert result["prompt_loose_gains"]["final - base"] == {"points": 60.0, "ci95": [11.99, 100.0], "prompts": 5}
+    assert "final - base +60.0 [+12.0, +100.0]" in section and "sft - base +20.0" in section
     assert pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final") == result and len(calls) == 3  # reused
     # other settings or another subset: every model is scored again, none of the old reports is reused
     for changed in (dict(ifeval_max_new_tokens=512), dict(ifeval_prompts=6)):

@@ -234,10 +234,15 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
                                       output_dir=str(prompts.parent / name)))
             settings_file.write_text(json.dumps(settings, indent=1))
         table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
+    from .data.io import read_objects
     from .eval import ifeval
 
+    rows = [row for _, row in read_objects(prompts)]
+    passed = {name: ifeval.prompt_passes(str(prompts.parent / name / "answers.jsonl"), rows) for name in table}
+    gains = {f"{name} - base": ifeval.paired_difference(passed["base"], passed[name]) for name in ("sft", "final")}
+    gains["final - sft"] = ifeval.paired_difference(passed["sft"], passed["final"])
     return {"prompts": table["final"]["prompts"], "max_new_tokens": cfg.ifeval_max_new_tokens,
-            "data": cfg.ifeval_data or ifeval.HUB_ID, "models": table}
+            "data": cfg.ifeval_data or ifeval.HUB_ID, "models": table, "prompt_loose_gains": gains}
 
 
 def ifeval_section(result: dict) -> str:
@@ -248,7 +253,16 @@ def ifeval_section(result: dict) -> str:
         f"{result['prompts']} IFEval prompts (spread evenly over the 541 of {result['data']}), greedy, up to "
         f"{result['max_new_tokens']} new tokens; accuracy in %, checked by IFEval's own code.", "",
         "| Model | Prompt strict | Prompt loose | Instruction strict | Instruction loose |",
-        "|:--|:--:|:--:|:--:|:--:|", *rows, ""])
+        "|:--|:--:|:--:|:--:|:--:|", *rows, "", *gains_lines(result.get("prompt_loose_gains"))])
+
+
+def gains_lines(gains: dict | None) -> list[str]:
+    if not gains:
+        return []
+    return ["Gains in prompt-level loose accuracy, paired over the same prompts, with 95% intervals (on a subset an "
+            "interval that holds 0 is no evidence of a gain): " + "; ".join(
+                f"{name} {g['points']:+.1f} [{g['ci95'][0]:+.1f}, {g['ci95'][1]:+.1f}]" for name, g in gains.items())
+            + ".", ""]
 
 
 def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:

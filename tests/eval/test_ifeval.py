@@ -99,6 +99,17 @@ def test_checks_and_summary_by_hand():
     assert report["by_instruction"]["change_case:english_lowercase"]["strict"] == round(200 / 3, 2)
 
 
+def test_paired_difference_by_hand():
+    # after - before per prompt: [0, +1, 0, -1]: mean 0, sample sd sqrt(2/3), sem sqrt(2/3)/2 = 0.4082
+    gain = ifeval.paired_difference([True, False, False, True], [True, True, False, False])
+    assert gain == {"points": 0.0, "ci95": [-80.02, 80.02], "prompts": 4}
+    # [+1, +1, +1, 0, 0]: mean 0.6, sd sqrt(0.3), sem 0.24495 (1.96 sem = 0.4801); the upper end is clipped at +100
+    gain = ifeval.paired_difference([False] * 5, [True, True, True, False, False])
+    assert gain == {"points": 60.0, "ci95": [11.99, 100.0], "prompts": 5}
+    with pytest.raises(ValueError):
+        ifeval.paired_difference([True], [False])
+
+
 def test_sentence_counts_use_nltk_punkt():
     ifeval.require_punkt()
     row = {"key": 2, "prompt": "p", "instruction_id_list": ["length_constraints:number_sentences"],
