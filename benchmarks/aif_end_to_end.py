@@ -314,6 +314,7 @@ def main() -> int:
                     "ultrafeedback": {"answer": 1024, "aspect_call": 500, "critique": 1024}},
         "judge_grammar_chars": recipe["judge_rationale_chars"] if recipe.get("judge_grammar") else 0,
         "overall_scores": score_counts(out / "rated.jsonl"),
+        "ratings_equal_to_position": position_ratings(out / "aspects.jsonl"),
         "summary": report["summary"], "report": report, "kills": kills, "runs": len(runs),
         "wall_s_per_stage": {k: round(v, 1) for k, v in stage_wall.items()}, "aif_wall_s": round(aif_wall, 1),
         "idempotent_rerun": idempotent, "checks": checked, "dpo": dpo,
@@ -331,6 +332,18 @@ def score_counts(rated: Path) -> dict[str, int]:
     return dict(sorted(scores.items()))
 
 
+def position_ratings(aspects: Path) -> dict[str, int]:
+    """Aspect ratings that equal the number of the text they rate in the shown order (Text 1 rated 1, ...): a
+    judge that counts instead of judging scores them all."""
+    counted = Counter()
+    for row in read_jsonl(aspects):
+        for slot, annotation in enumerate(row["annotations"] or []):
+            if annotation["Rating"] != "N/A":
+                counted["ratings"] += 1
+                counted["equal_to_position"] += int(annotation["Rating"]) == row["order"].index(slot) + 1
+    return dict(counted)
+
+
 def markdown(r: dict) -> str:
     s, lengths = r["summary"], r["lengths"]
     lines = [
@@ -345,7 +358,10 @@ def markdown(r: dict) -> str:
                                    f"rationales up to {r['judge_grammar_chars']} characters)."
                                    if r.get("judge_grammar_chars") else "."), "",
         "overall_score of the rated completions (score: count): "
-        + (", ".join(f"{k}: {v}" for k, v in r["overall_scores"].items()) or "none") + ".", "",
+        + (", ".join(f"{k}: {v}" for k, v in r["overall_scores"].items()) or "none") + ". Aspect ratings equal to "
+        f"the rated text's number in the order shown: {r['ratings_equal_to_position'].get('equal_to_position', 0)} "
+        f"of {r['ratings_equal_to_position'].get('ratings', 0)} (about 1 in 5 where ratings spread over 1-5 do "
+        "not follow the order).", "",
         "| prompts | completions | judged | judge calls | unparsable (aspect / critique / rescore) | pairs | "
         "dropped ties | tied pairs kept | dropped, < 2 rated |",
         "|---:|---:|---:|---:|---|---:|---:|---:|---:|",

@@ -2,9 +2,10 @@
 feedback). A judge is a local model or any OpenAI-compatible chat endpoint (GPT-4 as the papers used, or a
 `zephyr serve` / vLLM server).
 
-A request is a dict: `messages` (a chat, system message included), `max_tokens`, `temperature` (default 0), optionally `top_p`,
-`seed`, `presence_penalty`, `frequency_penalty`, `grammar` (GBNF the reply must follow: llama.cpp servers), and `top_logprobs` (how many alternatives per generated token to return; 0 = none). A reply is the text and, when
-asked for, the top alternatives of every generated token as {token: log-probability}.
+A request is a dict: `messages` (a chat, system message included), `max_tokens`, `temperature` (default 0),
+optionally `top_p`, `seed`, `presence_penalty`, `frequency_penalty`, `grammar` (GBNF the reply must follow:
+llama.cpp servers), and `top_logprobs` (how many alternatives per generated token to return; 0 = none). A reply
+is the text and, when asked for, the top alternatives of every generated token as {token: log-probability}.
 """
 
 from __future__ import annotations

@@ -113,8 +113,8 @@ def test_ultrafeedback_grammars_give_replies_its_parser_reads(llm):
 
     batcher = LlamaCppBatcher(llm, kv_cache_tokens=4096, max_num_seqs=8)
     eog = batcher.end_of_generation_ids()
-    grammars = {"honesty": rubric.aspect_grammar("honesty", 8), "truthfulness": rubric.aspect_grammar("truthfulness", 8),
-                "critique": rubric.critique_grammar(8)}
+    grammars = {"honesty": rubric.aspect_grammar("honesty", 8),
+                "truthfulness": rubric.aspect_grammar("truthfulness", 8), "critique": rubric.critique_grammar(8)}
     try:
         with pytest.raises(ValueError, match="GBNF"):
             batcher.grammar("root ::= [")

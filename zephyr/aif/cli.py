@@ -65,9 +65,10 @@ class AIFConfig(JudgeConfig):
     judge_max_tokens: int = field(rubric.ASPECT_MAX_TOKENS, help="tokens for an aspect call's 4 rationales")
     critique_max_tokens: int = field(rubric.CRITIQUE_MAX_TOKENS, help="tokens for a critique")
     judge_grammar: bool = field(False, help="send each judge request with a GBNF grammar of the reply's shape that "
-                                            "UltraFeedback's parser reads (a llama.cpp judge: `zephyr serve X.gguf "
-                                            "--engine llama.cpp`); for small judges, whose free replies rarely "
-                                            "parse. Prompts are unchanged; ratings are the judge's own pick")
+                                            "UltraFeedback's parser reads (a judge served by `zephyr serve X.gguf "
+                                            "--engine llama.cpp`, or llama.cpp's server); for small judges, whose "
+                                            "free replies rarely parse. Prompts are unchanged; ratings are the "
+                                            "judge's own pick")
     judge_rationale_chars: int = field(200, help="with --judge_grammar: longest rationale or critique, in characters "
                                                  "(four rationales must fit --judge_max_tokens)")
     output_dir: str = field("runs/aif", help="where completions, ratings, pairs and the report go")

@@ -99,7 +99,8 @@ async def stream_steps(worker: "DecoderThread", prompt_ids: list[int], sampling,
     request = Request(list(prompt_ids), max_tokens=sampling.max_new_tokens or context_length - len(prompt_ids),
                       temperature=float(sampling.temperature), top_k=int(sampling.top_k),
                       top_p=float(sampling.top_p), stop_ids=frozenset(stop_ids), seed=sampling.seed,
-                      top_logprobs=top_logprobs, grammar=grammar, emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
+                      top_logprobs=top_logprobs, grammar=grammar,
+                      emit=lambda *event: loop.call_soon_threadsafe(events.put_nowait, event))
     worker.submit(request)
     count = 0  # counted here: request.generated belongs to the worker thread and may already be ahead
     try:
