@@ -49,6 +49,11 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch
     assert len((out / "samples.jsonl").read_text().splitlines()) == 2
     ifeval_result = json.loads((out / "ifeval.json").read_text())
     assert list(ifeval_result["models"]) == ["base", "sft", "final"] and ifeval_result["prompts"] == 3
+    gains = ifeval_result["prompt_loose_gains"]  # from the three models' answer files, re-checked
+    assert list(gains) == ["sft - base", "final - base", "final - sft"] and gains["final - sft"]["prompts"] == 3
+    for name, gain in gains.items():
+        after, before = (ifeval_result["models"][m]["prompt_level_loose"] for m in name.split(" - "))
+        assert gain["points"] == pytest.approx(after - before, abs=0.02)
     assert "## IFEval" in card and "| final |" in card
     first = capsys.readouterr().out
     assert "=== zephyr run: summary ===" in first and "preference accuracy SFT" in first
