@@ -5,7 +5,7 @@ The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` wit
 Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
 reference), dpo/ (adapter + card + the reference's log-probs of the held-out pairs, which the evaluation reads),
 final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json, ifeval/ (per model: answers.jsonl,
-report.json; ifeval.json with the table) and samples.jsonl. A stage
+report.json; ifeval.json with the table and the paired gains) and samples.jsonl. A stage
 whose output is already complete is reused, and a training stage that was killed continues from its newest
 checkpoint (`--reuse false` redoes all).
 """
