@@ -110,6 +110,20 @@ def test_paired_difference_by_hand():
         ifeval.paired_difference([True], [False])
 
 
+def test_prompt_passes_read_the_checks_an_answers_file_carries(tmp_path):
+    rows = [{"prompt": "a", "instructions": [{"instruction_id": "x", "strict": False, "loose": True},
+                                             {"instruction_id": "y", "strict": True, "loose": True}]},
+            {"prompt": "b", "instructions": [{"instruction_id": "x", "strict": True, "loose": False}]}]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert ifeval.prompt_passes(str(path), [{"prompt": "b"}, {"prompt": "a"}]) == [False, True]  # in prompt order
+    with pytest.raises(DataError, match="1 of the 2 prompts have no checked reply"):
+        ifeval.prompt_passes(str(path), [{"prompt": "a"}, {"prompt": "c"}])
+    path.write_text(json.dumps({"prompt": "a", "response": "r"}) + "\n")
+    with pytest.raises(DataError, match="answers.jsonl:1: field 'instructions'"):
+        ifeval.prompt_passes(str(path), [{"prompt": "a"}])
+
+
 def test_sentence_counts_use_nltk_punkt():
     ifeval.require_punkt()
     row = {"key": 2, "prompt": "p", "instruction_id_list": ["length_constraints:number_sentences"],

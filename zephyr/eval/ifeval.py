@@ -182,12 +182,18 @@ def summarize(checked: list[list[dict]]) -> dict:
 
 
 def prompt_passes(path: str, prompts: list[dict]) -> list[bool]:
-    """Prompt-level loose pass (every instruction followed) of each prompt in `prompts`, from a response file
-    holding all of them."""
-    joined, _, missing = load_responses(path, prompts)
+    """Prompt-level loose pass (every instruction followed) of each prompt in `prompts`, read from the checks a
+    `zephyr eval ifeval` answers file already carries (its rows' `instructions`), not checked again."""
+    passed = {}
+    for where, row in read_objects(path):
+        if not isinstance(row.get("instructions"), list):
+            raise where.error("must be the list of checked instructions that `zephyr eval ifeval` writes",
+                              "instructions")
+        passed[row.get("prompt")] = all(i["loose"] for i in row["instructions"])
+    missing = [row for row in prompts if row["prompt"] not in passed]
     if missing:
-        raise DataError(f"{len(missing)} of the {len(prompts)} prompts have no response", path)
-    return [all(i["loose"] for i in check(row, response)) for row, response in joined]
+        raise DataError(f"{len(missing)} of the {len(prompts)} prompts have no checked reply", path)
+    return [passed[row["prompt"]] for row in prompts]
 
 
 def paired_difference(before: list[bool], after: list[bool]) -> dict:
