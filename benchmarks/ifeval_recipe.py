@@ -73,9 +73,6 @@ def main():
                                       "sft_preference_accuracy": held_out["sft"]["preference_accuracy"],
                                       "dpo_preference_accuracy": held_out["dpo"]["preference_accuracy"]},
               "seconds": timings}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "ifeval_recipe" + (f"_{args.tag}" if args.tag else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# IFEval: base -> SFT -> DPO ({report['settings']['prompts']} prompts, greedy, "
              f"{args.max_new_tokens} new tokens)", "",
              "| run | model | prompt strict | prompt loose | instruction strict | instruction loose |",
@@ -87,8 +84,7 @@ def main():
     lines += ["", f"Demo held-out pairs ({pairs['pairs']}): preference accuracy SFT "
               f"{pairs['sft_preference_accuracy']:.3f} -> DPO {pairs['dpo_preference_accuracy']:.3f}.", "",
               "Seconds: " + ", ".join(f"{k} {v}" for k, v in timings.items())]
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, "ifeval_recipe", args.tag, report, lines)
 
 
 def score(files: dict[str, str], args) -> None:
@@ -107,15 +103,25 @@ def score(files: dict[str, str], args) -> None:
                         "mean_reply_words": mean_words(Path(path))}
     report = {"settings": {"prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "temperature": 0.0,
                            "data": args.ifeval_data or "google/IFEval"}, "models": models}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "ifeval_recipe" + (f"_{args.tag}" if args.tag else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# IFEval: base -> SFT -> DPO ({len(prompts)} prompts, greedy, {args.max_new_tokens} new tokens)", "",
-             "| model | prompt strict | prompt loose | instruction strict | instruction loose | mean reply words |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {name} | " + " | ".join(f"{m[k]:.1f}" for k in NUMBERS) + f" | {m['mean_reply_words']} |"
-              for name, m in models.items()]
-    (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+             *model_table(models, {name: m["mean_reply_words"] for name, m in models.items()})]
+    write_results(args.out, "ifeval_recipe", args.tag, report, lines)
+
+
+def model_table(models: dict[str, dict], words: dict[str, float]) -> list[str]:
+    """The four numbers and the mean reply length of each model, as markdown table lines."""
+    return ["| model | prompt strict | prompt loose | instruction strict | instruction loose | mean reply words |",
+            "|---|---:|---:|---:|---:|---:|",
+            *(f"| {name} | " + " | ".join(f"{numbers[k]:.1f}" for k in NUMBERS) + f" | {words[name]} |"
+              for name, numbers in models.items())]
+
+
+def write_results(out: Path, stem: str, tag: str, report: dict, lines: list[str]) -> None:
+    """<out>/<stem>[_<tag>].json and .md, and the table printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem += f"_{tag}" if tag else ""
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -132,21 +138,13 @@ def collect(run: Path, out: Path, tag: str = "") -> None:
     report = {"settings": {k: ifeval[k] for k in ("prompts", "max_new_tokens", "data")}, "models": ifeval["models"],
               "mean_reply_words": words, "held_out_pairs": held, "seconds": seconds,
               "sft_eval_loss_by_epoch": [m["eval_loss"] for m in metrics if "eval_loss" in m]}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "ifeval_demo_run" + (f"_{tag}" if tag else "")
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# IFEval stage of `zephyr run recipes/demo` ({ifeval['prompts']} prompts, greedy, "
-             f"{ifeval['max_new_tokens']} new tokens)", "",
-             "| model | prompt strict | prompt loose | instruction strict | instruction loose | mean reply words |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {name} | " + " | ".join(f"{numbers[k]:.1f}" for k in NUMBERS) + f" | {words[name]} |"
-              for name, numbers in ifeval["models"].items()]
+             f"{ifeval['max_new_tokens']} new tokens)", "", *model_table(ifeval["models"], words)]
     lines += ["", f"Held-out pairs ({held['pairs']}): preference accuracy SFT {held['sft']['preference_accuracy']:.3f}"
               f" -> DPO {held['dpo']['preference_accuracy']:.3f}; DPO rewards/accuracies "
               f"{held['dpo']['rewards/accuracies']:.3f}.", "",
               "Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())]
-    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(out, "ifeval_demo_run", tag, report, lines)
 
 
 if __name__ == "__main__":
