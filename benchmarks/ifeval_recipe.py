@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from zephyr.pipeline import IFEVAL_NUMBERS as NUMBERS
+
 REPO = Path(__file__).resolve().parents[1]
-NUMBERS = ("prompt_level_strict", "prompt_level_loose", "instruction_level_strict", "instruction_level_loose")
 
 
 def main():
