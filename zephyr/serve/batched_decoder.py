@@ -249,6 +249,10 @@ class BatchedDecoder(DecoderThread):
         self.max_num_seqs = max_num_seqs
         self.kv_cache_tokens = kv_cache_tokens
         self.device = next(model.parameters()).device
+        from .decode_attention import SlackLayer, use_decode_attention  # imports transformers: only when used
+
+        # on a CPU, decode steps skip SDPA's kernel and the KV cache grows in place (decode_attention.py)
+        self.layer_class = SlackLayer if self.device.type == "cpu" and use_decode_attention(model) else None
         self._reset_batch()
         self._start()
 
@@ -321,6 +325,8 @@ class BatchedDecoder(DecoderThread):
         # a config-less DynamicCache keeps every layer's full history (no sliding-window trimming), so rows can be
         # padded and joined uniformly; the model's mask still applies each layer's sliding window
         cache = DynamicCache()
+        if self.layer_class is not None:
+            cache.layer_class_to_replicate = self.layer_class
         logits = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, use_cache=True,
                             logits_to_keep=1, **{self.cache_kwarg: cache}).logits[:, -1].float()
         for layer in cache.layers:  # padding columns are masked forever after; zeros keep them harmless

@@ -17,16 +17,19 @@ from .engine import Engine, generate
 from .protocol import ApiError
 
 
-async def _reply(engine: Engine, messages: list[dict], sampling: Sampling, stop_ids: Sequence[int],
-                 name: str) -> tuple[str, int]:
+def _prompt(engine: Engine, messages: list[dict], name: str):
     try:
         prompt = engine.chat_prompt(messages)
     except ApiError as err:
         raise ZephyrError(f"{name}: {err}") from err
-    room = engine.context_length - len(prompt.ids)
-    if room < 1:
+    if len(prompt.ids) >= engine.context_length:
         raise ZephyrError(f"{name}: the prompt has {len(prompt.ids)} tokens, the model's context is "
                           f"{engine.context_length}")
+    return prompt
+
+
+async def _reply(engine: Engine, prompt, sampling: Sampling, stop_ids: Sequence[int]) -> tuple[str, int]:
+    room = engine.context_length - len(prompt.ids)
     sampling = dataclasses.replace(sampling, max_new_tokens=min(sampling.max_new_tokens, room))
     steps = [step async for step in generate(engine, prompt, sampling, stop_ids)]
     return "".join(step.text for step in steps), (steps[-1].tokens if steps else 0)
@@ -44,8 +47,12 @@ def answer_all(engine: Engine, conversations: Sequence[list[dict]], samplings: S
     names = names or [f"conversation {i}" for i in range(len(conversations))]
     stop_ids = () if ignore_end_of_turn else engine.chat_stop_ids()
 
+    # every prompt rendered (and checked) first, so all requests reach the engine together and are admitted
+    # into one batch
+    prompts = [_prompt(engine, messages, name) for messages, name in zip(conversations, names)]
+
     async def one(index: int) -> tuple[str, int]:
-        text, tokens = await _reply(engine, conversations[index], samplings[index], stop_ids, names[index])
+        text, tokens = await _reply(engine, prompts[index], samplings[index], stop_ids)
         if on_reply:
             on_reply(index, text, tokens)
         return text, tokens
