@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicLayer
 
-from zephyr.serve.decode_attention import NAME, SLACK, SlackLayer, attention, use_decode_attention
+from zephyr.serve.decode_attention import NAME, RUN_COST, SLACK, SlackLayer, attention, runs, use_decode_attention
 
 
 class Attention(torch.nn.Module):  # the calling attention layer, as an attention function sees it
@@ -48,6 +48,26 @@ def test_one_token_step_equals_sdpa():
     assert not torch.allclose(full, out, atol=1e-3)  # the mask mattered
     additive = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
     assert torch.allclose(attention(Attention(), query, key, value, additive, scaling=0.3)[0], out, atol=1e-6)
+
+
+def test_rows_of_very_different_lengths_are_read_in_runs():
+    lengths = [4] * 15 + [3000]  # the batched decoder's layout: short prompts sorted first, one long one
+    query, key, value, mask = decode_inputs(lengths, width=3000, seed=5)
+    assert runs(mask) == [(0, 15, 4), (15, 16, 3000)]  # 3,060 + 2 calls instead of 48,000 + 1
+    out, _ = attention(Attention(), query, key, value, mask, scaling=0.3)
+    assert torch.allclose(out, sdpa_reference(query, key, value, mask, 0.3), atol=1e-6)
+
+
+def test_runs_by_hand():
+    def mask(needed, width):
+        return (torch.arange(width)[None, :] >= width - torch.tensor(needed)[:, None])[:, None, None, :]
+
+    assert runs(mask([3, 5, 4], 10)) == [(0, 3, 5)]  # one call: splitting saves less than RUN_COST
+    assert RUN_COST < 2000
+    assert runs(mask([2, 2, 4000, 3, 1], 4000)) == [(0, 2, 2), (2, 3, 4000), (3, 5, 3)]
+    nothing = mask([2, 2], 50)
+    nothing[1] = False  # a row that attends nothing reads every column, as SDPA would
+    assert runs(nothing) == [(0, 2, 50)]
 
 
 def test_by_hand_one_head():

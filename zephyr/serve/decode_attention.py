@@ -1,21 +1,25 @@
-"""Decode steps on a CPU without the padding tax: attention as two batched matmuls, a KV cache with room to grow.
+"""Decode steps on a CPU without the padding tax: SDPA called the way its CPU kernel is fast, a KV cache that grows
+in place.
 
 A decode step of a small model on a CPU is bound by memory traffic, and in the batched decoder's layout (rows
-right-aligned in one cache as wide as the longest row) most of the cache is padding. Two things stock
-transformers does cost more than the step's weights:
-  * transformers hands a grouped-query decode step to SDPA as one query per head (`enable_gqa`), and torch's
-    CPU flash-attention kernel pays for a whole block of queries per head: over 16 rows of 1,000 cached tokens
+right-aligned in one cache as wide as the longest row) most of the cache is padding. What stock transformers
+does there costs more than the step's weights:
+  * it hands a grouped-query decode step to SDPA as one query per head (`enable_gqa`), and torch's CPU
+    flash-attention kernel pays for a whole block of queries per head: over 16 rows of 1,000 cached tokens
     (gemma-3-270m, bf16, 2 cores) that takes ~16 ms where the same kernel given the 4 query heads of each KV
-    head as 4 queries takes ~1.2 ms, for the same result. `attention` packs one-token steps that way
-    and, on a sliding-window layer, reads only the window when the mask says nothing before it is attended;
-    every other call (prefill, training) is transformers' SDPA unchanged.
+    head as 4 queries takes ~1.2 ms, for the same result;
+  * it reads every row over the whole cache width: padding, and on a sliding-window layer what the window hides;
   * `DynamicLayer` appends a step's keys and values with `torch.cat`, rewriting the whole cache every step.
-    `SlackLayer` writes them into free columns kept on the right of its buffers.
+`attention` packs one-token steps that way and reads consecutive rows of similar length in runs, each from the
+earliest column its mask attends (`runs`); every other call (prefill, training) is transformers' SDPA
+unchanged. `SlackLayer` writes a step's keys and values into free columns kept on the right of its buffers.
 `use_decode_attention(model)` registers `attention` with transformers (`AttentionInterface`, with SDPA's masks)
 and switches a model on SDPA to it. The batched decoder uses both for models on the CPU.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -28,22 +32,59 @@ NAME = "zephyr_decode"  # an attention implementation name: SDPA, except for one
 SLACK = 256  # free columns a layer's buffers get each time they are (re)allocated
 
 
-def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None, **kwargs):
+def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     """transformers' attention-function signature: query [B, H, q, D], key and value [B, H_kv, kv, D], a mask
     [B, 1, q, kv] (boolean, True: attend; or a float one to add) or None; returns ([B, q, H, D], None) as
-    transformers' SDPA does. A one-token step packs the query heads that share a KV head as that head's queries."""
+    transformers' SDPA does. A one-token step packs the query heads that share a KV head as that head's
+    queries, and reads each run of rows only from its first attended column on (`runs`)."""
     if query.shape[2] != 1 or module.training or kwargs.get("softcap") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      sliding_window=sliding_window, **kwargs)
-    if (sliding_window and attention_mask is not None and attention_mask.dtype == torch.bool
-            and key.shape[2] > sliding_window and not attention_mask[..., :-sliding_window].any()):
-        key, value = key[:, :, -sliding_window:], value[:, :, -sliding_window:]
-        attention_mask = attention_mask[..., -sliding_window:]
+                                      **kwargs)
     batch, heads, _, dim = query.shape
     kv_heads = key.shape[1]
     queries = query.reshape(batch, kv_heads, heads // kv_heads, dim)  # [B, H_kv, heads per KV head, D]
-    out = F.scaled_dot_product_attention(queries, key, value, attn_mask=attention_mask, scale=scaling)
+    if attention_mask is None or attention_mask.dtype != torch.bool or attention_mask.shape[1] != 1:
+        out = F.scaled_dot_product_attention(queries, key, value, attn_mask=attention_mask, scale=scaling)
+        return out.reshape(batch, 1, heads, value.shape[-1]), None
+    out = query.new_empty(batch, kv_heads, heads // kv_heads, value.shape[-1])
+    for first, last, width in runs(attention_mask):
+        rows = slice(first, last)
+        out[rows] = F.scaled_dot_product_attention(queries[rows], key[rows, :, -width:], value[rows, :, -width:],
+                                                   attn_mask=attention_mask[rows, ..., -width:], scale=scaling)
     return out.reshape(batch, 1, heads, value.shape[-1]), None
+
+
+def runs(mask: torch.Tensor) -> list[tuple[int, int, int]]:
+    """[(first row, end row, key columns)]: consecutive rows of a one-token step's boolean mask [B, 1, 1, kv],
+    each run read from the earliest column any of its rows attends. Runs are chosen to read the fewest
+    columns, counting each extra SDPA call as RUN_COST columns: rows right-aligned in a cache as wide as the
+    longest (the batched decoder's layout, in order of prompt length when admitted together) or a sliding
+    window's mask then skip the padding and what the window hides. The runs of the last mask are kept: the
+    layers of one step share their masks."""
+    global _last_runs
+    last = _last_runs  # one read: another decoder's thread may replace it
+    if last is not None and last[0]() is mask:
+        return last[1]
+    columns = mask.shape[-1]
+    attended = mask[:, 0, 0]
+    needed = (columns - attended.int().argmax(-1)).tolist()  # rows attending nothing: all columns, as SDPA
+    # best[i]: (cost, runs) of rows [0, i); the last run of a split ends at i
+    best: list[tuple[float, list]] = [(0.0, [])]
+    for end in range(1, len(needed) + 1):
+        choice, widest = None, 0
+        for first in range(end - 1, -1, -1):
+            widest = max(widest, needed[first])
+            cost = best[first][0] + RUN_COST + (end - first) * widest
+            if choice is None or cost < choice[0]:
+                choice = (cost, best[first][1] + [(first, end, widest)])
+        best.append(choice)
+    result = best[-1][1]
+    _last_runs = (weakref.ref(mask), result)
+    return result
+
+
+_last_runs = None
+RUN_COST = 1024  # an SDPA call's overhead, in (row, key column) pairs read
 
 
 def use_decode_attention(model) -> bool:
