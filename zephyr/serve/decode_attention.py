@@ -4,13 +4,13 @@ in place.
 A decode step of a small model on a CPU is bound by memory traffic, and in the batched decoder's layout (rows
 right-aligned in one cache as wide as the longest row) most of the cache is padding. What stock transformers
 does there costs more than the step's weights:
-  * it hands a grouped-query decode step to SDPA as one query per head (`enable_gqa`), and torch's CPU
-    flash-attention kernel pays for a whole block of queries per head: over 16 rows of 1,000 cached tokens
-    (gemma-3-270m, bf16, 2 cores) that takes ~16 ms where the same kernel given the 4 query heads of each KV
-    head as 4 queries takes ~1.2 ms, for the same result;
+  * with no mask (one row, or rows of equal length) it hands a grouped-query decode step to SDPA as one query
+    per head (`enable_gqa`), and torch's CPU flash-attention kernel pays for a whole block of queries per head:
+    over 16 rows of 1,000 cached tokens (gemma-3-270m, bf16, 2 cores) ~16 ms, where the same kernel given the
+    4 query heads of each KV head as 4 queries (what transformers does when there is a mask) takes ~1.2 ms;
   * it reads every row over the whole cache width: padding, and on a sliding-window layer what the window hides;
   * `DynamicLayer` appends a step's keys and values with `torch.cat`, rewriting the whole cache every step.
-`attention` packs one-token steps that way and reads consecutive rows of similar length in runs, each from the
+`attention` always packs one-token steps that way and reads consecutive rows of similar length in runs, each from the
 earliest column its mask attends (`runs`); every other call (prefill, training) is transformers' SDPA
 unchanged. `SlackLayer` writes a step's keys and values into free columns kept on the right of its buffers.
 `use_decode_attention(model)` registers `attention` with transformers (`AttentionInterface`, with SDPA's masks)
