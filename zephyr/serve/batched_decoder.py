@@ -251,7 +251,8 @@ class BatchedDecoder(DecoderThread):
         self.device = next(model.parameters()).device
         from .decode_attention import SlackLayer, use_decode_attention  # imports transformers: only when used
 
-        # on a CPU, decode steps skip SDPA's kernel and the KV cache grows in place (decode_attention.py)
+        # on a CPU, decode steps read only what each run of rows attends and the KV cache grows in place
+        # (decode_attention.py)
         self.layer_class = SlackLayer if self.device.type == "cpu" and use_decode_attention(model) else None
         self._reset_batch()
         self._start()

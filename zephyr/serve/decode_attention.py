@@ -10,8 +10,8 @@ does there costs more than the step's weights:
     4 query heads of each KV head as 4 queries (what transformers does when there is a mask) takes ~1.2 ms;
   * it reads every row over the whole cache width: padding, and on a sliding-window layer what the window hides;
   * `DynamicLayer` appends a step's keys and values with `torch.cat`, rewriting the whole cache every step.
-`attention` always packs one-token steps that way and reads consecutive rows of similar length in runs, each from the
-earliest column its mask attends (`runs`); every other call (prefill, training) is transformers' SDPA
+`attention` always packs one-token steps that way and reads consecutive rows of similar length in runs, each
+from the earliest column its mask attends (`runs`); every other call (prefill, training) is transformers' SDPA
 unchanged. `SlackLayer` writes a step's keys and values into free columns kept on the right of its buffers.
 `use_decode_attention(model)` registers `attention` with transformers (`AttentionInterface`, with SDPA's masks)
 and switches a model on SDPA to it. The batched decoder uses both for models on the CPU.

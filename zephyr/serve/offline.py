@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 
 from ..errors import ZephyrError
 from ..sampling import Sampling
-from .engine import Engine, generate
+from .engine import Engine, Prompt, generate
 from .protocol import ApiError
 
 
-def _prompt(engine: Engine, messages: list[dict], name: str):
+def _prompt(engine: Engine, messages: list[dict], name: str) -> Prompt:
     try:
         prompt = engine.chat_prompt(messages)
     except ApiError as err:
@@ -28,7 +28,7 @@ def _prompt(engine: Engine, messages: list[dict], name: str):
     return prompt
 
 
-async def _reply(engine: Engine, prompt, sampling: Sampling, stop_ids: Sequence[int]) -> tuple[str, int]:
+async def _reply(engine: Engine, prompt: Prompt, sampling: Sampling, stop_ids: Sequence[int]) -> tuple[str, int]:
     room = engine.context_length - len(prompt.ids)
     sampling = dataclasses.replace(sampling, max_new_tokens=min(sampling.max_new_tokens, room))
     steps = [step async for step in generate(engine, prompt, sampling, stop_ids)]
