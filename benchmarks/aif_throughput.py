@@ -9,7 +9,9 @@ helpfulness principle as system message, rendered by the engine's chat template;
 across paths and recorded), the same sampling (UltraFeedback's: temperature 1, top-p 1, no top-k) and exactly
 `--tokens` new tokens per completion (end of turn ignored everywhere; the pool step's token counts are checked).
   * plain: `model.generate` over left-padded batches of `--batch` prompts (what `zephyr generate` does, default 8
-    as its --batch_size), on the transformers engine's model (the GGUF dequantised, bf16 or fp32 as `auto`).
+    as its --batch_size), on the transformers engine's model (the GGUF dequantised, bf16 or fp32 as `auto`) with
+    transformers' SDPA attention (the engine's own decode path, zephyr/serve/decode_attention.py, is switched off
+    for this path).
   * transformers: the pool step (`zephyr.aif.answer.replies`) on zephyr serve's transformers engine (continuous
     batching), every completion in flight at once, up to --max_num_seqs decoded together.
   * llama.cpp: the same pool step on zephyr serve's llama.cpp engine (batched decoder) reading the embedded
