@@ -80,16 +80,17 @@ def test_by_hand_one_head():
     assert torch.allclose(out[0, 0, 0], torch.tensor([2 / (1 + e), 4 * e / (1 + e)]))
 
 
-def test_sliding_window_reads_only_the_window_when_nothing_before_it_is_attended():
+def test_sliding_window_reads_only_from_the_first_attended_column():
     window = 5
     query, key, value, mask = decode_inputs([3, 12, 9], width=12, seed=1)
     sliding = mask & (torch.arange(12) >= 12 - window)  # what transformers' sliding mask keeps
     out, _ = attention(Attention(), query, key, value, sliding, scaling=0.5, sliding_window=window)
     assert torch.allclose(out, sdpa_reference(query, key, value, sliding, 0.5), atol=1e-6)
-    # a key outside the window changed: not read (the window slice), so the result cannot change
+    # a key before the window changed: not read (each run starts at its first attended column), so the result
+    # cannot change
     key[:, :, 0] += 100.0
     assert torch.equal(attention(Attention(), query, key, value, sliding, scaling=0.5, sliding_window=window)[0], out)
-    # a mask that attends before the window (not a newest-token-last layout) is used in full, not sliced
+    # a mask that attends before the window: those columns are read too
     wide = mask.clone()
     out, _ = attention(Attention(), query, key, value, wide, scaling=0.5, sliding_window=window)
     assert torch.allclose(out, sdpa_reference(query, key, value, wide, 0.5), atol=1e-6)

@@ -30,6 +30,8 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "zephyr_decode"  # an attention implementation name: SDPA, except for one-token steps
 SLACK = 256  # free columns a layer's buffers get each time they are (re)allocated
+RUN_COST = 1024  # an SDPA call's overhead, in (row, key column) pairs read
+_last_runs = None  # (weak reference to a mask, its runs)
 
 
 def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
@@ -81,10 +83,6 @@ def runs(mask: torch.Tensor) -> list[tuple[int, int, int]]:
     result = best[-1][1]
     _last_runs = (weakref.ref(mask), result)
     return result
-
-
-_last_runs = None
-RUN_COST = 1024  # an SDPA call's overhead, in (row, key column) pairs read
 
 
 def use_decode_attention(model) -> bool:
