@@ -6,6 +6,7 @@ import torch
 from zephyr.dpo import losses
 from zephyr.dpo.losses import LossConfig
 from zephyr.dpo.losses import PairLogps
+from zephyr.errors import ConfigError
 
 
 def pair():
@@ -75,3 +76,19 @@ def test_registry_builds_each_loss_from_the_config_and_only_simpo_is_reference_f
     assert losses.make_loss(LossConfig("robust", beta=0.1, label_smoothing=0.1))(p).item() == \
         pytest.approx(0.5168552, abs=1e-6)
     assert {name for name in losses.LOSSES if LossConfig(name).loss.reference_free} == {"simpo"}
+
+
+def test_rpo_adds_the_chosen_replys_per_token_nll():
+    # chosen -10 over 4 tokens: NLL per token 2.5; alpha 0.5 adds 1.25 to DPO's 0.5543552
+    p = pair()
+    assert losses.chosen_nll(p).item() == pytest.approx(2.5)
+    rpo = losses.make_loss(LossConfig("sigmoid", beta=0.1, rpo_alpha=0.5))
+    assert rpo(p).item() == pytest.approx(0.5543552 + 1.25, abs=1e-6)
+    assert losses.make_loss(LossConfig("sigmoid", beta=0.1))(p).item() == pytest.approx(0.5543552, abs=1e-6)
+    # its gradient raises the chosen reply's log-prob more than DPO alone does
+    chosen = torch.tensor([-10.0], requires_grad=True)
+    rpo(PairLogps(chosen, p.rejected, p.ref_chosen, p.ref_rejected, p.chosen_tokens, p.rejected_tokens)).sum().backward()
+    # d/dchosen: -beta * sigmoid(-0.3) - alpha / 4 = -0.1 * 0.4255575 - 0.125
+    assert chosen.grad.item() == pytest.approx(-0.04255575 - 0.125, abs=1e-6)
+    with pytest.raises(ConfigError, match="--rpo_alpha"):
+        LossConfig("sigmoid", rpo_alpha=-1.0)

@@ -116,3 +116,30 @@ def test_short_run_loss_curve_matches_trl(setup, tmp_path):
     assert our_losses[-1] < our_losses[0] - 0.05  # it learns, so later steps compare trained weights
     for step, (a, b) in enumerate(zip(our_losses, trl_losses), 1):
         assert a == pytest.approx(b, rel=0.01), f"step {step}: ours {a} vs TRL {b}"
+
+
+def test_rpo_equals_trls_sigmoid_plus_sft_loss(setup, tmp_path):
+    # one pair per batch: our per-pair token mean and TRL's batch token mean of the chosen NLL are the same number
+    folder, tokenizer, tokenized = setup
+    torch.manual_seed(0)
+    ref = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    policy = copy.deepcopy(ref)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    theirs_policy, theirs_ref = copy.deepcopy(policy), copy.deepcopy(ref)
+    one = tokenized[:1]
+    losses, sums = pair_outputs(policy, collate(one, "shared", tokenizer.pad_token_id),
+                                LossConfig("sigmoid", 0.1, rpo_alpha=0.7), lambda _, b: reference_logps(ref, b))
+    plain, _ = pair_outputs(policy, collate(one, "shared", tokenizer.pad_token_id), LossConfig("sigmoid", 0.1),
+                            lambda _, b: reference_logps(ref, b))
+    args = trl.DPOConfig(output_dir=str(tmp_path / "trl"), beta=0.1, loss_type=["sigmoid", "sft"],
+                         loss_weights=[1.0, 0.7], report_to=[], use_cpu=True, bf16=False, max_length=None,
+                         save_strategy="no")
+    trainer = PreTokenizedDPOTrainer(model=theirs_policy, ref_model=theirs_ref, args=args, processing_class=tokenizer,
+                                     train_dataset=Dataset.from_list(as_rows(one)))
+    theirs_policy.train()
+    loss = trainer._compute_loss(theirs_policy, trainer.data_collator(as_rows(one)), False)
+    assert losses.item() == pytest.approx(loss.item(), abs=1e-4)
+    assert losses.item() > plain.item() + 0.1  # the NLL term is there
+    assert sums.means()["nll_loss"] == pytest.approx((losses - plain).item() / 0.7, abs=1e-5)

@@ -7,6 +7,7 @@ Metric meanings (those of TRL's DPOTrainer and of the zephyr-7b-beta / zephyr-7b
   rewards/margins                   mean of rewards/chosen - rewards/rejected
   logps/chosen, logps/rejected      mean over pairs of the policy's summed completion log-prob
   logits/chosen, logits/rejected    mean logit (over the vocabulary) averaged over all completion tokens
+  nll_loss                          with rpo_alpha > 0: mean over pairs of the chosen reply's per-token NLL
 Metrics travel as sums with their counts (`MetricSums`) so that gradient accumulation, several batches and
 several processes combine exactly, then `means()` divides once.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from .layout import PairBatch, completion_logps
-from .losses import LossConfig, PairLogps
+from .losses import LossConfig, PairLogps, chosen_nll
 
 METRIC_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                 "logps/chosen", "logps/rejected", "logits/chosen", "logits/rejected")
@@ -75,7 +76,10 @@ def pair_outputs(model, batch: PairBatch, settings: LossConfig, reference) -> tu
     logps = PairLogps(chosen, rejected, ref_chosen, ref_rejected,
                       batch.chosen_tokens.to(chosen), batch.rejected_tokens.to(chosen))
     losses = settings.loss(logps)
-    return losses, metric_sums(losses, logps, scores.logit_sums, settings.beta)
+    sums = metric_sums(losses, logps, scores.logit_sums, settings.beta)
+    if settings.rpo_alpha:
+        sums.add("nll_loss", chosen_nll(logps).detach().sum(), len(losses))
+    return losses, sums
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ the trainer whether reference log-probs are needed at all.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -74,6 +74,14 @@ def robust(p: PairLogps, beta: float, label_smoothing: float = 0.0) -> torch.Ten
     return (clean - flipped) / (1 - 2 * label_smoothing)
 
 
+def chosen_nll(p: PairLogps) -> torch.Tensor:
+    """RPO's added term (Pang et al. 2024, "Iterative Reasoning Preference Optimization", eq. 1): the chosen
+    completion's negative log-likelihood under the policy, averaged over its tokens, -log pi(y_w|x) / |y_w|.
+    Added to a preference loss with weight alpha it keeps the chosen replies likely, so the policy cannot win
+    the margin by pushing both completions down (TRL: loss_type ["sigmoid", "sft"] with weights [1, alpha])."""
+    return -p.chosen / p.chosen_tokens.clamp(min=1)
+
+
 def simpo(p: PairLogps, beta: float, gamma: float = 0.5, label_smoothing: float = 0.0) -> torch.Tensor:
     """SimPO (Meng et al. 2024, eq. 6): reference-free, length-normalised:
     -log sigmoid(beta/|y_w| log pi(y_w|x) - beta/|y_l| log pi(y_l|x) - gamma), gamma the target reward margin."""
@@ -90,9 +98,11 @@ class Loss:
     formula: Callable[..., torch.Tensor]
     kwargs: dict[str, Any] = field(default_factory=dict)
     reference_free: bool = False  # the reference log-probs play no part (none are computed)
+    nll_weight: float = 0.0  # RPO's alpha: weight of `chosen_nll` added to each pair's loss
 
     def __call__(self, p: PairLogps) -> torch.Tensor:
-        return self.formula(p, **self.kwargs)
+        losses = self.formula(p, **self.kwargs)
+        return losses + self.nll_weight * chosen_nll(p) if self.nll_weight else losses
 
 
 # name -> how to build the loss from a LossConfig's fields
@@ -110,7 +120,7 @@ def make_loss(cfg) -> Loss:
     """The loss `cfg.loss_type` names, bound to the config's hyperparameters."""
     if cfg.loss_type not in LOSSES:
         raise ConfigError(f"--loss_type: unknown loss_type {cfg.loss_type!r}; choose one of {', '.join(LOSSES)}")
-    return LOSSES[cfg.loss_type](cfg)
+    return replace(LOSSES[cfg.loss_type](cfg), nll_weight=cfg.rpo_alpha)
 
 
 @dataclass
@@ -121,6 +131,7 @@ class LossConfig:
     beta: float = config_field(0.1, help="strength of the KL tie to the reference (zephyr-7b-beta paper 0.1, handbook 0.01; IPO: its tau; SimPO: its beta, ~2)")
     label_smoothing: float = config_field(0.0, help="assumed rate of flipped preference labels (cDPO with sigmoid, robust DPO; < 0.5)")
     simpo_gamma: float = config_field(0.5, help="SimPO target reward margin gamma")
+    rpo_alpha: float = config_field(0.0, help="weight of the chosen reply's per-token negative log-likelihood added to the loss (RPO, Pang et al. 2024: 1.0; 0 = off)")
 
     def __post_init__(self):
         make_loss(self)  # an unknown loss_type fails here
@@ -130,6 +141,8 @@ class LossConfig:
             raise ConfigError(f"--label_smoothing: must be in [0, 0.5), got {self.label_smoothing}")
         if not (math.isfinite(self.simpo_gamma) and self.simpo_gamma >= 0):
             raise ConfigError(f"--simpo_gamma: must be a number >= 0, got {self.simpo_gamma}")
+        if not (math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0):
+            raise ConfigError(f"--rpo_alpha: must be a number >= 0, got {self.rpo_alpha}")
         rest = getattr(super(), "__post_init__", None)  # the next base's checks, in a stage config
         if rest is not None:
             rest()
