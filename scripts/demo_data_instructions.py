@@ -107,14 +107,14 @@ CONSTRAINTS = {
                "Use only small letters; capital letters are not allowed."], {"case", "repeat"}, 3),
     "upper": ("change_case:english_capital",
               ["Write the whole reply in capital letters.", "Put every letter of the answer in upper case.",
-               "Answer in English using only CAPITAL LETTERS.", "Your entire response should be in all caps."],
+               "Answer in English using only CAPITAL LETTERS.", "The whole response should be in all caps."],
               {"case", "repeat", "placeholders"}, 2),
     "capital_words": ("change_case:capital_word_frequency",
                       ["Use at least {n} words written entirely in capitals for emphasis.",
                        "Stress at least {n} words by writing them in ALL CAPS.",
                        "Include {n} or more words in all capital letters."], {"case"}, 2),
     "quotation": ("startend:quotation",
-                  ["Put double quotation marks around your entire reply.",
+                  ["Surround the entire reply with double quotation marks.",
                    "Enclose the whole answer in a pair of double quotes.",
                    "Wrap your response in double quotation marks from start to end.",
                    "Begin and end the reply with a double quote character."], {"wrap", "end"}, 3),
@@ -444,15 +444,20 @@ def make_request(topic: tuple, rng) -> Request:
             n = rng.randint(2, 3)
             plan.placeholders = n
             add(c, {"num_placeholders": n}, lambda p: dataclasses.replace(p, placeholders=0), n=n)
-        elif c == "repeat":
-            plan.repeat = task
-            add(c, {"prompt_to_repeat": task}, lambda p: dataclasses.replace(p, repeat=None))
+        elif c == "repeat":  # the text to repeat is known once every other phrase is: filled in below
+            add(c, {}, lambda p: dataclasses.replace(p, repeat=None))
         elif c == "two":
             plan.sentences = sentences[start: start + 6]
             plan.layout = ("two",)
             add(c, {}, lambda p: dataclasses.replace(p, layout=("plain",)))
-    prompt = task + " " + " ".join(phrases)
-    return Request(prompt, ids, kwargs, plan, breakers)
+    if "repeat" in chosen:
+        # "repeat my request" means the whole request but the repeat instruction itself, which comes last, on
+        # the same line or a line of its own
+        at = chosen.index("repeat")
+        request = " ".join([task] + phrases[:at] + phrases[at + 1:])
+        plan.repeat = kwargs[at]["prompt_to_repeat"] = request
+        return Request(request + rng.choice([" ", "\n"]) + phrases[at], ids, kwargs, plan, breakers)
+    return Request(task + " " + " ".join(phrases), ids, kwargs, plan, breakers)
 
 
 def checker():

@@ -38,7 +38,7 @@ from demo_data_tables import *  # noqa: F401,F403,E402
 from demo_data_instructions import checker, instruction_item  # noqa: E402
 from demo_data_topics import TOPICS  # noqa: E402
 
-INSTRUCT_QUOTAS = {"sft_train": 360, "sft_test": 30, "pairs_train": 220, "pairs_test": 40}
+INSTRUCT_QUOTAS = {"sft_train": 900, "sft_test": 30, "pairs_train": 220, "pairs_test": 40}
 INSTRUCT_TEST_TOPICS = 5  # topics held out for the test files
 # the constraints of every instruction-following request, in IFEval's input format plus the file it is in, so a
 # test can re-check the shipped replies with IFEval's checkers
@@ -344,12 +344,15 @@ def add_instruction_rows(files: dict[str, list[dict]], seed: int) -> None:
     topics = list(TOPICS)
     rng.shuffle(topics)
     held_out, train_topics = topics[:INSTRUCT_TEST_TOPICS], topics[INSTRUCT_TEST_TOPICS:]
-    checks = []
+    checks, seen = [], set()
     for name, count in INSTRUCT_QUOTAS.items():
         pool = held_out if name.endswith("test") else train_topics
         rows = []
         for i in range(count):
             item = instruction_item(pool[i % len(pool)], rng, follows)
+            while item["prompt"] in seen:  # every request is asked once
+                item = instruction_item(pool[i % len(pool)], rng, follows)
+            seen.add(item["prompt"])
             checks.append({"file": name, "prompt": item["prompt"], "instruction_id_list": item["instruction_ids"],
                            "kwargs": item["kwargs"]})
             user = [{"role": "user", "content": item["prompt"]}]
