@@ -8,7 +8,7 @@ any dataset) and a fixed seed, so rerunning reproduces the committed files byte 
     python scripts/make_demo_data.py --out DIR  # writes elsewhere (tests/test_demo_data.py compares)
 
 Beside these short dialogues, `instruct` rows teach verifiable instruction following (demo_data_instructions.py):
-requests with length, format, keyword, case, quotation, postscript and language constraints, replies of 30-260
+requests with length, format, keyword, case, quotation, postscript and language constraints, replies of 20-260
 words built from hand-written topic prose, each checked with IFEval's checkers while it is generated (the chosen
 reply follows every constraint, the rejected one breaks one). They need the `[eval]` extra (if-verifiable and
 NLTK's punkt model). Test files use held-out topics.
