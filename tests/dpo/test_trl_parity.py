@@ -46,6 +46,17 @@ def as_rows(tokenized):
     return [{"prompt_ids": p.prompt, "chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in tokenized]
 
 
+def reference_and_moved_policy(folder):
+    """The tiny model as reference and a policy whose weights are moved off it, so the pairs' rewards differ."""
+    torch.manual_seed(0)
+    ref = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    policy = copy.deepcopy(ref)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return ref, policy
+
+
 @pytest.fixture
 def setup(tiny_model_dir, tokenizer, pairs):
     folder = tiny_model_dir("mistral")
@@ -57,12 +68,7 @@ def setup(tiny_model_dir, tokenizer, pairs):
 @pytest.mark.parametrize("loss_type,beta", [("sigmoid", 0.1), ("ipo", 0.1), ("sigmoid", 0.5)])
 def test_one_batch_metrics_equal_trl(setup, tmp_path, loss_type, beta):
     folder, tokenizer, tokenized = setup
-    torch.manual_seed(0)
-    ref = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    policy = copy.deepcopy(ref)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    ref, policy = reference_and_moved_policy(folder)
     theirs_policy, theirs_ref = copy.deepcopy(policy), copy.deepcopy(ref)
 
     losses, sums = pair_outputs(policy, collate(tokenized, "shared", tokenizer.pad_token_id),
@@ -121,12 +127,7 @@ def test_short_run_loss_curve_matches_trl(setup, tmp_path):
 def test_rpo_equals_trls_sigmoid_plus_sft_loss(setup, tmp_path):
     # one pair per batch: our per-pair token mean and TRL's batch token mean of the chosen NLL are the same number
     folder, tokenizer, tokenized = setup
-    torch.manual_seed(0)
-    ref = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    policy = copy.deepcopy(ref)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    ref, policy = reference_and_moved_policy(folder)
     theirs_policy, theirs_ref = copy.deepcopy(policy), copy.deepcopy(ref)
     one = tokenized[:1]
     losses, sums = pair_outputs(policy, collate(one, "shared", tokenizer.pad_token_id),
