@@ -92,7 +92,10 @@ def test_two_sharded_processes_train_dpo_as_one_process(tmp_path, tiny_model_dir
     single = run_dpo(dpo_config(str(folder), str(tmp_path / "single"), 2, lora,
                                 "bfloat16" if variant == "dpo-bf16" else "float32"))
     assert len(result["losses"]) == 2
-    assert result["losses"] == pytest.approx(losses(single.result), abs=1e-5)
+    # in bf16 the second step's loss reads weights that Adam moved by a near-zero gradient's sign (see below)
+    # and products rounded to bf16, so it may differ by a few 1e-5; fp32 agrees to 1e-5
+    tolerance = 5e-5 if variant == "dpo-bf16" else 1e-5
+    assert result["losses"] == pytest.approx(losses(single.result), abs=tolerance)
     if lora:  # the adapter alone, as without FSDP
         trained = load_file(tmp_path / "single" / "adapter_model.safetensors")
         sharded = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
