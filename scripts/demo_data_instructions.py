@@ -473,45 +473,14 @@ def checker():
     return follows
 
 
-# Formats a rejected reply may add unasked, with the IFEval instruction that detects each: trained only on pairs
-# whose chosen reply takes a format because it was asked, DPO learns the format itself (a small model writes
-# everything in lowercase and in quotes); pairs whose rejected reply takes it unasked tie it to the request.
-UNASKED = {"lower": "change_case:english_lowercase", "upper": "change_case:english_capital",
-           "quotation": "startend:quotation", "json": "detectable_format:json_format"}
-
-
-def add_unasked(plan: Plan, fmt: str) -> Plan | None:
-    """`plan` with the format `fmt` added, or None where the request already asks for it or something near it."""
-    if fmt in ("lower", "upper") and plan.case is None and plan.foreign is None and not plan.capital_words:
-        return dataclasses.replace(plan, case=fmt)
-    if fmt == "quotation" and not plan.quotation:
-        return dataclasses.replace(plan, quotation=True)
-    if fmt == "json" and plan.layout == ("plain",) and not plan.repeat:
-        return dataclasses.replace(plan, layout=("json",))
-    return None
-
-
-def instruction_item(topic: tuple, rng, follows, unasked: float = 0.0) -> dict:
-    """{prompt, chosen, rejected, instruction_ids, kwargs[, unasked]}: chosen follows every constraint (strict);
-    rejected breaks one (strict and loose) or, with probability `unasked`, follows them all but adds a format
-    nobody asked for (named by its IFEval instruction id, which passes on rejected and fails on chosen); all
-    checked here, and a request whose replies would not verify is redrawn."""
+def instruction_item(topic: tuple, rng, follows) -> dict:
+    """{prompt, chosen, rejected, instruction_ids, kwargs}: chosen follows every constraint (strict), rejected
+    breaks one (strict and loose), both checked here; a request whose reply would not verify is redrawn."""
     for _ in range(50):
         request = make_request(topic, rng)
         chosen = render(request.plan)
         if not all(s for s, _ in follows(request.instruction_ids, request.kwargs, request.prompt, chosen)):
             continue
-        if unasked and rng.random() < unasked:
-            fmt = rng.choice(sorted(UNASKED))
-            plan = add_unasked(request.plan, fmt)
-            if plan is None:
-                continue
-            rejected, ids = render(plan), [UNASKED[fmt]]
-            if not follows(ids, [{}], request.prompt, rejected)[0][0] or any(follows(ids, [{}], request.prompt,
-                                                                                     chosen)[0]):
-                continue
-            return {"prompt": request.prompt, "chosen": chosen, "rejected": rejected,
-                    "instruction_ids": request.instruction_ids, "kwargs": request.kwargs, "unasked": ids[0]}
         broken = rng.randrange(len(request.breakers))
         rejected = render(request.breakers[broken](request.plan))
         result = follows(request.instruction_ids, request.kwargs, request.prompt, rejected)

@@ -10,8 +10,8 @@ any dataset) and a fixed seed, so rerunning reproduces the committed files byte 
 Beside these short dialogues, `instruct` rows teach verifiable instruction following (demo_data_instructions.py):
 requests with length, format, keyword, case, quotation, postscript and language constraints, replies of 20-260
 words built from hand-written topic prose, each checked with IFEval's checkers while it is generated (the chosen
-reply follows every constraint, the rejected one breaks one or adds a format nobody asked for). They need the
-`[eval]` extra (if-verifiable and NLTK's punkt model). Test files use held-out topics.
+reply follows every constraint, the rejected one breaks one). They need the `[eval]` extra (if-verifiable and
+NLTK's punkt model). Test files use held-out topics.
 
 Arithmetic is always written as `a op b = c` with c computed here, never typed in, so tests can recheck it.
 Rejected replies are worse in ways a small model picks up in a few DPO steps: a wrong fact or sum, an off-topic
@@ -39,7 +39,6 @@ from demo_data_instructions import checker, instruction_item  # noqa: E402
 from demo_data_topics import TOPICS  # noqa: E402
 
 INSTRUCT_QUOTAS = {"sft_train": 900, "sft_test": 30, "pairs_train": 220, "pairs_test": 40}
-UNASKED_SHARE = 0.35  # of instruction pairs, the share whose rejected reply adds a format nobody asked for
 INSTRUCT_TEST_TOPICS = 5  # topics held out for the test files
 # the constraints of every instruction-following request, in IFEval's input format plus the file it is in, so a
 # test can re-check the shipped replies with IFEval's checkers
@@ -350,13 +349,12 @@ def add_instruction_rows(files: dict[str, list[dict]], seed: int) -> None:
         pool = held_out if name.endswith("test") else train_topics
         rows = []
         for i in range(count):
-            unasked = UNASKED_SHARE if name.startswith("pairs") else 0.0
-            item = instruction_item(pool[i % len(pool)], rng, follows, unasked)
+            item = instruction_item(pool[i % len(pool)], rng, follows)
             while item["prompt"] in seen:  # every request is asked once
-                item = instruction_item(pool[i % len(pool)], rng, follows, unasked)
+                item = instruction_item(pool[i % len(pool)], rng, follows)
             seen.add(item["prompt"])
             checks.append({"file": name, "prompt": item["prompt"], "instruction_id_list": item["instruction_ids"],
-                           "kwargs": item["kwargs"], **({"unasked": item["unasked"]} if "unasked" in item else {})})
+                           "kwargs": item["kwargs"]})
             user = [{"role": "user", "content": item["prompt"]}]
             rows.append({"messages": user + [{"role": "assistant", "content": item["chosen"]}]}
                         if name.startswith("sft") else

@@ -180,8 +180,7 @@ def test_instruction_rows_are_a_real_share_with_realistic_length(name):
 
 
 def test_instruction_replies_are_verified_with_ifevals_checkers():
-    """Chosen replies (and SFT replies) follow every constraint of their request; rejected ones break one, or add
-    a format the request did not ask for (`unasked`: IFEval's check for it passes on rejected, fails on chosen)."""
+    """Chosen replies (and SFT replies) follow every constraint of their request; rejected ones break one."""
     pytest.importorskip("if_verifiable")
     from zephyr.eval import ifeval
 
@@ -199,24 +198,8 @@ def test_instruction_replies_are_verified_with_ifevals_checkers():
     for row in checks:
         good, bad = replies_of[row["prompt"]]
         assert all(i["strict"] for i in ifeval.check(row, good)), (row, good)
-        if bad is not None and "unasked" in row:
-            assert row["unasked"] not in row["instruction_id_list"], row
-            unasked = {"prompt": row["prompt"], "instruction_id_list": [row["unasked"]], "kwargs": [{}]}
-            assert ifeval.check(unasked, bad)[0]["strict"] and not ifeval.check(unasked, good)[0]["loose"], row
-        elif bad is not None:
+        if bad is not None:
             assert not all(i["loose"] for i in ifeval.check(row, bad)), (row, bad)
-
-
-def test_some_pairs_reject_formats_nobody_asked_for():
-    """A share of instruction pairs reject a reply in lowercase, capitals, quotes or JSON that was not asked for,
-    each kind in both train and test files, so DPO ties a format to the request instead of learning it outright."""
-    checks = load("instruction_checks")
-    for name in ("pairs_train", "pairs_test"):
-        rows = [row for row in checks if row["file"] == name]
-        kinds = [row["unasked"] for row in rows if "unasked" in row]
-        assert 0.2 <= len(kinds) / len(rows) <= 0.5, name
-        assert len(set(kinds)) >= (4 if name == "pairs_train" else 3), name
-    assert not any("unasked" in row for row in checks if row["file"].startswith("sft"))
 
 
 def test_repeat_requests_repeat_everything_but_the_repeat_instruction():
