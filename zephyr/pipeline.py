@@ -50,7 +50,8 @@ class RunConfig:
     ifeval_data: str = field("", help="IFEval input_data.jsonl (default: the hub's google/IFEval)")
     ifeval_prompts: int = field(40, help="IFEval prompts scored, spread evenly over the 541 (0 = all)")
     ifeval_max_new_tokens: int = field(512, help="longest IFEval reply, in tokens")
-    ifeval_batch_size: int = field(40, help="IFEval prompts generated together (on a CPU, 40 at once take about half the time of five batches of 8)")
+    ifeval_batch_size: int = field(40, help="IFEval prompts generated together (on a CPU, 40 at once take about "
+                                            "half the time of five batches of 8)")
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
