@@ -42,12 +42,39 @@ def test_default_scheme_and_bad_group_size(capsys):
     assert "--group_size: must be positive, got 0" in capsys.readouterr().err
 
 
+NOT_SET_UP = ("the llm-compressor environment is not set up: `zephyr quantize awq --setup_only` "
+              "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>)")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["awq", "gptq", "awq+gptq"])
+def test_each_method_runs_its_modifiers():
+    """The llm-compressor recipe of every method, built where the worker builds it (the engine's environment);
+    the round trips below run two of them end to end, and "awq+gptq" takes GPTQ's path as plain "gptq" does."""
+    import subprocess
+
+    from zephyr.quantize.cli import GptqConfig
+
+    if not LLM_COMPRESSOR.ready():
+        pytest.skip(NOT_SET_UP)
+    assert (GptqConfig().modifiers, GptqConfig(awq_scaling=True).modifiers) == ("gptq", "awq+gptq")
+    code = ("import json; from zephyr.quantize.awq_worker import recipe\n"
+            "job = {'symmetric': True, 'group_size': 32, 'ignore': ['re:.*down_proj$']}\n"
+            "print(json.dumps({m: [[type(x).__name__, sorted(getattr(x, 'ignore', None) or [])] "
+            "for x in recipe({**job, 'method': m})] for m in ('awq', 'gptq', 'awq+gptq', 'rtn')}))")
+    done = subprocess.run([str(LLM_COMPRESSOR.python()), "-c", code], stdout=subprocess.PIPE, text=True, check=True)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    rounding = ["lm_head", "re:.*down_proj$"]
+    assert found == {"awq": [["AWQModifier", []], ["QuantizationModifier", rounding]],
+                     "gptq": [["GPTQModifier", rounding]],
+                     "awq+gptq": [["AWQModifier", []], ["GPTQModifier", rounding]],
+                     "rtn": [["QuantizationModifier", rounding]]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["awq", "awq+gptq"])
 def test_round_trip(method, tmp_path_factory, tmp_path, capsys):
     if not LLM_COMPRESSOR.ready():
-        pytest.skip("the llm-compressor environment is not set up: `zephyr quantize awq --setup_only` "
-                    "(creates ~/.cache/zephyr/engines/llmcompressor-<env hash>)")
+        pytest.skip(NOT_SET_UP)
     pytest.importorskip("compressed_tensors", reason="compressed-tensors is needed to reload AWQ checkpoints")
     from tests.fixtures.tiny_gemma import tiny_gemma3_real_vocab
     from zephyr.quantize.cli import main
