@@ -38,9 +38,10 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch
             "--sample_prompts", json.dumps(["Hello?", "What is 2 plus 2?"]),
             "--ifeval_data", str(IFEVAL), "--ifeval_prompts", "3", "--ifeval_max_new_tokens", "4"]
     assert zephyr(argv) == 0
-    for path in ("sft/README.md", "sft-merged/model.safetensors", "dpo/adapter_model.safetensors",
+    for path in ("sft/README.md", "sft/model.safetensors", "dpo/adapter_model.safetensors",
                  f"dpo/{REFERENCE_SCORES}", "final/model.safetensors", "eval.json", "samples.jsonl"):
         assert (out / path).is_file(), path
+    assert not (out / "sft-merged").exists()  # the recipe's SFT is a full fine-tune: its folder is the model
     result = json.loads((out / "eval.json").read_text())
     assert result["pairs"] == 8 and 0 <= result["dpo"]["rewards/accuracies"] <= 1
     card = (out / "final" / "README.md").read_text()
@@ -86,6 +87,22 @@ def test_run_all_stages_then_reuse(tiny_model_dir, tmp_path, capsys, monkeypatch
     assert again["sft"]["preference_accuracy"] == result["sft"]["preference_accuracy"]
     for name, value in result["dpo"].items():
         assert again["dpo"][name] == pytest.approx(value, abs=1e-4), name
+
+
+@pytest.mark.slow
+def test_a_lora_sft_is_merged_and_the_merged_model_is_the_dpo_reference(tiny_model_dir, tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, tiny_model_dir("llama"))
+    out = tmp_path / "out"
+    argv = ["run", str(recipe), "--output_dir", str(out), "--sft_overrides", json.dumps({"use_lora": True}),
+            "--dpo_overrides", json.dumps({"ref_cache_dir": str(tmp_path / "cache"), "max_steps": 1})]
+    assert zephyr(argv + ["--stages", "sft", "dpo"]) == 0
+    assert (out / "sft" / "adapter_model.safetensors").is_file() and not (out / "sft" / "model.safetensors").exists()
+    assert (out / "sft-merged" / "model.safetensors").is_file()
+    assert yaml.safe_load((out / "dpo" / "recipe.yaml").read_text())["model"] == str(out / "sft-merged")
+    capsys.readouterr()
+    # a later run of the evaluation alone finds the merged SFT model without the SFT stage
+    assert zephyr(argv + ["--stages", "eval"]) == 0
+    assert json.loads((out / "eval.json").read_text())["pairs"] == 8
 
 
 @pytest.mark.slow

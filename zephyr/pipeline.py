@@ -2,10 +2,11 @@
 model card -> sample chats.
 
 The recipe folder holds `sft.yaml` and `dpo.yaml` (and optionally `run.yaml` with this command's fields).
-Everything is written under `output_dir`: sft/ (adapter + card), sft-merged/ (the SFT model, the DPO
-reference), dpo/ (adapter + card + the reference's log-probs of the held-out pairs, which the evaluation reads),
-final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json, ifeval/ (per model: answers.jsonl,
-report.json; ifeval.json with the table and the paired gains) and samples.jsonl. A stage
+Everything is written under `output_dir`: sft/ (the SFT model or adapter, + card), sft-merged/ (a LoRA SFT's
+adapter merged in: the DPO reference), dpo/ (adapter + card + the reference's log-probs of the held-out pairs,
+which the evaluation reads), final/ (the merged DPO model with its card, ready for `zephyr chat`), eval.json,
+ifeval/ (per model: answers.jsonl, report.json; ifeval.json with the table and the paired gains) and
+samples.jsonl. A full fine-tune's own folder (sft/, dpo/) is its model; nothing is merged. A stage
 whose output is already complete is reused, and a training stage that was killed continues from its newest
 checkpoint (`--reuse false` redoes all).
 """
@@ -88,7 +89,8 @@ def stage_configs(cfg: RunConfig):
     sft = from_dict(SFTConfig, {**to_dict(sft), "output_dir": str(out / "sft"), **cfg.sft_overrides},
                     "sft_overrides")
     dpo = parse_args(DPOConfig, ["--config", str(folder / "dpo.yaml")], prog="zephyr dpo")
-    dpo = from_dict(DPOConfig, {**to_dict(dpo), "model": str(out / "sft-merged"), "output_dir": str(out / "dpo"),
+    sft_model = out / ("sft-merged" if sft.use_lora else "sft")  # a full fine-tune's folder is the model
+    dpo = from_dict(DPOConfig, {**to_dict(dpo), "model": str(sft_model), "output_dir": str(out / "dpo"),
                                 **cfg.dpo_overrides}, "dpo_overrides")
     return sft, dpo
 
@@ -294,7 +296,8 @@ def run(cfg: RunConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
     summary: dict = {"output_dir": str(out)}
-    sft_dir, dpo_dir, final_dir = Path(sft_cfg.output_dir), Path(dpo_cfg.output_dir), out / "final"
+    sft_dir, dpo_dir = Path(sft_cfg.output_dir), Path(dpo_cfg.output_dir)
+    final_dir = out / "final" if dpo_cfg.use_lora else dpo_dir  # a full fine-tune's folder is the model
     ifeval_prompts = prepare_ifeval(cfg) if "ifeval" in cfg.stages else None  # before training: fail early
 
     if "sft" in cfg.stages:
@@ -303,9 +306,7 @@ def run(cfg: RunConfig) -> dict:
         else:
             timer.run("sft", run_sft, _continued(sft_cfg, cfg.reuse))
         if not (cfg.reuse and _done(Path(dpo_cfg.model), "tokenizer_config.json")):
-            reference = timer.run("sft merge", merged, sft_dir, Path(dpo_cfg.model), sft_cfg.dtype)
-            if reference != Path(dpo_cfg.model):
-                dpo_cfg = dataclasses.replace(dpo_cfg, model=str(reference))
+            timer.run("sft merge", merged, sft_dir, Path(dpo_cfg.model), sft_cfg.dtype)
     if "dpo" in cfg.stages:
         if cfg.reuse and _done(dpo_dir, "README.md"):
             print(f"zephyr run: reusing the finished DPO run in {dpo_dir}", flush=True)
@@ -313,9 +314,7 @@ def run(cfg: RunConfig) -> dict:
             dpo = timer.run("dpo", run_dpo, _continued(dpo_cfg, cfg.reuse))
             summary["dpo_train_loss"] = dpo.result.train_loss
         if not (cfg.reuse and _done(final_dir, "tokenizer_config.json")):
-            final = timer.run("dpo merge", merged, dpo_dir, final_dir, dpo_cfg.dtype)
-            if final != final_dir:
-                final_dir = final
+            timer.run("dpo merge", merged, dpo_dir, final_dir, dpo_cfg.dtype)
     if "eval" in cfg.stages:
         result = timer.run("eval", evaluate, dpo_cfg, final_dir, cfg.eval_batch_size)
         (out / "eval.json").write_text(json.dumps(result, indent=1))
