@@ -37,7 +37,8 @@ class RunConfig:
     """The whole recipe end to end: SFT -> DPO -> held-out preference eval -> IFEval -> model card -> sample chats."""
 
     recipe: str = field("recipes/demo", help="recipe folder with sft.yaml and dpo.yaml (and optionally run.yaml)")
-    output_dir: str = field("runs/demo", help="where every stage writes (sft/, sft-merged/, dpo/, final/, eval.json)")
+    output_dir: str = field("runs/demo",
+                            help="where every stage writes (sft/, dpo/, final/, eval.json; sft-merged/ after a LoRA SFT)")
     stages: list[str] = field(list(STAGES), help="stages to run, in order: sft, dpo, eval, ifeval, card, chat")
     reuse: bool = field(True, help="skip a stage whose output is already complete and continue a killed one from its "
                                    "newest checkpoint (a rerun only redoes what is missing)")
