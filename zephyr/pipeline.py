@@ -38,7 +38,7 @@ class RunConfig:
 
     recipe: str = field("recipes/demo", help="recipe folder with sft.yaml and dpo.yaml (and optionally run.yaml)")
     output_dir: str = field("runs/demo",
-                            help="where every stage writes (sft/, dpo/, final/, eval.json; sft-merged/ after a LoRA SFT)")
+                            help="where the stages write (sft/, dpo/, final/, eval.json; sft-merged/ after a LoRA SFT)")
     stages: list[str] = field(list(STAGES), help="stages to run, in order: sft, dpo, eval, ifeval, card, chat")
     reuse: bool = field(True, help="skip a stage whose output is already complete and continue a killed one from its "
                                    "newest checkpoint (a rerun only redoes what is missing)")
