@@ -29,12 +29,6 @@ from zephyr.pipeline import IFEVAL_NUMBERS as NUMBERS
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sft_model(run: Path) -> Path:
-    """A run's SFT model: the merged adapter of a LoRA SFT, else the full fine-tune's own folder."""
-    merged = run / "sft-merged"
-    return merged if merged.is_dir() else run / "sft"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ifeval_data", default="", help="IFEval input_data.jsonl (default: the hub copy)")
@@ -43,8 +37,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "ifeval_recipe", help="the demo run's folder")
     parser.add_argument("--run", action="append", default=[],
-                        help="NAME=DIR of another finished `zephyr run` folder (sft-merged/ or sft/, final/) to "
-                             "score too")
+                        help="NAME=DIR of another finished `zephyr run` folder (sft/, dpo/, and for LoRA "
+                             "stages sft-merged/, final/) to score too")
     parser.add_argument("--tag", default="", help="results file suffix")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--collect", type=Path, help="a finished `zephyr run` folder whose IFEval stage to write up")
@@ -58,6 +52,7 @@ def main():
         return score(dict(s.split("=", 1) for s in args.score), args)
 
     from zephyr import pipeline
+    from zephyr.export import is_adapter
 
     timings, results = {}, {}
     start = time.perf_counter()
@@ -70,7 +65,9 @@ def main():
         cfg = pipeline.RunConfig(output_dir=str(folder), ifeval_data=args.ifeval_data, ifeval_prompts=args.prompts,
                                  ifeval_max_new_tokens=args.max_new_tokens, ifeval_batch_size=args.batch_size)
         sft = SimpleNamespace(model="embedded", dtype="auto", chat_template="zephyr")
-        results[name] = pipeline.run_ifeval(cfg, sft, SimpleNamespace(model=str(sft_model(folder))), folder / "final")
+        sft_model = pipeline.model_folder(folder / "sft", folder / "sft-merged", is_adapter(folder / "sft"))
+        final = pipeline.model_folder(folder / "dpo", folder / "final", is_adapter(folder / "dpo"))
+        results[name] = pipeline.run_ifeval(cfg, sft, SimpleNamespace(model=str(sft_model)), final)
         timings[f"{name} IFEval (3 models)"] = round(time.perf_counter() - start, 1)
 
     report = {"settings": {"prompts": results["demo"]["prompts"], "max_new_tokens": args.max_new_tokens,

@@ -90,10 +90,15 @@ def stage_configs(cfg: RunConfig):
     sft = from_dict(SFTConfig, {**to_dict(sft), "output_dir": str(out / "sft"), **cfg.sft_overrides},
                     "sft_overrides")
     dpo = parse_args(DPOConfig, ["--config", str(folder / "dpo.yaml")], prog="zephyr dpo")
-    sft_model = out / ("sft-merged" if sft.use_lora else "sft")  # a full fine-tune's folder is the model
+    sft_model = model_folder(out / "sft", out / "sft-merged", sft.use_lora)
     dpo = from_dict(DPOConfig, {**to_dict(dpo), "model": str(sft_model), "output_dir": str(out / "dpo"),
                                 **cfg.dpo_overrides}, "dpo_overrides")
     return sft, dpo
+
+
+def model_folder(stage_dir: Path, merged_dir: Path, lora: bool) -> Path:
+    """Where a training stage's model is: a LoRA run's adapter merged into `merged_dir`, else the run's own folder."""
+    return merged_dir if lora else stage_dir
 
 
 def _done(folder: Path, marker: str) -> bool:
@@ -298,7 +303,7 @@ def run(cfg: RunConfig) -> dict:
     timer = Timer()
     summary: dict = {"output_dir": str(out)}
     sft_dir, dpo_dir = Path(sft_cfg.output_dir), Path(dpo_cfg.output_dir)
-    final_dir = out / "final" if dpo_cfg.use_lora else dpo_dir  # a full fine-tune's folder is the model
+    final_dir = model_folder(dpo_dir, out / "final", dpo_cfg.use_lora)
     ifeval_prompts = prepare_ifeval(cfg) if "ifeval" in cfg.stages else None  # before training: fail early
 
     if "sft" in cfg.stages:
