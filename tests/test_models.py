@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -87,6 +88,25 @@ def test_lora_wraps_for_training_only(tiny_model_dir):
     assert any("lora_A" in name for name, _ in trained.named_parameters())
     plain = load_model(config, tokenizer, for_training=False)
     assert not any("lora_A" in name for name, _ in plain.named_parameters())
+
+
+def test_freeze_embeddings_leaves_embeddings_and_head_untrained(tiny_model_dir):
+    config = LoraModelConfig(model=str(tiny_model_dir("llama")), freeze_embeddings=True)  # untied head
+    tokenizer = load_tokenizer(config)
+    model = load_model(config, tokenizer, for_training=True)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == {"model.embed_tokens.weight", "lm_head.weight"}
+    # only for training a full model: inference and LoRA loads are untouched
+    assert all(p.requires_grad for p in load_model(config, tokenizer).parameters())
+
+
+def test_freeze_embeddings_refuses_new_tokens_that_must_train(tiny_model_dir):
+    config = LoraModelConfig(model=str(tiny_model_dir("llama")), freeze_embeddings=True)
+    tokenizer = load_tokenizer(config)
+    tokenizer.add_tokens(["<tool_call>", "</tool_call>"])  # rows the model's vocabulary lacks: resized, untrained
+    with pytest.raises(ConfigError, match="freeze_embeddings: the tokenizer adds 2 tokens"):
+        load_model(config, tokenizer, for_training=True)
+    load_model(dataclasses.replace(config, freeze_embeddings=False), tokenizer, for_training=True)
 
 
 def test_auto_dtype_follows_the_cpus_bf16_support(monkeypatch):

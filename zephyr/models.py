@@ -51,6 +51,7 @@ class LoraModelConfig(ModelConfig):
     lora_alpha: int = field(32, help="LoRA scaling numerator (scale = alpha / r)")
     lora_dropout: float = field(0.05, help="dropout on the LoRA input")
     lora_target_modules: list[str] = field(["all-linear"], help="modules that get adapters ('all-linear' = every linear layer but the head)")
+    freeze_embeddings: bool = field(False, help="full fine-tuning: leave the input embeddings and the LM head (tied or not) untrained; a small model with a large vocabulary (gemma-3-270m: 168M of its 270M weights) then trains at about twice the speed (LoRA never trains them)")
 
     def __post_init__(self):
         super().__post_init__()
@@ -209,6 +210,16 @@ def keep_4bit_weights_differentiable(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def freeze_embeddings(model, added_tokens: int = 0) -> None:
+    """Stop the input embeddings and the LM head from training (tied in Gemma: one tensor)."""
+    if added_tokens > 0:
+        raise ConfigError(f"--freeze_embeddings: the tokenizer adds {added_tokens} tokens to the model's vocabulary "
+                          "and their new embeddings must train; leave freeze_embeddings off")
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is not None:
+            module.weight.requires_grad_(False)
+
+
 def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     """Load the causal LM; resize embeddings if the tokenizer gained tokens; wrap with LoRA if a training
     config (LoraModelConfig) asks for it.
@@ -242,10 +253,13 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
             kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     _require_model_files(where, gguf_file)
     model = _from_hub_or_local(AutoModelForCausalLM.from_pretrained, where, config.model, **kwargs)
-    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if tokenizer is not None and len(tokenizer) > vocab:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if for_training and not use_lora and getattr(config, "freeze_embeddings", False):
+        freeze_embeddings(model, added_tokens=len(tokenizer) - vocab if tokenizer is not None else 0)
     if use_lora and for_training:
         from peft import get_peft_model, prepare_model_for_kbit_training
 

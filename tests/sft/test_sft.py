@@ -101,6 +101,18 @@ def test_cli_trains_and_writes_model_checkpoint_and_card(tmp_path, data_dir, tin
     assert checkpoint is not None and (checkpoint / "recipe.yaml").exists()
 
 
+def test_frozen_embeddings_stay_as_loaded_while_the_rest_trains(tmp_path, data_dir, tiny_model_dir):
+    folder = tiny_model_dir("gemma3")
+    run_sft(_cfg(folder, data_dir, tmp_path / "run", freeze_embeddings=True, num_train_epochs=1))
+    before = load_file(folder / "model.safetensors")
+    after = load_file(tmp_path / "run" / "model.safetensors")
+    frozen = {"model.embed_tokens.weight", "lm_head.weight"}
+    for key in frozen:
+        assert torch.equal(after[key], before[key].to(after[key].dtype)), key
+    moved = [k for k in before if k not in frozen and not torch.equal(after[k], before[k].to(after[k].dtype))]
+    assert len(moved) > len(before) // 2
+
+
 class Kill(Exception):
     pass
 

@@ -78,9 +78,11 @@ def compile_layers(model: torch.nn.Module, **options) -> None:
 
 
 def adamw(groups: list[dict], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with the config's settings; on CUDA the fused kernel (one launch for every parameter, no host loop)."""
+    """AdamW with the config's settings, as PyTorch's fused kernel on CUDA and CPU: one pass over each weight with
+    no temporaries (on the CPU about 4x faster than the default per-tensor loop, benchmarks/README.md)."""
+    fused = torch.device(device).type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                             eps=config.adam_epsilon, fused=True if torch.device(device).type == "cuda" else None)
+                             eps=config.adam_epsilon, fused=fused or None)
 
 
 def _plus(total: float | torch.Tensor, value) -> float | torch.Tensor:
