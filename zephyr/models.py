@@ -232,6 +232,7 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
     from transformers import AutoModelForCausalLM
 
     use_lora = isinstance(config, LoraModelConfig) and config.use_lora
+    frozen_embeddings = isinstance(config, LoraModelConfig) and config.freeze_embeddings and not use_lora
     quantization = quantization_config(config) if config.load_in_4bit else None  # errors before any download
     where, gguf_file = resolve(config.model)
     kwargs: dict[str, Any] = {
@@ -258,7 +259,7 @@ def load_model(config: ModelConfig, tokenizer=None, for_training: bool = False):
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if tokenizer is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if for_training and not use_lora and getattr(config, "freeze_embeddings", False):
+    if for_training and frozen_embeddings:
         freeze_embeddings(model, added_tokens=len(tokenizer) - vocab if tokenizer is not None else 0)
     if use_lora and for_training:
         from peft import get_peft_model, prepare_model_for_kbit_training
