@@ -26,7 +26,7 @@ def test_hand_computed_two_token_vocab():
     assert means.item() == pytest.approx(math.log(3.0) / 2, abs=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # fp32 runs through the reused logits buffer
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("softcap", [None, 3.0])
 @pytest.mark.parametrize("chunk", [1, 5, 64])
 def test_fused_matches_full_logits_values_and_grads(softcap, chunk, dtype):
@@ -45,6 +45,29 @@ def test_fused_matches_full_logits_values_and_grads(softcap, chunk, dtype):
     (ref.to(dtype) * upstream).sum().backward()
     torch.testing.assert_close(h1.grad, h2.grad, atol=1e-5, rtol=0)
     torch.testing.assert_close(w1.grad, w2.grad, atol=1e-5, rtol=0)
+
+
+def test_cpu_scratch_is_reused_across_calls_and_chunk_sizes():
+    """A bf16 head (a LoRA or frozen-embedding run's) computes in the same CPU memory call after call, and a
+    smaller call after a larger one still reads only its own logits."""
+    from zephyr.train import chunked_lm_head
+
+    g = torch.Generator().manual_seed(2)
+    weight = torch.randn(40, 8, generator=g).bfloat16()
+    pointers = []
+    for n in (9, 3):
+        hidden = torch.randn(n, 8, generator=g).bfloat16().requires_grad_()
+        targets = torch.randint(0, 40, (n,), generator=g)
+        ours, _ = token_logps(hidden, weight, targets, chunk_size=4)
+        pointers.append({dtype: chunked_lm_head._SCRATCH[dtype, torch.device("cpu")].data_ptr()
+                         for dtype in (torch.float32, torch.bfloat16)})
+        reference = hidden.detach().clone().requires_grad_()
+        ref, _ = _reference(reference, weight, targets)
+        torch.testing.assert_close(ours, ref.float(), atol=1e-5, rtol=0)
+        ours.sum().backward()
+        ref.sum().backward()
+        torch.testing.assert_close(hidden.grad.float(), reference.grad.float(), atol=2e-2, rtol=2e-2)
+    assert pointers[0] == pointers[1]
 
 
 def test_frozen_head_only_hidden_grad():

@@ -14,12 +14,31 @@ scorer, zephyr/train/scoring.py, sizes the chunk from its logit budget):
   only on module calls, and for a LoRA on the head.
 
 Both also return the mean logit per position (over the vocabulary), a metric DPO logs.
+
+On the CPU the fused path keeps its chunk-sized logits scratch (fp32, plus a bf16 one for a bf16 head: 768 MB
+with Gemma's vocabulary) between calls: a fresh tensor that large is a fresh mmap whose every page the kernel
+faults in and zeroes, about a quarter of a demo SFT step (benchmarks/README.md). CUDA's caching allocator
+already reuses its blocks. One training process calls the head from one thread, so the scratch is not locked.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+
+_SCRATCH: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A flat tensor of `numel` elements to compute in; on the CPU the same memory every call (see above)."""
+    if device.type != "cpu":
+        return torch.empty(numel, dtype=dtype, device=device)
+    key = (dtype, device)
+    if key not in _SCRATCH or _SCRATCH[key].numel() < numel:
+        _SCRATCH.pop(key, None)  # free the smaller one before the larger is allocated
+        _SCRATCH[key] = torch.empty(numel, dtype=dtype, device=device)
+    return _SCRATCH[key][:numel]
 
 
 def _capped(z: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -30,20 +49,22 @@ def _capped(z: torch.Tensor, softcap: float | None) -> tuple[torch.Tensor, torch
     return t * softcap, t
 
 
-def _chunk_logits(h, weight, buffer, softcap):
-    """One chunk's logits, vocabulary-major: z^T = W h^T as [V, n] fp32 (on CPU faster than h W^T, and the
-    reductions run over the leading dimension, vectorised across the chunk's tokens); also tanh for a soft-cap."""
-    n = h.shape[0]
-    if weight.dtype == torch.float32 and buffer is not None:
-        z = torch.mm(weight, h.t(), out=buffer.view(-1)[:weight.shape[0] * n].view(weight.shape[0], n))
+def _chunk_logits(h, weight, softcap):
+    """One chunk's logits, vocabulary-major: z^T = W h^T as [V, n] fp32 in the scratch (on CPU faster than
+    h W^T, and the reductions run over the leading dimension, vectorised across the chunk's tokens); also tanh
+    for a soft-cap."""
+    shape = (weight.shape[0], h.shape[0])
+    z = _scratch(shape[0] * shape[1], torch.float32, h.device).view(shape)
+    if weight.dtype == torch.float32:
+        torch.mm(weight, h.t(), out=z)
     else:
-        z = torch.mm(weight, h.t()).float()
+        z.copy_(torch.mm(weight, h.t(), out=_scratch(z.numel(), weight.dtype, h.device).view(shape)))
     return _capped(z, softcap)
 
 
-def _chunk_probs(h, weight, targets, buffer, softcap):
+def _chunk_probs(h, weight, targets, softcap):
     """-> (z[target], mean z, lse, softmax(z) written over the logits in place, tanh)."""
-    z, t = _chunk_logits(h, weight, buffer, softcap)
+    z, t = _chunk_logits(h, weight, softcap)
     picked, mean = z[targets, torch.arange(h.shape[0], device=h.device)], z.mean(0)
     top = z.amax(0, keepdim=True)
     total = z.sub_(top).exp_().sum(0, keepdim=True)
@@ -69,16 +90,16 @@ class _FusedLinearLogProb(torch.autograd.Function):
         lses = hidden.new_empty(n, dtype=torch.float32)
         need_dh, need_dw = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dhidden = torch.empty_like(hidden) if need_dh else None
-        # one logits buffer for every chunk: a fresh 0.5 GB tensor per chunk costs page faults on the CPU
-        buffer = hidden.new_empty(weight.shape[0] * min(chunk_size, n), dtype=torch.float32)
         for start in range(0, n, chunk_size):
             h, y = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-            picked, mean, lse, probs, t = _chunk_probs(h, weight, y, buffer, softcap)
+            picked, mean, lse, probs, t = _chunk_probs(h, weight, y, softcap)
             logps[start:start + chunk_size], means[start:start + chunk_size] = picked - lse, mean
             lses[start:start + chunk_size] = lse
             if need_dh:
                 g = _logp_grad(probs, y, t)
-                dhidden[start:start + chunk_size] = (g.t().to(weight.dtype) @ weight).to(hidden.dtype)
+                if weight.dtype != g.dtype:  # the head's dtype, in the scratch the logits were computed in
+                    g = _scratch(g.numel(), weight.dtype, g.device).view(g.shape).copy_(g)
+                dhidden[start:start + chunk_size] = (g.t() @ weight).to(hidden.dtype)
         ctx.chunk_size, ctx.softcap = chunk_size, softcap
         ctx.save_for_backward(dhidden if need_dh else None, hidden if need_dw else None,
                               weight if need_dw else None, targets, lses)
@@ -94,10 +115,9 @@ class _FusedLinearLogProb(torch.autograd.Function):
         if ctx.needs_input_grad[1]:  # recompute each chunk's softmax once: dW = sum_n g_n (onehot - p_n) h_n^T
             grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             step = ctx.chunk_size
-            buffer = hidden.new_empty(weight.shape[0] * min(step, hidden.shape[0]), dtype=torch.float32)
             for start in range(0, hidden.shape[0], step):
                 h, y = hidden[start:start + step], targets[start:start + step]
-                z, t = _chunk_logits(h, weight, buffer, ctx.softcap)  # softmax from the forward's lse
+                z, t = _chunk_logits(h, weight, ctx.softcap)  # softmax from the forward's lse
                 probs = z.sub_(lses[None, start:start + step]).exp_()
                 g = _logp_grad(probs, y, t).mul_(grad_logps[start:start + step][None, :].float())
                 grad_weight.addmm_(g, h.float())
