@@ -12,8 +12,8 @@ The demo run is trained (or reused) in --work with `zephyr run recipes/demo --st
 answers and report land in <run>/ifeval/<model>/, so a rerun only scores what is missing. Results:
 benchmarks/results/ifeval_recipe[_TAG].json and .md, with the four IFEval numbers per model, the held-out pair
 accuracy of the demo run and the wall time of each part. `--collect RUN` trains and scores nothing: it writes
-the IFEval stage that `zephyr run` itself ran (its 40-prompt subset) to results/ifeval_demo_run[_TAG].{json,md}, with
-each model's mean reply length (`--tag` suffixes the name).
+the IFEval stage that `zephyr run` itself ran (its subset, 24 prompts by default) to
+results/ifeval_demo_run[_TAG].{json,md}, with each model's mean reply length (`--tag` suffixes the name).
 """
 
 from __future__ import annotations
