@@ -10,11 +10,11 @@ gradient, and AdamW over 168M more values every step. The fused head computes ea
 fp32, 0.5 GB, and a bf16 copy for a bf16 head) in memory it keeps between calls (zephyr/train/chunked_lm_head.py);
 the "allocated per call" variant hands it fresh memory every time instead, as the plain allocation would: on the
 CPU each such tensor is a fresh mmap whose pages the kernel faults in and zeroes (minor page faults per step are
-counted). Each variant runs the trainer's step on the demo recipe's
-first packed micro-batches (2 rows of 512 tokens, bf16 autocast over fp32 master weights where the CPU computes
-in bf16): forward through zephyr's TokenScorer, backward, gradient clipping, AdamW, zero_grad. Variants
-alternate round by round on freshly loaded models, so slow drifts of a shared machine hit all of them; the
-first step of each segment is a warm-up and is not counted.
+counted). Each variant runs the trainer's step on the demo recipe's first packed micro-batches (2 rows of 512
+tokens, bf16 autocast over fp32 master weights where the CPU computes in bf16): forward through zephyr's
+TokenScorer, backward, gradient clipping, AdamW, zero_grad. Variants alternate round by round on freshly loaded
+models, so slow drifts of a shared machine hit all of them; the first step of each segment is a warm-up and is
+not counted.
 """
 
 from __future__ import annotations
