@@ -18,7 +18,8 @@ Both also return the mean logit per position (over the vocabulary), a metric DPO
 On the CPU the fused path keeps its chunk-sized logits scratch (fp32, plus a bf16 one for a bf16 head: 768 MB
 with Gemma's vocabulary) between calls: a fresh tensor that large is a fresh mmap whose every page the kernel
 faults in and zeroes (benchmarks/README.md: 11% of a demo SFT step on a freshly loaded model, a third of the
-demo's SFT stage end to end). CUDA's caching allocator already reuses its blocks. One training process calls the head from one thread, so the scratch is not locked.
+demo's SFT stage end to end). CUDA's caching allocator already reuses its blocks. One training process calls the
+head from one thread, so the scratch is not locked.
 """
 
 from __future__ import annotations
