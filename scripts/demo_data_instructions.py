@@ -10,6 +10,7 @@ is the same plan with one constraint undone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 
@@ -27,6 +28,14 @@ TASKS = ["Write a short article about {t}.", "Explain {t} to a curious friend.",
          "Summarise the main points of {t}.", "Teach me the basics of {t}."]
 ENDINGS = ["Hope this helps you get started.", "Happy to go into more detail.", "That is the short version.",
            "Thanks for reading.", "Write back if anything is unclear.", "Good luck with it."]
+# Sentences that carry a requested word the topic's prose does not use: a request names its keywords freely (an
+# email about a meeting that must say "harbour"), so the reply has to take the word from the request.
+CARRY_MANY = ["This also touches on {ws}, more than you might expect.", "Think of {ws} as part of the picture.",
+              "People often link it to {ws}.", "A word on {ws}: it all matters here.",
+              "There is a link to {ws} as well."]
+CARRY_ONE = ["{W} has a place in this too.", "Here {w} matters as well.", "Keep {w} in mind along the way.",
+             "Nothing about {w} should be rushed.", "{W} comes into it again at this point.",
+             "It helps to think about {w} here.", "That is where {w} makes a difference."]
 SPLITTERS = ["Part", "Section", "SECTION", "Chapter"]
 PLACEHOLDERS = ["[your name]", "[date]", "[town]", "[phone number]", "[email]", "[street]"]
 STOP = set("a an the and or but of to in on at for from with by as is are was were be been it its this that these "
@@ -87,9 +96,8 @@ CONSTRAINTS = {
                "Add a heading set between double angle brackets, e.g. <<my heading>>.",
                "The piece needs a title written between << and >>."], {"title"}, 3),
     "keywords": ("keywords:existence",
-                 ["Mention the words '{a}' and '{b}'.", "Be sure the words \"{a}\" and \"{b}\" show up.",
-                  "Include the keywords {a} and {b} in your answer.", "Work the words '{a}' and '{b}' into it."],
-                 {"words"}, 3),
+                 ["Mention {ws} somewhere in it.", "Be sure these words show up: {ws}.",
+                  "Include the keywords {ws} in your answer.", "Work {ws} into it."], {"words"}, 3),
     "forbidden": ("keywords:forbidden_words",
                   ["Do not use the words '{a}' or '{b}'.", "Avoid the words \"{a}\" and \"{b}\" completely.",
                    "Never say {a} or {b} in the reply.", "The words '{a}' and '{b}' are not allowed."],
@@ -164,10 +172,25 @@ class Plan:
     no_comma: bool = False
     placeholders: int = 0
     repeat: str | None = None
+    carried: tuple = ()  # sentences holding requested words, one after each of the first body sentences
 
 
 def content_words(text: str) -> list[str]:
     return [w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 4 and w not in STOP]
+
+
+@functools.cache
+def all_content_words() -> frozenset:
+    return frozenset(w for _, _, sentences in TOPICS for w in content_words(" ".join(sentences)))
+
+
+def closing_sentences(topic_name: str) -> list[str]:
+    """Short sentences of the other topics: end phrases a request can ask for, each different from the reply."""
+    return [s for name, _, sentences in TOPICS if name != topic_name for s in sentences if len(s.split()) <= 12]
+
+
+def listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def chunks(items: list, n: int) -> list[list]:
@@ -218,7 +241,11 @@ def emphasise(text: str, plan: Plan) -> str:
 
 
 def render(plan: Plan) -> str:
-    sentences = [s.replace(",", "") for s in plan.sentences] if plan.no_comma else list(plan.sentences)
+    sentences = []
+    for i, sentence in enumerate(plan.sentences):  # the carried sentences spread through the first ones
+        sentences += [sentence, *plan.carried[i: i + 1]]
+    sentences += plan.carried[len(plan.sentences):]
+    sentences = [s.replace(",", "") for s in sentences] if plan.no_comma else sentences
     if plan.layout[0] == "two":
         half = len(sentences) // 2
         text = render_body(dataclasses.replace(plan, layout=("plain",)), sentences[:half]) + "\n******\n" + \
@@ -281,13 +308,6 @@ def longest_cut(sentences: list[str], broken) -> list[str]:
     return sentences
 
 
-def swapped(reply: list[str], topic: list[str], word: str) -> list[str]:
-    """`reply` with each sentence holding `word` replaced by an unused topic sentence without it."""
-    spare = iter([s for s in topic if s not in reply and word not in s.lower()])
-    out = [next(spare, "") if word in s.lower() else s for s in reply]
-    return [s for s in out if s]  # a sentence with no spare to take its place is dropped
-
-
 def make_request(topic: tuple, rng) -> Request:
     """One request on `topic` with 1-3 compatible constraints, and a reply plan that follows them all."""
     name, title, sentences = topic
@@ -309,6 +329,7 @@ def make_request(topic: tuple, rng) -> Request:
         groups |= CONSTRAINTS[c][2]
     start = rng.randrange(0, 3)
     body = sentences[start: start + rng.randint(5, 9)]
+    foreign_words = sorted(all_content_words() - set(content_words(" ".join(sentences))))
     plan = Plan(topic=topic, sentences=body)
     phrases, ids, kwargs, breakers = [], [], [], []
     task = rng.choice(TASKS).format(t=name)
@@ -388,9 +409,10 @@ def make_request(topic: tuple, rng) -> Request:
             plan.title = True
             add(c, {}, lambda p: dataclasses.replace(p, title=False))
         elif c == "keywords":
-            a, b = rng.sample(sorted(set(content_words(" ".join(plan.sentences[:3])))), 2)
-            add(c, {"keywords": [a, b]},
-                lambda p: dataclasses.replace(p, sentences=swapped(p.sentences, sentences, a)), a=a, b=b)
+            words, quote = rng.sample(foreign_words, rng.randint(1, 3)), rng.choice(["'", '"', ""])
+            plan.carried = (rng.choice(CARRY_MANY).format(ws=listed(words)),)
+            add(c, {"keywords": words}, lambda p: dataclasses.replace(p, carried=()),
+                ws=listed([f"{quote}{w}{quote}" for w in words]))
         elif c == "forbidden":
             if len(plan.sentences) >= len(sentences) - 1:  # leave a sentence out, to hold the forbidden words
                 plan.sentences = plan.sentences[:-2]
@@ -402,15 +424,10 @@ def make_request(topic: tuple, rng) -> Request:
             add(c, {"forbidden_words": [a, b]},
                 lambda p: dataclasses.replace(p, sentences=p.sentences[:-1] + [extra]), a=a, b=b)
         elif c == "frequency":
-            counts = {}
-            for s in plan.sentences:
-                for w in set(content_words(s)):
-                    counts[w] = counts.get(w, 0) + 1
-            w, n = max(sorted(counts.items()), key=lambda kv: kv[1])
-            if n < 2:
-                w, n = rng.choice(sorted(counts)), 1
+            w, n = rng.choice(foreign_words), rng.randint(2, 3)
+            plan.carried = tuple(t.format(w=w, W=w.capitalize()) for t in rng.sample(CARRY_ONE, n))
             add(c, {"keyword": w, "frequency": n, "relation": "at least"},
-                lambda p: dataclasses.replace(p, sentences=swapped(p.sentences, sentences, w)), w=w, n=n)
+                lambda p: dataclasses.replace(p, carried=p.carried[:-1]), w=w, n=n)
         elif c == "lower":
             plan.case = "lower"
             add(c, {}, lambda p: dataclasses.replace(p, case=None))
@@ -431,7 +448,7 @@ def make_request(topic: tuple, rng) -> Request:
             plan.postscript = f"{marker} {extra}"
             add(c, {"postscript_marker": marker}, lambda p: dataclasses.replace(p, postscript=None), p=marker)
         elif c == "ending":
-            e = rng.choice(ENDINGS)
+            e = rng.choice(ENDINGS) if rng.random() < 0.3 else rng.choice(closing_sentences(name))
             plan.ending = e
             add(c, {"end_phrase": e}, lambda p: dataclasses.replace(p, ending=None), e=e)
         elif c == "no_comma":

@@ -4,6 +4,7 @@ AlpacaEval prompts, and is exactly what scripts/make_demo_data.py produces."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -200,6 +201,26 @@ def test_instruction_replies_are_verified_with_ifevals_checkers():
         assert all(i["strict"] for i in ifeval.check(row, good)), (row, good)
         if bad is not None:
             assert not all(i["loose"] for i in ifeval.check(row, bad)), (row, bad)
+
+
+def test_requested_words_and_end_phrases_come_from_the_request():
+    """A required keyword, a word to repeat or an end phrase that the topic's prose already holds teaches nothing:
+    the reply has to take it from the request, as with IFEval's freely chosen keywords and end phrases."""
+    spec = importlib.util.spec_from_file_location("demo_data_topics", ROOT / "scripts" / "demo_data_topics.py")
+    topics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(topics)
+    asked = 0
+    for row in load("instruction_checks"):
+        name, _, sentences = next(t for t in topics.TOPICS if t[0] in row["prompt"])
+        prose = " ".join(sentences).lower()
+        for kind, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+            words = {"keywords:existence": kwargs.get("keywords", []), "keywords:frequency": [kwargs.get("keyword")],
+                     "startend:end_checker": [kwargs.get("end_phrase")]}.get(kind, [])
+            for word in words:
+                asked += 1
+                assert word.lower() in row["prompt"].lower(), (row, word)
+                assert not re.search(rf"\b{re.escape(word.lower())}\b", prose), (name, word)
+    assert asked >= 300
 
 
 def test_repeat_requests_repeat_everything_but_the_repeat_instruction():
