@@ -180,8 +180,10 @@ def content_words(text: str) -> list[str]:
 
 
 @functools.cache
-def all_content_words() -> frozenset:
-    return frozenset(w for _, _, sentences in TOPICS for w in content_words(" ".join(sentences)))
+def foreign_words(topic_name: str) -> list[str]:
+    """Content words of the other topics that this topic's prose never uses: words a request can require."""
+    words = {name: set(content_words(" ".join(sentences))) for name, _, sentences in TOPICS}
+    return sorted(set().union(*words.values()) - words[topic_name])
 
 
 def closing_sentences(topic_name: str) -> list[str]:
@@ -329,7 +331,6 @@ def make_request(topic: tuple, rng) -> Request:
         groups |= CONSTRAINTS[c][2]
     start = rng.randrange(0, 3)
     body = sentences[start: start + rng.randint(5, 9)]
-    foreign_words = sorted(all_content_words() - set(content_words(" ".join(sentences))))
     plan = Plan(topic=topic, sentences=body)
     phrases, ids, kwargs, breakers = [], [], [], []
     task = rng.choice(TASKS).format(t=name)
@@ -409,7 +410,7 @@ def make_request(topic: tuple, rng) -> Request:
             plan.title = True
             add(c, {}, lambda p: dataclasses.replace(p, title=False))
         elif c == "keywords":
-            words, quote = rng.sample(foreign_words, rng.randint(1, 3)), rng.choice(["'", '"', ""])
+            words, quote = rng.sample(foreign_words(name), rng.randint(1, 3)), rng.choice(["'", '"', ""])
             plan.carried = (rng.choice(CARRY_MANY).format(ws=listed(words)),)
             add(c, {"keywords": words}, lambda p: dataclasses.replace(p, carried=()),
                 ws=listed([f"{quote}{w}{quote}" for w in words]))
@@ -424,7 +425,7 @@ def make_request(topic: tuple, rng) -> Request:
             add(c, {"forbidden_words": [a, b]},
                 lambda p: dataclasses.replace(p, sentences=p.sentences[:-1] + [extra]), a=a, b=b)
         elif c == "frequency":
-            w, n = rng.choice(foreign_words), rng.randint(2, 3)
+            w, n = rng.choice(foreign_words(name)), rng.randint(2, 3)
             plan.carried = tuple(t.format(w=w, W=w.capitalize()) for t in rng.sample(CARRY_ONE, n))
             add(c, {"keyword": w, "frequency": n, "relation": "at least"},
                 lambda p: dataclasses.replace(p, carried=p.carried[:-1]), w=w, n=n)
