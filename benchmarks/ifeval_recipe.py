@@ -35,6 +35,9 @@ def main():
     parser.add_argument("--prompts", type=int, default=0, help="prompts spread evenly over the 541 (0: all)")
     parser.add_argument("--max_new_tokens", type=int, default=1280)
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--engine", default="generate",
+                        help="zephyr eval's engine (generate: fixed batches, as the 541-prompt tables were made; "
+                             "transformers: continuous batching, as the demo run's IFEval stage generates)")
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "ifeval_recipe", help="the demo run's folder")
     parser.add_argument("--run", action="append", default=[],
                         help="NAME=DIR of another finished `zephyr run` folder (sft/, dpo/, and for LoRA "
@@ -63,7 +66,8 @@ def main():
     for name, folder in runs.items():
         start = time.perf_counter()
         cfg = pipeline.RunConfig(output_dir=str(folder), ifeval_data=args.ifeval_data, ifeval_prompts=args.prompts,
-                                 ifeval_max_new_tokens=args.max_new_tokens, ifeval_batch_size=args.batch_size)
+                                 ifeval_max_new_tokens=args.max_new_tokens, ifeval_batch_size=args.batch_size,
+                                 ifeval_engine=args.engine)
         sft = SimpleNamespace(model="embedded", dtype="auto", chat_template="zephyr")
         sft_model = pipeline.model_folder(folder / "sft", folder / "sft-merged", is_adapter(folder / "sft"))
         final = pipeline.model_folder(folder / "dpo", folder / "final", is_adapter(folder / "dpo"))
@@ -71,7 +75,7 @@ def main():
         timings[f"{name} IFEval (3 models)"] = round(time.perf_counter() - start, 1)
 
     report = {"settings": {"prompts": results["demo"]["prompts"], "max_new_tokens": args.max_new_tokens,
-                           "temperature": 0.0, "data": args.ifeval_data or "google/IFEval"},
+                           "temperature": 0.0, "engine": args.engine, "data": args.ifeval_data or "google/IFEval"},
               "runs": {name: r["models"] for name, r in results.items()},
               "demo_held_out_pairs": {"pairs": held_out["pairs"],
                                       "sft_preference_accuracy": held_out["sft"]["preference_accuracy"],
@@ -139,7 +143,8 @@ def collect(run: Path, out: Path, tag: str = "") -> None:
     seconds = json.loads((run / "summary.json").read_text())["seconds"]
     metrics = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
     words = {name: mean_words(run / "ifeval" / name / "answers.jsonl") for name in ifeval["models"]}
-    report = {"settings": {k: ifeval[k] for k in ("prompts", "max_new_tokens", "data")}, "models": ifeval["models"],
+    settings = {k: ifeval[k] for k in ("prompts", "max_new_tokens", "engine", "data") if k in ifeval}
+    report = {"settings": settings, "models": ifeval["models"],
               "mean_reply_words": words, "held_out_pairs": held, "seconds": seconds,
               "sft_eval_loss_by_epoch": [m["eval_loss"] for m in metrics if "eval_loss" in m]}
     lines = [f"# IFEval stage of `zephyr run recipes/demo` ({ifeval['prompts']} prompts, greedy, "

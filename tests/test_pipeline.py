@@ -156,7 +156,8 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
 
     def score(config):
         rows = [json.loads(line) for line in Path(config.data).read_text().splitlines()]
-        calls.append((config.model, [r["key"] for r in rows], config.temperature, config.max_new_tokens))
+        calls.append((config.model, [r["key"] for r in rows], config.temperature, config.max_new_tokens,
+                      config.engine))
         report = {k: 10.0 * len(calls) for k in pipeline.IFEVAL_NUMBERS}
         report["prompts"] = len(rows)
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
@@ -172,7 +173,8 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
     result = pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final")
     keys = [json.loads(line)["key"] for line in IFEVAL.read_text().splitlines()]
     expected = [keys[i * 541 // 5] for i in range(5)]
-    assert calls == [(m, expected, 0.0, 1280) for m in ("embedded", "m/sft", str(tmp_path / "final"))]
+    models = ("embedded", "m/sft", str(tmp_path / "final"))
+    assert calls == [(m, expected, 0.0, 1280, "transformers") for m in models]
     assert result["models"]["final"]["prompt_level_loose"] == 30.0 and result["prompts"] == 5
     section = pipeline.ifeval_section(result)
     assert "| base | 10.0 | 10.0 | 10.0 | 10.0 |" in section and "| final | 30.0 |" in section
@@ -181,10 +183,16 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
     assert "final - base +60.0 [+12.0, +100.0]" in section and "sft - base +20.0" in section
     assert pipeline.run_ifeval(cfg, sft, dpo, tmp_path / "final") == result and len(calls) == 3  # reused
     # other settings or another subset: every model is scored again, none of the old reports is reused
-    for changed in (dict(ifeval_max_new_tokens=512), dict(ifeval_prompts=6)):
+    for changed in (dict(ifeval_max_new_tokens=512), dict(ifeval_prompts=6), dict(ifeval_engine="generate")):
         before = len(calls)
         again = pipeline.run_ifeval(dataclasses.replace(cfg, **changed), sft, dpo, tmp_path / "final")
         assert len(calls) == before + 3 and again["prompts"] == changed.get("ifeval_prompts", 5)
+
+
+def test_an_unknown_ifeval_engine_is_refused_before_anything_runs(tmp_path, capsys):
+    assert zephyr(["run", str(RECIPES / "demo"), "--output_dir", str(tmp_path / "out"),
+                   "--ifeval_engine", "llama.cpp"]) == 2
+    assert "ifeval_engine" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_ifeval_stage_is_left_out_with_the_reason_when_it_cannot_run(tmp_path, monkeypatch, capsys):

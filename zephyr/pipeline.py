@@ -24,6 +24,7 @@ from .config import field, from_dict, parse_args, to_dict
 from .errors import ConfigError
 
 STAGES = ("sft", "dpo", "eval", "ifeval", "card", "chat")
+IFEVAL_ENGINES = ("transformers", "generate", "vllm")  # zephyr eval's engines that load a model folder
 IFEVAL_NUMBERS = ("prompt_level_strict", "prompt_level_loose", "instruction_level_strict", "instruction_level_loose")
 DEFAULT_PROMPTS = [
     "What is the capital of Australia?",
@@ -56,11 +57,18 @@ class RunConfig:
     ifeval_max_new_tokens: int = field(512, help="longest IFEval reply, in tokens")
     ifeval_batch_size: int = field(40, help="IFEval prompts generated together (on a CPU, 40 at once take about "
                                             "half the time of five batches of 8)")
+    ifeval_engine: str = field("transformers", help="how IFEval replies are generated (zephyr eval's --engine): "
+                                                    "transformers, zephyr serve's continuous batching, frees a "
+                                                    "finished reply's row at once; generate waits for each "
+                                                    "batch's longest reply")
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"field 'stages': unknown {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+        if self.ifeval_engine not in IFEVAL_ENGINES:
+            raise ConfigError(f"field 'ifeval_engine': {self.ifeval_engine!r} is not one of "
+                              f"{', '.join(IFEVAL_ENGINES)}")
 
 
 class Timer:
@@ -160,9 +168,9 @@ def evaluate(dpo_cfg, final_dir: Path, batch_size: int) -> dict:
                 print(f"zephyr run: SFT log-probs of the {len(pairs)} held-out pairs read from the DPO stage's "
                       f"reference cache ({stage_file})", flush=True)
                 continue
-        model = load_model(model_cfg, tokenizer)
-        # scored as the DPO stage computed (fp32 weights under bf16 autocast where dtype is bf16), so that the
-        # rewards against the stage's reference log-probs compare like with like
+        # frozen: the weights stay in the dtype they loaded in (no fp32 copy of the 262k-token head), and run
+        # under the autocast the DPO stage computed its reference in, so the rewards compare like with like
+        model = load_model(model_cfg, tokenizer).requires_grad_(False)
         mixed_precision = master_weights(model, model.config.dtype, dpo_cfg.low_precision_weights)
         with autocast(next(model.parameters()).device, mixed_precision):
             scores[name] = score_pairs(model, pairs, batch_size, tokenizer.pad_token_id,
@@ -231,7 +239,7 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
         # what decides the answers; a report made with other prompts or settings is scored again, never reused
         settings = {"model": model, "prompts_sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(),
                     "max_new_tokens": cfg.ifeval_max_new_tokens, "chat_template": sft_cfg.chat_template,
-                    "dtype": sft_cfg.dtype}
+                    "dtype": sft_cfg.dtype, "engine": cfg.ifeval_engine}
         if cfg.reuse and report_file.is_file() and settings_file.is_file() and \
                 json.loads(settings_file.read_text()) == settings:
             print(f"zephyr run: reusing IFEval of the {name} model ({report_file})", flush=True)
@@ -242,6 +250,7 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
             report = score(EvalConfig(benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
                                       chat_template=sft_cfg.chat_template, temperature=0.0,
                                       max_new_tokens=cfg.ifeval_max_new_tokens, batch_size=cfg.ifeval_batch_size,
+                                      engine=cfg.ifeval_engine,
                                       output_dir=str(prompts.parent / name)))
             settings_file.write_text(json.dumps(settings, indent=1))
         table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
@@ -253,7 +262,8 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
     gains = {f"{name} - base": ifeval.paired_difference(passed["base"], passed[name]) for name in ("sft", "final")}
     gains["final - sft"] = ifeval.paired_difference(passed["sft"], passed["final"])
     return {"prompts": table["final"]["prompts"], "max_new_tokens": cfg.ifeval_max_new_tokens,
-            "data": cfg.ifeval_data or ifeval.HUB_ID, "models": table, "prompt_loose_gains": gains}
+            "engine": cfg.ifeval_engine, "data": cfg.ifeval_data or ifeval.HUB_ID, "models": table,
+            "prompt_loose_gains": gains}
 
 
 def ifeval_section(result: dict) -> str:
@@ -277,8 +287,7 @@ def gains_lines(gains: dict | None) -> list[str]:
 
 
 def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:
-    from tqdm.auto import tqdm
-
+    """One reply of the final model to each sample prompt, all generated in one batch."""
     from .sampling import Sampling, generate_batch
     from .models import ModelConfig, load_model, load_tokenizer
 
@@ -286,12 +295,12 @@ def sample_chats(final_dir: Path, dpo_cfg, cfg: RunConfig) -> list[dict]:
     tokenizer = load_tokenizer(model_cfg)
     model = load_model(model_cfg, tokenizer).eval()
     sampling = Sampling(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
-    chats = []
-    for prompt in tqdm(cfg.sample_prompts, desc="sample chats", unit="chat"):
-        messages = [{"role": "user", "content": prompt}]
-        (reply,) = generate_batch(model, tokenizer, [messages], sampling, model_cfg.chat_template)
-        chats.append({"messages": messages + [{"role": "assistant", "content": reply}]})
-    return chats
+    conversations = [[{"role": "user", "content": prompt}] for prompt in cfg.sample_prompts]
+    if not conversations:
+        return []
+    replies = generate_batch(model, tokenizer, conversations, sampling, model_cfg.chat_template)
+    return [{"messages": messages + [{"role": "assistant", "content": reply}]}
+            for messages, reply in zip(conversations, replies)]
 
 
 def run(cfg: RunConfig) -> dict:

@@ -142,12 +142,20 @@ def nucleus(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) 
     return probs / probs.sum(), indices[keep]
 
 
-def sample_row(logits: torch.Tensor, request: Request) -> int:
-    """One token from a row of logits with the request's own settings and generator; argmax when greedy."""
-    if request.temperature == 0:
-        return int(logits.argmax())
-    probs, indices = nucleus(logits, request.temperature, request.top_k, request.top_p)
-    return int(indices[draw(probs, request.generator)])
+def sample_rows(logits: torch.Tensor, requests: list[Request]) -> list[int]:
+    """One token per row of logits [rows, vocab], each with its request's own settings and generator.
+
+    The greedy rows take one argmax over the whole batch instead of one per row, in the logits' own dtype (bf16 ->
+    fp32 is exact, so the token is the same); only sampled rows are converted to fp32."""
+    greedy = logits.argmax(-1).tolist() if any(r.temperature == 0 for r in requests) else None
+    tokens = []
+    for row, request in zip(logits, requests):
+        if request.temperature == 0:
+            tokens.append(greedy[len(tokens)])
+            continue
+        probs, indices = nucleus(row.float(), request.temperature, request.top_k, request.top_p)
+        tokens.append(int(indices[draw(probs, request.generator)]))
+    return tokens
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
@@ -329,11 +337,11 @@ class BatchedDecoder(DecoderThread):
         if self.layer_class is not None:
             cache.layer_class_to_replicate = self.layer_class
         logits = self.model(input_ids=ids, attention_mask=real.long(), position_ids=positions, use_cache=True,
-                            logits_to_keep=1, **{self.cache_kwarg: cache}).logits[:, -1].float()
+                            logits_to_keep=1, **{self.cache_kwarg: cache}).logits[:, -1]
         for layer in cache.layers:  # padding columns are masked forever after; zeros keep them harmless
             layer.keys.masked_fill_(~real[:, None, :, None], 0)
             layer.values.masked_fill_(~real[:, None, :, None], 0)
-        tokens = [sample_row(logits[i], r) for i, r in enumerate(requests)]
+        tokens = sample_rows(logits, requests)
         going = [i for i, r in enumerate(requests) if not self._record(r, tokens[i], logits[i])]
         if going:
             index = torch.tensor(going, device=self.device)
@@ -368,13 +376,13 @@ class BatchedDecoder(DecoderThread):
         # right-aligned rows: column j is real for row b when j >= width - length_b
         mask = (torch.arange(width, device=self.device)[None, :] >= (width - self.lengths)[:, None]).long()
         logits = self.model(input_ids=self.last[:, None], attention_mask=mask, position_ids=(self.lengths - 1)[:, None],
-                            use_cache=True, **{self.cache_kwarg: self.cache}).logits[:, -1].float()
+                            use_cache=True, **{self.cache_kwarg: self.cache}).logits[:, -1]
         self.max_batch_seen = max(self.max_batch_seen, len(self.rows))
+        tokens = sample_rows(logits, self.rows)
+        self.last = torch.tensor(tokens, device=self.device)
         finished = set()
         for index, request in enumerate(self.rows):
-            token = sample_row(logits[index], request)
-            self.last[index] = token
-            if self._record(request, token, logits[index]):
+            if self._record(request, tokens[index], logits[index]):
                 finished.add(id(request))
         self._drop(lambda r: id(r) in finished)
 
