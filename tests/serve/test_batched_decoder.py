@@ -15,7 +15,8 @@ import time
 import pytest
 import torch
 
-from zephyr.serve.batched_decoder import PREFILL_PADDING, PREFILL_TOKENS, BatchedDecoder, Request, _prefill_groups, nucleus
+from zephyr.serve.batched_decoder import (PREFILL_PADDING, PREFILL_TOKENS, BatchedDecoder, Request, _prefill_groups,
+                                          nucleus, sample_rows)
 
 
 @pytest.fixture(scope="module", params=["mistral", "gemma3"])  # gemma3: sliding window 16 < prompt + reply
@@ -129,6 +130,21 @@ def test_nucleus_by_hand():
     assert ids.tolist() == [0, 1]
     torch.testing.assert_close(probs, torch.tensor([0.5, 0.3]) / 0.8)
     assert nucleus(logits, 1.0, 1, 1.0)[1].tolist() == [0]  # top-k 1 is argmax
+
+
+def test_sample_rows_greedy_and_sampled_rows_in_one_batch():
+    """Greedy rows take their own row's argmax (bf16 logits, a tie goes to the first index); a sampled row
+    draws from its own nucleus: with top-k 1 that is its argmax too, with top-k 2 one of its two best."""
+    def request(temperature, top_k=0):
+        return Request([1], 4, temperature, top_k, 1.0, frozenset(), lambda *event: None, seed=0)
+
+    logits = torch.tensor([[0.0, 3.0, 1.0, 3.0],    # tie between 1 and 3: the first
+                           [5.0, 0.0, 1.0, 2.0],
+                           [0.0, 1.0, 4.0, 2.0],
+                           [0.0, 0.0, 9.0, 8.5]], dtype=torch.bfloat16)
+    tokens = sample_rows(logits, [request(0), request(0), request(0.7, top_k=1), request(1.0, top_k=2)])
+    assert tokens[:3] == [1, 0, 2] and tokens[3] in (2, 3)
+    assert sample_rows(logits[2:3], [request(0.7, top_k=1)]) == [2]  # no greedy row in the batch
 
 
 def test_seed_gives_the_same_sample_alone_or_batched(model):
