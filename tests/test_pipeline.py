@@ -165,6 +165,7 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
         return report
 
     monkeypatch.setattr(eval_cli, "run_ifeval", score)
+    monkeypatch.setattr(pipeline, "in_fresh_process", lambda function, *args: function(*args))  # sees the patch
     passes = {"base": [False] * 5, "sft": [True] + [False] * 4, "final": [True] * 3 + [False] * 2}
     monkeypatch.setattr(ifeval, "prompt_passes", lambda path, rows: passes[Path(path).parent.name][:len(rows)])
     cfg = pipeline.RunConfig(output_dir=str(tmp_path), ifeval_data=str(IFEVAL), ifeval_prompts=5,
@@ -187,6 +188,17 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
         before = len(calls)
         again = pipeline.run_ifeval(dataclasses.replace(cfg, **changed), sft, dpo, tmp_path / "final")
         assert len(calls) == before + 3 and again["prompts"] == changed.get("ifeval_prompts", 5)
+
+
+def test_in_fresh_process_runs_the_function_in_another_process_and_returns_its_result():
+    import os
+
+    from zephyr import pipeline
+
+    assert pipeline.in_fresh_process(os.getpid) != os.getpid()
+    assert pipeline.in_fresh_process(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ZeroDivisionError):  # the child's error reaches the caller
+        pipeline.in_fresh_process(divmod, 1, 0)
 
 
 def test_an_unknown_ifeval_engine_is_refused_before_anything_runs(tmp_path, capsys):

@@ -224,6 +224,16 @@ def prepare_ifeval(cfg: RunConfig) -> Path | None:
     return prompts
 
 
+def in_fresh_process(function, *args):
+    """`function(*args)` in a new (spawned) process, its result sent back. The IFEval stage answers there: in a
+    process that has trained, the batched decoder's thread decodes about 1.6 times slower (benchmarks/README.md)."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
 def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path | None = None) -> dict:
     """The same fixed IFEval subset for the base model, the SFT model and the final model, greedy; a model whose
     report is already in the run folder is not scored again (with --reuse)."""
@@ -247,11 +257,10 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
         else:
             print(f"zephyr run: IFEval, {name} model ({model})", flush=True)
             settings_file.unlink(missing_ok=True)
-            report = score(EvalConfig(benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
-                                      chat_template=sft_cfg.chat_template, temperature=0.0,
-                                      max_new_tokens=cfg.ifeval_max_new_tokens, batch_size=cfg.ifeval_batch_size,
-                                      engine=cfg.ifeval_engine,
-                                      output_dir=str(prompts.parent / name)))
+            report = in_fresh_process(score, EvalConfig(
+                benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
+                chat_template=sft_cfg.chat_template, temperature=0.0, max_new_tokens=cfg.ifeval_max_new_tokens,
+                batch_size=cfg.ifeval_batch_size, engine=cfg.ifeval_engine, output_dir=str(prompts.parent / name)))
             settings_file.write_text(json.dumps(settings, indent=1))
         table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
     from .data.io import read_objects
