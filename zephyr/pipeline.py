@@ -52,7 +52,7 @@ class RunConfig:
     # IFEval of base, SFT and final: a fixed subset, greedy, as IFEval's harness generates
     ifeval_data: str = field("", help="IFEval input_data.jsonl (default: the hub's google/IFEval)")
     ifeval_prompts: int = field(24, help="IFEval prompts scored, spread evenly over the 541 (0 = all; 24 take "
-                                         "about 4 of the demo's 20-24 minutes on 2 CPU cores; "
+                                         "about 3 of the demo's 19 minutes on 2 CPU cores; "
                                          "benchmarks/ifeval_recipe.py: all)")
     ifeval_max_new_tokens: int = field(512, help="longest IFEval reply, in tokens")
     ifeval_batch_size: int = field(40, help="IFEval prompts generated together (on a CPU, 40 at once take about "
