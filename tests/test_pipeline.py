@@ -1,6 +1,7 @@
 """`zephyr run` end to end on a tiny model: every stage's output, the summary, and reuse on a second run; the
 evaluation reads the SFT model's held-out scores from the DPO stage's folder."""
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -165,7 +166,8 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
         return report
 
     monkeypatch.setattr(eval_cli, "run_ifeval", score)
-    monkeypatch.setattr(pipeline, "in_fresh_process", lambda function, *args: function(*args))  # sees the patch
+    in_this_process = contextlib.nullcontext(lambda function, *args: function(*args))  # sees the patch
+    monkeypatch.setattr(pipeline, "fresh_process", lambda: in_this_process)
     passes = {"base": [False] * 5, "sft": [True] + [False] * 4, "final": [True] * 3 + [False] * 2}
     monkeypatch.setattr(ifeval, "prompt_passes", lambda path, rows: passes[Path(path).parent.name][:len(rows)])
     cfg = pipeline.RunConfig(output_dir=str(tmp_path), ifeval_data=str(IFEVAL), ifeval_prompts=5,
@@ -190,15 +192,18 @@ def test_ifeval_stage_scores_base_sft_and_final_on_one_fixed_subset(tmp_path, mo
         assert len(calls) == before + 3 and again["prompts"] == changed.get("ifeval_prompts", 5)
 
 
-def test_in_fresh_process_runs_the_function_in_another_process_and_returns_its_result():
+def test_fresh_process_runs_each_call_in_one_child_process_and_returns_its_result():
     import os
 
     from zephyr import pipeline
 
-    assert pipeline.in_fresh_process(os.getpid) != os.getpid()
-    assert pipeline.in_fresh_process(divmod, 7, 2) == (3, 1)
-    with pytest.raises(ZeroDivisionError):  # the child's error reaches the caller
-        pipeline.in_fresh_process(divmod, 1, 0)
+    with pipeline.fresh_process() as call:
+        child = call(os.getpid)
+        assert child != os.getpid()
+        assert call(divmod, 7, 2) == (3, 1)
+        with pytest.raises(ZeroDivisionError):  # the child's error reaches the caller
+            call(divmod, 1, 0)
+        assert call(os.getpid) == child  # started once, for every call in the block
 
 
 def test_an_unknown_ifeval_engine_is_refused_before_anything_runs(tmp_path, capsys):

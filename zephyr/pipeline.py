@@ -13,6 +13,7 @@ checkpoint (`--reuse false` redoes all).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -224,14 +225,17 @@ def prepare_ifeval(cfg: RunConfig) -> Path | None:
     return prompts
 
 
-def in_fresh_process(function, *args):
-    """`function(*args)` in a new (spawned) process, its result sent back. The IFEval stage answers there: in a
-    process that has trained, the batched decoder's thread decodes about 1.6 times slower (benchmarks/README.md)."""
+@contextlib.contextmanager
+def fresh_process():
+    """A spawned child process for the calls made in the block: `call(function, *args)` runs `function(*args)`
+    there and returns its result (or raises its error). The IFEval stage answers there: in a process that has
+    trained, the batched decoder's thread decodes about 1.6 times slower (benchmarks/README.md). The child
+    starts at the first call and imports torch once for all of them."""
     import concurrent.futures
     import multiprocessing
 
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
+        yield lambda function, *args: pool.submit(function, *args).result()
 
 
 def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path | None = None) -> dict:
@@ -244,25 +248,26 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
     if prompts is None:
         raise ConfigError("IFEval cannot run here (see above)")
     table = {}
-    for name, model in ifeval_models(sft_cfg, dpo_cfg, final_dir).items():
-        report_file, settings_file = prompts.parent / name / "report.json", prompts.parent / name / "settings.json"
-        # what decides the answers; a report made with other prompts or settings is scored again, never reused
-        settings = {"model": model, "prompts_sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(),
-                    "max_new_tokens": cfg.ifeval_max_new_tokens, "chat_template": sft_cfg.chat_template,
-                    "dtype": sft_cfg.dtype, "engine": cfg.ifeval_engine}
-        if cfg.reuse and report_file.is_file() and settings_file.is_file() and \
-                json.loads(settings_file.read_text()) == settings:
-            print(f"zephyr run: reusing IFEval of the {name} model ({report_file})", flush=True)
-            report = json.loads(report_file.read_text())
-        else:
-            print(f"zephyr run: IFEval, {name} model ({model})", flush=True)
-            settings_file.unlink(missing_ok=True)
-            report = in_fresh_process(score, EvalConfig(
-                benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
-                chat_template=sft_cfg.chat_template, temperature=0.0, max_new_tokens=cfg.ifeval_max_new_tokens,
-                batch_size=cfg.ifeval_batch_size, engine=cfg.ifeval_engine, output_dir=str(prompts.parent / name)))
-            settings_file.write_text(json.dumps(settings, indent=1))
-        table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
+    with fresh_process() as call:
+        for name, model in ifeval_models(sft_cfg, dpo_cfg, final_dir).items():
+            report_file, settings_file = prompts.parent / name / "report.json", prompts.parent / name / "settings.json"
+            # what decides the answers; a report made with other prompts or settings is scored again, never reused
+            settings = {"model": model, "prompts_sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(),
+                        "max_new_tokens": cfg.ifeval_max_new_tokens, "chat_template": sft_cfg.chat_template,
+                        "dtype": sft_cfg.dtype, "engine": cfg.ifeval_engine}
+            if cfg.reuse and report_file.is_file() and settings_file.is_file() and \
+                    json.loads(settings_file.read_text()) == settings:
+                print(f"zephyr run: reusing IFEval of the {name} model ({report_file})", flush=True)
+                report = json.loads(report_file.read_text())
+            else:
+                print(f"zephyr run: IFEval, {name} model ({model})", flush=True)
+                settings_file.unlink(missing_ok=True)
+                report = call(score, EvalConfig(
+                    benchmark="ifeval", model=model, data=str(prompts), dtype=sft_cfg.dtype,
+                    chat_template=sft_cfg.chat_template, temperature=0.0, max_new_tokens=cfg.ifeval_max_new_tokens,
+                    batch_size=cfg.ifeval_batch_size, engine=cfg.ifeval_engine, output_dir=str(prompts.parent / name)))
+                settings_file.write_text(json.dumps(settings, indent=1))
+            table[name] = {k: report[k] for k in (*IFEVAL_NUMBERS, "prompts")}
     from .data.io import read_objects
     from .eval import ifeval
 
