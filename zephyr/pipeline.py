@@ -247,12 +247,13 @@ def run_ifeval(cfg: RunConfig, sft_cfg, dpo_cfg, final_dir: Path, prompts: Path 
     prompts = prompts or prepare_ifeval(cfg)
     if prompts is None:
         raise ConfigError("IFEval cannot run here (see above)")
+    prompts_sha256 = hashlib.sha256(prompts.read_bytes()).hexdigest()
     table = {}
     with fresh_process() as call:
         for name, model in ifeval_models(sft_cfg, dpo_cfg, final_dir).items():
             report_file, settings_file = prompts.parent / name / "report.json", prompts.parent / name / "settings.json"
             # what decides the answers; a report made with other prompts or settings is scored again, never reused
-            settings = {"model": model, "prompts_sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(),
+            settings = {"model": model, "prompts_sha256": prompts_sha256,
                         "max_new_tokens": cfg.ifeval_max_new_tokens, "chat_template": sft_cfg.chat_template,
                         "dtype": sft_cfg.dtype, "engine": cfg.ifeval_engine}
             if cfg.reuse and report_file.is_file() and settings_file.is_file() and \

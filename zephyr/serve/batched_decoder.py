@@ -149,12 +149,12 @@ def sample_rows(logits: torch.Tensor, requests: list[Request]) -> list[int]:
     fp32 is exact, so the token is the same); only sampled rows are converted to fp32."""
     greedy = logits.argmax(-1).tolist() if any(r.temperature == 0 for r in requests) else None
     tokens = []
-    for row, request in zip(logits, requests):
+    for index, (row, request) in enumerate(zip(logits, requests)):
         if request.temperature == 0:
-            tokens.append(greedy[len(tokens)])
-            continue
-        probs, indices = nucleus(row.float(), request.temperature, request.top_k, request.top_p)
-        tokens.append(int(indices[draw(probs, request.generator)]))
+            tokens.append(greedy[index])
+        else:
+            probs, indices = nucleus(row.float(), request.temperature, request.top_k, request.top_p)
+            tokens.append(int(indices[draw(probs, request.generator)]))
     return tokens
 
 
